@@ -1,0 +1,408 @@
+//! Importer for the rail-network data files (`stations.csv`, `timetable_by_station.csv`).
+//!
+//! The timetable has one row per (station, train) call at 321 major stations, in no order.
+//! A train's stops are ordered from its origin row (`始`) following times forward; a time earlier
+//! than the previous one is the next day. Where the origin is not a major station (no `始` row),
+//! the terminus row (`终`) anchors the order backwards; with neither, the largest gap in the
+//! train's daily timetable is taken as the point where it starts. Times alone cannot order calls
+//! that are more than 24 hours apart, so where the terminus would not come last the terminus is
+//! moved last and the train is reported as `ambiguous order`.
+//!
+//! Nothing in the data is fatal: unknown station names, malformed rows and trains left with fewer
+//! than two stops become warnings in the `ImportReport`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+
+use crate::network::{DAY_MIN, NetworkData, Station, Stop, Train};
+use crate::types::{Telecode, TrainCode};
+
+/// What the import found and skipped.
+#[derive(Debug, Default, Clone)]
+pub struct ImportReport {
+    pub stations: usize,
+    pub trains: usize,
+    pub stops: usize,
+    /// Unknown station name → how many timetable rows named it.
+    pub unknown_stations: BTreeMap<String, usize>,
+    /// Trains dropped because fewer than two of their stops are known.
+    pub too_few_stops: Vec<String>,
+    /// Trains whose calls span more than a day, so their order is a best guess.
+    pub ambiguous_order: Vec<String>,
+    /// Rows that could not be parsed (bad train code, bad time, bad telecode), with the reason.
+    pub bad_rows: Vec<String>,
+    /// Identical calls listed twice (through-car variants such as Z97 北京西→红磡), merged.
+    pub duplicate_calls: usize,
+}
+
+impl ImportReport {
+    pub fn warning_count(&self) -> usize {
+        self.unknown_stations.len() + self.too_few_stops.len() + self.ambiguous_order.len() + self.bad_rows.len()
+    }
+
+    /// Human summary, one line per kind of warning.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "{} stations, {} trains, {} stops; {} duplicate calls merged\n",
+            self.stations, self.trains, self.stops, self.duplicate_calls
+        );
+        for (name, rows) in &self.unknown_stations {
+            s += &format!("warning: unknown station {name:?} in {rows} timetable rows (those calls skipped)\n");
+        }
+        let list = |v: &[String]| v.iter().take(10).cloned().collect::<Vec<_>>().join(" ");
+        if !self.too_few_stops.is_empty() {
+            s += &format!(
+                "warning: {} trains with fewer than two known stops skipped: {} ...\n",
+                self.too_few_stops.len(),
+                list(&self.too_few_stops)
+            );
+        }
+        if !self.ambiguous_order.is_empty() {
+            s += &format!(
+                "warning: {} trains span more than a day; stop order is a best guess: {} ...\n",
+                self.ambiguous_order.len(),
+                list(&self.ambiguous_order)
+            );
+        }
+        for r in self.bad_rows.iter().take(20) {
+            s += &format!("warning: bad row: {r}\n");
+        }
+        s
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("reading {file}: {source}")]
+    Csv { file: &'static str, source: csv::Error },
+    #[error("{file}: missing column {column:?}")]
+    MissingColumn { file: &'static str, column: &'static str },
+}
+
+/// Progress callback: (bytes read so far, total bytes) over both files.
+pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
+
+/// Parse both files into a network. `progress` is called as rows are read.
+pub fn parse_network(stations_csv: &[u8], timetable_csv: &[u8], progress: Progress<'_>) -> Result<(NetworkData, ImportReport), ImportError> {
+    let total = (stations_csv.len() + timetable_csv.len()) as u64;
+    let mut report = ImportReport::default();
+    let stations = parse_stations(stations_csv, &mut report, &mut |pos| progress(pos, total))?;
+    let by_name: HashMap<&str, Telecode> = stations.iter().map(|s| (s.name.as_str(), s.telecode)).collect();
+    let offset = stations_csv.len() as u64;
+    let rows = parse_timetable(timetable_csv, &by_name, &mut report, &mut |pos| progress(offset + pos, total))?;
+    let trains = build_trains(rows, &mut report);
+    report.stations = stations.len();
+    report.trains = trains.len();
+    report.stops = trains.iter().map(|t| t.stops.len()).sum();
+    progress(total, total);
+    Ok((NetworkData { stations, trains }, report))
+}
+
+fn column(headers: &csv::StringRecord, file: &'static str, column: &'static str) -> Result<usize, ImportError> {
+    headers.iter().position(|h| h == column).ok_or(ImportError::MissingColumn { file, column })
+}
+
+fn parse_stations(bytes: &[u8], report: &mut ImportReport, progress: &mut dyn FnMut(u64)) -> Result<Vec<Station>, ImportError> {
+    const FILE: &str = "stations.csv";
+    let mut rdr = csv::Reader::from_reader(bytes);
+    let h = rdr.headers().map_err(|source| ImportError::Csv { file: FILE, source })?.clone();
+    let [name, code, pinyin, initials, city, country] =
+        ["name", "telecode", "pinyin", "initials", "city", "country"].map(|c| column(&h, FILE, c));
+    let (name, code, pinyin, initials, city, country) = (name?, code?, pinyin?, initials?, city?, country?);
+    let mut out = Vec::new();
+    for rec in rdr.records() {
+        let rec = rec.map_err(|source| ImportError::Csv { file: FILE, source })?;
+        let Ok(telecode) = rec[code].parse::<Telecode>() else {
+            report.bad_rows.push(format!("{FILE}: bad telecode {:?} for {:?}", &rec[code], &rec[name]));
+            continue;
+        };
+        out.push(Station {
+            telecode,
+            name: rec[name].to_string(),
+            pinyin: rec[pinyin].to_string(),
+            initials: rec[initials].to_string(),
+            city: if rec[city].is_empty() { rec[name].to_string() } else { rec[city].to_string() },
+            country: Some(rec[country].to_string()).filter(|c| !c.is_empty()),
+        });
+        progress(rec.position().map_or(0, |p| p.byte()));
+    }
+    Ok(out)
+}
+
+/// One parsed timetable row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Call {
+    telecode: Telecode,
+    kind: CallKind,
+    arrive: Option<u32>,
+    depart: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CallKind {
+    Origin,
+    Pass,
+    Terminus,
+}
+
+impl Call {
+    /// The time that places this call in the train's day.
+    fn key(&self) -> u32 {
+        match self.kind {
+            CallKind::Origin => self.depart.or(self.arrive),
+            _ => self.arrive.or(self.depart),
+        }
+        .unwrap_or(0)
+    }
+}
+
+fn parse_hhmm(s: &str) -> Result<Option<u32>, ()> {
+    if s == "-" || s.is_empty() {
+        return Ok(None);
+    }
+    let (h, m) = s.split_once(':').ok_or(())?;
+    let (h, m): (u32, u32) = (h.parse().map_err(|_| ())?, m.parse().map_err(|_| ())?);
+    if h >= 24 || m >= 60 {
+        return Err(());
+    }
+    Ok(Some(h * 60 + m))
+}
+
+fn parse_timetable(
+    bytes: &[u8],
+    by_name: &HashMap<&str, Telecode>,
+    report: &mut ImportReport,
+    progress: &mut dyn FnMut(u64),
+) -> Result<BTreeMap<TrainCode, Vec<Call>>, ImportError> {
+    const FILE: &str = "timetable_by_station.csv";
+    let mut rdr = csv::Reader::from_reader(bytes);
+    let h = rdr.headers().map_err(|source| ImportError::Csv { file: FILE, source })?.clone();
+    let [station, kind, code, arrival, departure] =
+        ["station", "kind", "train_code", "arrival", "departure"].map(|c| column(&h, FILE, c));
+    let (station, kind, code, arrival, departure) = (station?, kind?, code?, arrival?, departure?);
+    let mut trains: BTreeMap<TrainCode, Vec<Call>> = BTreeMap::new();
+    for rec in rdr.records() {
+        let rec = rec.map_err(|source| ImportError::Csv { file: FILE, source })?;
+        progress(rec.position().map_or(0, |p| p.byte()));
+        let Ok(train) = rec[code].parse::<TrainCode>() else {
+            report.bad_rows.push(format!("{FILE}: bad train code {:?}", &rec[code]));
+            continue;
+        };
+        let Some(&telecode) = by_name.get(&rec[station]) else {
+            *report.unknown_stations.entry(rec[station].to_string()).or_default() += 1;
+            continue;
+        };
+        let kind = match &rec[kind] {
+            "始" => CallKind::Origin,
+            "终" => CallKind::Terminus,
+            _ => CallKind::Pass,
+        };
+        let (Ok(arrive), Ok(depart)) = (parse_hhmm(&rec[arrival]), parse_hhmm(&rec[departure])) else {
+            report.bad_rows.push(format!("{FILE}: bad time for {train} at {}", &rec[station]));
+            continue;
+        };
+        if arrive.is_none() && depart.is_none() {
+            report.bad_rows.push(format!("{FILE}: no time for {train} at {}", &rec[station]));
+            continue;
+        }
+        let call = Call { telecode, kind, arrive, depart };
+        let calls = trains.entry(train).or_default();
+        if calls.iter().any(|c| c.telecode == call.telecode && c.key() == call.key()) {
+            report.duplicate_calls += 1;
+        } else {
+            calls.push(call);
+        }
+    }
+    Ok(trains)
+}
+
+fn build_trains(rows: BTreeMap<TrainCode, Vec<Call>>, report: &mut ImportReport) -> Vec<Train> {
+    let mut trains = Vec::with_capacity(rows.len());
+    for (code, calls) in rows {
+        if calls.len() < 2 {
+            report.too_few_stops.push(code.to_string());
+            continue;
+        }
+        let (ordered, ambiguous) = order_calls(calls);
+        if ambiguous {
+            report.ambiguous_order.push(code.to_string());
+        }
+        let speed = code.train_type().average_speed_kmh();
+        trains.push(Train { stops: to_stops(&ordered, speed), code });
+    }
+    trains
+}
+
+/// Order a train's calls; true when the order had to be guessed (calls over more than a day).
+fn order_calls(mut calls: Vec<Call>) -> (Vec<Call>, bool) {
+    let anchor = calls.iter().find(|c| c.kind == CallKind::Origin).map(|c| c.key());
+    let terminus = calls.iter().find(|c| c.kind == CallKind::Terminus).map(|c| c.key());
+    let start = match (anchor, terminus) {
+        (Some(t0), _) => t0,
+        // Anchor on the terminus: the call furthest back from it starts the day.
+        (None, Some(tt)) => (tt + 1) % DAY_MIN,
+        (None, None) => start_after_largest_gap(&calls),
+    };
+    let rank = |c: &Call| {
+        let offset = (c.key() + DAY_MIN - start) % DAY_MIN;
+        // The origin sorts first, the terminus last, among calls at the same minute.
+        let tie = match c.kind {
+            CallKind::Origin => 0,
+            CallKind::Pass => 1,
+            CallKind::Terminus => 2,
+        };
+        (offset, tie)
+    };
+    calls.sort_by_key(rank);
+    let mut ambiguous = false;
+    if let Some(pos) = calls.iter().position(|c| c.kind == CallKind::Terminus)
+        && pos != calls.len() - 1
+    {
+        let t = calls.remove(pos);
+        calls.push(t);
+        ambiguous = true;
+    }
+    (calls, ambiguous)
+}
+
+fn start_after_largest_gap(calls: &[Call]) -> u32 {
+    let mut keys: Vec<u32> = calls.iter().map(Call::key).collect();
+    keys.sort_unstable();
+    let n = keys.len();
+    (0..n)
+        .max_by_key(|&i| (keys[(i + 1) % n] + DAY_MIN - keys[i]) % DAY_MIN)
+        .map(|i| keys[(i + 1) % n])
+        .unwrap_or(0)
+}
+
+/// Turn ordered calls into stops with absolute minutes (day offsets) and derived distances.
+fn to_stops(calls: &[Call], speed_kmh: u32) -> Vec<Stop> {
+    let last = calls.len() - 1;
+    let mut clock: Option<u32> = None;
+    let mut first_min = 0;
+    let mut stops = Vec::with_capacity(calls.len());
+    for (i, c) in calls.iter().enumerate() {
+        // Each time is the first moment at or after the previous one with that time of day.
+        let mut advance = |t: Option<u32>| {
+            t.map(|t| {
+                let abs = match clock {
+                    None => t,
+                    Some(prev) => prev + (t + DAY_MIN - prev % DAY_MIN) % DAY_MIN,
+                };
+                clock = Some(abs);
+                abs
+            })
+        };
+        let arrive = if i == 0 { None } else { advance(c.arrive.or(c.depart)) };
+        let depart = if i == last { None } else { advance(c.depart.or(c.arrive)) };
+        if i == 0 {
+            first_min = depart.unwrap_or(0);
+        }
+        let here = arrive.or(depart).unwrap_or(first_min);
+        let km = (u64::from(here - first_min) * u64::from(speed_kmh) / 60) as u32;
+        stops.push(Stop { telecode: c.telecode, arrive_min: arrive, depart_min: depart, km });
+    }
+    stops
+}
+
+/// Read both files from a directory (as shipped in `../shared/data` and the repository's `data/rail`).
+pub fn read_dir(dir: &std::path::Path) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
+    let read = |name: &str| {
+        let mut buf = Vec::new();
+        std::fs::File::open(dir.join(name))?.read_to_end(&mut buf)?;
+        Ok::<_, std::io::Error>(buf)
+    };
+    Ok((read("stations.csv")?, read("timetable_by_station.csv")?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STATIONS: &str = "abbr,name,telecode,pinyin,initials,index,city_code,city,country_code,country,name_local
+bjn,北京南,VNP,beijingnan,bjn,3,0357,北京,,,
+jnx,济南西,JGK,jinanxi,jnx,4,0001,济南,,,
+shq,上海虹桥,AOH,shanghaihongqiao,shhq,5,0002,上海,,,
+gz,广州,GZQ,guangzhou,gz,6,0003,广州,,,
+";
+
+    fn parse(timetable: &str) -> (NetworkData, ImportReport) {
+        parse_network(STATIONS.as_bytes(), timetable.as_bytes(), &mut |_, _| {}).unwrap()
+    }
+
+    const HEADER: &str = "station,service,kind,train_code,origin,terminus,arrival,departure\n";
+
+    #[test]
+    fn orders_from_origin_and_crosses_midnight() {
+        let t = format!(
+            "{HEADER}上海虹桥,x,终,K1,北京南,上海虹桥,06:10,-
+北京南,x,始,K1,北京南,上海虹桥,-,21:00
+济南西,x,过,K1,北京南,上海虹桥,23:58,00:05
+"
+        );
+        let (net, report) = parse(&t);
+        assert_eq!(report.warning_count(), 0, "{}", report.summary());
+        let k1 = &net.trains[0];
+        let codes: Vec<_> = k1.stops.iter().map(|s| s.telecode.as_str()).collect();
+        assert_eq!(codes, ["VNP", "JGK", "AOH"]);
+        assert_eq!(k1.stops[0].depart_min, Some(21 * 60));
+        assert_eq!(k1.stops[1].arrive_min, Some(23 * 60 + 58));
+        assert_eq!(k1.stops[1].depart_min, Some(DAY_MIN + 5));
+        assert_eq!(k1.stops[2].arrive_min, Some(DAY_MIN + 6 * 60 + 10));
+        assert_eq!(k1.stops[2].depart_min, None);
+        // 9h10m at 75 km/h.
+        assert_eq!(k1.stops[2].km, 687);
+    }
+
+    #[test]
+    fn anchors_on_terminus_without_origin_row() {
+        let t = format!(
+            "{HEADER}上海虹桥,x,终,G7,杭州东,上海虹桥,10:00,-
+济南西,x,过,G7,杭州东,上海虹桥,23:00,23:02
+北京南,x,过,G7,杭州东,上海虹桥,21:00,21:05
+"
+        );
+        let (net, _) = parse(&t);
+        let codes: Vec<_> = net.trains[0].stops.iter().map(|s| s.telecode.as_str()).collect();
+        assert_eq!(codes, ["VNP", "JGK", "AOH"]);
+    }
+
+    #[test]
+    fn warns_about_unknown_stations_short_trains_and_bad_rows() {
+        let t = format!(
+            "{HEADER}西安南,x,始,G9,西安南,北京南,-,08:00
+北京南,x,终,G9,西安南,北京南,12:00,-
+北京南,x,始,G10,北京南,广州,-,08:00
+广州,x,终,G10,北京南,广州,17:00,-
+广州,x,终,G10,北京南,广州,17:00,-
+广州,x,过,bad,北京南,广州,17:00,-
+广州,x,过,G11,北京南,广州,25:00,-
+"
+        );
+        let (net, report) = parse(&t);
+        assert_eq!(report.unknown_stations.get("西安南"), Some(&1));
+        assert_eq!(report.too_few_stops, ["G9"]);
+        assert_eq!(report.bad_rows.len(), 2);
+        assert_eq!(report.duplicate_calls, 1);
+        assert_eq!(net.trains.len(), 1);
+        assert!(report.summary().contains("西安南"));
+    }
+
+    #[test]
+    fn terminus_forced_last_when_calls_span_more_than_a_day() {
+        // Origin 20:00; 广州 at 10:00 two days later, 济南西 at 22:00 the first evening.
+        let t = format!(
+            "{HEADER}北京南,x,始,Z1,北京南,广州,-,20:00
+广州,x,终,Z1,北京南,广州,10:00,-
+济南西,x,过,Z1,北京南,广州,22:00,22:10
+上海虹桥,x,过,Z1,北京南,广州,15:00,15:10
+"
+        );
+        let (net, report) = parse(&t);
+        assert_eq!(report.ambiguous_order, ["Z1"]);
+        let z1 = &net.trains[0];
+        assert_eq!(z1.stops.last().unwrap().telecode.as_str(), "GZQ");
+        let times: Vec<_> = z1.stops.iter().map(|s| s.depart_min.or(s.arrive_min).unwrap()).collect();
+        assert!(times.windows(2).all(|w| w[0] < w[1]), "{times:?}");
+    }
+}

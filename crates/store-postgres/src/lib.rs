@@ -1,0 +1,228 @@
+//! The PostgreSQL implementation of [`Store`], selected with `--database-url postgres://...`.
+//! Bulk writes go as one statement per table with `UNNEST` over arrays, so an import is a
+//! handful of round trips, not tens of thousands.
+
+use std::borrow::Cow;
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use chepiao_domain::network::{NetworkData, Station, Stop, Train};
+use chepiao_domain::{RunId, ServiceDate};
+use chepiao_store::{RunRecord, RunStatus, Store, StoreError, check_window};
+use chrono::NaiveDate;
+use sqlx::Row;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+pub use sqlx::postgres::PgConnectOptions as ConnectOptions;
+
+type Result<T> = chepiao_store::Result<T>;
+
+/// Connections per API node; PostgreSQL's default max_connections is 100.
+const CONNECTIONS_MAX: u32 = 16;
+
+fn db(e: sqlx::Error) -> StoreError {
+    StoreError::Database(e.to_string())
+}
+
+fn corrupt(table: &'static str, detail: impl ToString) -> StoreError {
+    StoreError::Corrupt { table, detail: detail.to_string() }
+}
+
+fn migrator() -> Migrator {
+    let m = |version, description: &'static str, sql: &'static str| {
+        Migration::new(version, Cow::Borrowed(description), MigrationType::Simple, Cow::Borrowed(sql), false)
+    };
+    Migrator {
+        migrations: Cow::Owned(vec![m(1, "network", include_str!("../migrations/0001_network.sql"))]),
+        ..Migrator::DEFAULT
+    }
+}
+
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connect to `url` and bring the schema up to date.
+    pub async fn connect(url: &str) -> Result<PgStore> {
+        Self::connect_with(PgConnectOptions::from_str(url).map_err(db)?).await
+    }
+
+    /// Connect with explicit options (tests use this to give each test its own schema).
+    pub async fn connect_with(options: PgConnectOptions) -> Result<PgStore> {
+        let pool = PgPoolOptions::new().max_connections(CONNECTIONS_MAX).connect_with(options).await.map_err(db)?;
+        migrator().run(&pool).await.map_err(|e| StoreError::Migration(e.to_string()))?;
+        Ok(PgStore { pool })
+    }
+}
+
+fn parse<T: FromStr>(table: &'static str, s: &str) -> Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    s.parse().map_err(|e| corrupt(table, format!("{s:?}: {e}")))
+}
+
+fn minutes(table: &'static str, v: Option<i32>) -> Result<Option<u32>> {
+    v.map(|m| u32::try_from(m).map_err(|_| corrupt(table, format!("minutes {m}")))).transpose()
+}
+
+fn to_i32(v: u32) -> Result<i32> {
+    i32::try_from(v).map_err(|_| StoreError::Limit(format!("{v} does not fit a 32-bit column")))
+}
+
+#[async_trait]
+impl Store for PgStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(db)?;
+        Ok(())
+    }
+
+    async fn save_network(&self, data: &NetworkData) -> Result<()> {
+        let s = &data.stations;
+        let col = |f: fn(&Station) -> String| s.iter().map(f).collect::<Vec<String>>();
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        sqlx::query(
+            "INSERT INTO stations (telecode, name, pinyin, initials, city, country)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
+             ON CONFLICT (telecode) DO UPDATE SET name = excluded.name, pinyin = excluded.pinyin,
+             initials = excluded.initials, city = excluded.city, country = excluded.country",
+        )
+        .bind(col(|s| s.telecode.to_string()))
+        .bind(col(|s| s.name.clone()))
+        .bind(col(|s| s.pinyin.clone()))
+        .bind(col(|s| s.initials.clone()))
+        .bind(col(|s| s.city.clone()))
+        .bind(s.iter().map(|s| s.country.clone()).collect::<Vec<Option<String>>>())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+
+        let codes: Vec<String> = data.trains.iter().map(|t| t.code.to_string()).collect();
+        sqlx::query("INSERT INTO trains (code) SELECT * FROM UNNEST($1::text[]) ON CONFLICT DO NOTHING")
+            .bind(&codes)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        sqlx::query("DELETE FROM stops WHERE train_code = ANY($1)").bind(&codes).execute(&mut *tx).await.map_err(db)?;
+
+        let (mut train, mut seq, mut code, mut arr, mut dep, mut km) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for t in &data.trains {
+            for (i, st) in t.stops.iter().enumerate() {
+                train.push(t.code.to_string());
+                seq.push(i as i32);
+                code.push(st.telecode.to_string());
+                arr.push(st.arrive_min.map(to_i32).transpose()?);
+                dep.push(st.depart_min.map(to_i32).transpose()?);
+                km.push(to_i32(st.km)?);
+            }
+        }
+        sqlx::query(
+            "INSERT INTO stops (train_code, seq, telecode, arrive_min, depart_min, km)
+             SELECT * FROM UNNEST($1::text[], $2::int[], $3::text[], $4::int[], $5::int[], $6::int[])",
+        )
+        .bind(train)
+        .bind(seq)
+        .bind(code)
+        .bind(arr)
+        .bind(dep)
+        .bind(km)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn load_network(&self) -> Result<NetworkData> {
+        let rows = sqlx::query("SELECT telecode, name, pinyin, initials, city, country FROM stations ORDER BY telecode")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        let stations = rows
+            .iter()
+            .map(|r| {
+                Ok(Station {
+                    telecode: parse("stations", r.get("telecode"))?,
+                    name: r.get("name"),
+                    pinyin: r.get("pinyin"),
+                    initials: r.get("initials"),
+                    city: r.get("city"),
+                    country: r.get("country"),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let rows = sqlx::query(
+            "SELECT train_code, telecode, arrive_min, depart_min, km FROM stops ORDER BY train_code, seq",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        let mut trains: Vec<Train> = Vec::new();
+        for r in &rows {
+            let code: &str = r.get("train_code");
+            if trains.last().is_none_or(|t| t.code.as_str() != code) {
+                trains.push(Train { code: parse("stops", code)?, stops: Vec::new() });
+            }
+            let stop = Stop {
+                telecode: parse("stops", r.get("telecode"))?,
+                arrive_min: minutes("stops", r.get("arrive_min"))?,
+                depart_min: minutes("stops", r.get("depart_min"))?,
+                km: u32::try_from(r.get::<i32, _>("km")).map_err(|e| corrupt("stops", e))?,
+            };
+            trains.last_mut().expect("pushed above").stops.push(stop);
+        }
+        Ok(NetworkData { stations, trains })
+    }
+
+    async fn ensure_runs(&self, first: ServiceDate, last: ServiceDate) -> Result<u64> {
+        check_window(first, last)?;
+        let done = sqlx::query(
+            "INSERT INTO runs (train_code, service_date)
+             SELECT t.code, d::date FROM trains t CROSS JOIN generate_series($1::date, $2::date, interval '1 day') d
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(first.naive())
+        .bind(last.naive())
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn runs_between(&self, first: ServiceDate, last: ServiceDate) -> Result<Vec<RunRecord>> {
+        check_window(first, last)?;
+        let rows = sqlx::query("SELECT train_code, service_date, status FROM runs WHERE service_date BETWEEN $1 AND $2")
+            .bind(first.naive())
+            .bind(last.naive())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                let status: &str = r.get("status");
+                let date: NaiveDate = r.get("service_date");
+                Ok(RunRecord {
+                    run_id: RunId::new(parse("runs", r.get("train_code"))?, ServiceDate::new(date)),
+                    status: RunStatus::parse(status).ok_or_else(|| corrupt("runs", status))?,
+                })
+            })
+            .collect()
+    }
+
+    async fn set_run_status(&self, run: &RunId, status: RunStatus) -> Result<bool> {
+        let done = sqlx::query("UPDATE runs SET status = $1 WHERE train_code = $2 AND service_date = $3")
+            .bind(status.as_str())
+            .bind(run.train.as_str())
+            .bind(run.date.naive())
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(done.rows_affected() == 1)
+    }
+}

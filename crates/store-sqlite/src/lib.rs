@@ -1,0 +1,240 @@
+//! The SQLite implementation of [`Store`]: chepiao's embedded default. One database file under
+//! the data directory, WAL mode, `synchronous = FULL` (a commit is on disk before it is
+//! acknowledged), and exactly one writer connection: SQLite serialises writers anyway, and one
+//! connection makes that explicit instead of a `SQLITE_BUSY` retry storm. Reads use a separate
+//! small pool, which WAL lets run beside the writer.
+
+use std::borrow::Cow;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chepiao_domain::network::{NetworkData, Station, Stop, Train};
+use chepiao_domain::{RunId, ServiceDate};
+use chepiao_store::{RunRecord, RunStatus, Store, StoreError, check_window};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, Sqlite, Transaction};
+
+type Result<T> = chepiao_store::Result<T>;
+
+/// Reader connections; SQLite readers don't block each other or the writer in WAL mode.
+const READERS_MAX: u32 = 4;
+/// How long a statement waits on a lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn db(e: sqlx::Error) -> StoreError {
+    StoreError::Database(e.to_string())
+}
+
+fn corrupt(table: &'static str, detail: impl ToString) -> StoreError {
+    StoreError::Corrupt { table, detail: detail.to_string() }
+}
+
+/// The migrations, embedded so that the binary carries its schema.
+fn migrator() -> Migrator {
+    let m = |version, description: &'static str, sql: &'static str| {
+        Migration::new(version, Cow::Borrowed(description), MigrationType::Simple, Cow::Borrowed(sql), false)
+    };
+    Migrator {
+        migrations: Cow::Owned(vec![m(1, "network", include_str!("../migrations/0001_network.sql"))]),
+        ..Migrator::DEFAULT
+    }
+}
+
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Open (creating if missing) the database at `url` (`sqlite://path/to/file.db` or a plain
+    /// path) and bring its schema up to date.
+    pub async fn open(url: &str) -> Result<SqliteStore> {
+        let url = if url.starts_with("sqlite:") { url.to_string() } else { format!("sqlite://{url}") };
+        let options = SqliteConnectOptions::from_str(&url)
+            .map_err(db)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await
+            .map_err(db)?;
+        migrator().run(&writer).await.map_err(|e| StoreError::Migration(e.to_string()))?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(READERS_MAX)
+            .connect_with(options.read_only(true))
+            .await
+            .map_err(db)?;
+        Ok(SqliteStore { writer, reader })
+    }
+
+    async fn upsert_stations(tx: &mut Transaction<'_, Sqlite>, stations: &[Station]) -> Result<()> {
+        for s in stations {
+            sqlx::query(
+                "INSERT INTO stations (telecode, name, pinyin, initials, city, country) VALUES (?, ?, ?, ?, ?, ?)
+                 ON CONFLICT (telecode) DO UPDATE SET name = excluded.name, pinyin = excluded.pinyin,
+                 initials = excluded.initials, city = excluded.city, country = excluded.country",
+            )
+            .bind(s.telecode.as_str())
+            .bind(&s.name)
+            .bind(&s.pinyin)
+            .bind(&s.initials)
+            .bind(&s.city)
+            .bind(&s.country)
+            .execute(&mut **tx)
+            .await
+            .map_err(db)?;
+        }
+        Ok(())
+    }
+
+    async fn replace_train(tx: &mut Transaction<'_, Sqlite>, t: &Train) -> Result<()> {
+        sqlx::query("INSERT INTO trains (code) VALUES (?) ON CONFLICT DO NOTHING")
+            .bind(t.code.as_str())
+            .execute(&mut **tx)
+            .await
+            .map_err(db)?;
+        sqlx::query("DELETE FROM stops WHERE train_code = ?").bind(t.code.as_str()).execute(&mut **tx).await.map_err(db)?;
+        for (seq, s) in t.stops.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO stops (train_code, seq, telecode, arrive_min, depart_min, km) VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(t.code.as_str())
+            .bind(seq as i64)
+            .bind(s.telecode.as_str())
+            .bind(s.arrive_min.map(i64::from))
+            .bind(s.depart_min.map(i64::from))
+            .bind(i64::from(s.km))
+            .execute(&mut **tx)
+            .await
+            .map_err(db)?;
+        }
+        Ok(())
+    }
+}
+
+fn parse<T: FromStr>(table: &'static str, s: &str) -> Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    s.parse().map_err(|e| corrupt(table, format!("{s:?}: {e}")))
+}
+
+fn minutes(table: &'static str, v: Option<i64>) -> Result<Option<u32>> {
+    v.map(|m| u32::try_from(m).map_err(|_| corrupt(table, format!("minutes {m}")))).transpose()
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.reader).await.map_err(db)?;
+        Ok(())
+    }
+
+    async fn save_network(&self, data: &NetworkData) -> Result<()> {
+        let mut tx = self.writer.begin().await.map_err(db)?;
+        Self::upsert_stations(&mut tx, &data.stations).await?;
+        for t in &data.trains {
+            Self::replace_train(&mut tx, t).await?;
+        }
+        tx.commit().await.map_err(db)
+    }
+
+    async fn load_network(&self) -> Result<NetworkData> {
+        let rows = sqlx::query("SELECT telecode, name, pinyin, initials, city, country FROM stations ORDER BY telecode")
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db)?;
+        let stations = rows
+            .iter()
+            .map(|r| {
+                Ok(Station {
+                    telecode: parse("stations", r.get("telecode"))?,
+                    name: r.get("name"),
+                    pinyin: r.get("pinyin"),
+                    initials: r.get("initials"),
+                    city: r.get("city"),
+                    country: r.get("country"),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let rows = sqlx::query(
+            "SELECT train_code, telecode, arrive_min, depart_min, km FROM stops ORDER BY train_code, seq",
+        )
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db)?;
+        let mut trains: Vec<Train> = Vec::new();
+        for r in &rows {
+            let code: &str = r.get("train_code");
+            if trains.last().is_none_or(|t| t.code.as_str() != code) {
+                trains.push(Train { code: parse("stops", code)?, stops: Vec::new() });
+            }
+            let stop = Stop {
+                telecode: parse("stops", r.get("telecode"))?,
+                arrive_min: minutes("stops", r.get("arrive_min"))?,
+                depart_min: minutes("stops", r.get("depart_min"))?,
+                km: u32::try_from(r.get::<i64, _>("km")).map_err(|e| corrupt("stops", e))?,
+            };
+            trains.last_mut().expect("pushed above").stops.push(stop);
+        }
+        Ok(NetworkData { stations, trains })
+    }
+
+    async fn ensure_runs(&self, first: ServiceDate, last: ServiceDate) -> Result<u64> {
+        check_window(first, last)?;
+        // `WHERE true` keeps SQLite's parser from reading ON CONFLICT as a join constraint.
+        let done = sqlx::query(
+            "WITH RECURSIVE d(day) AS (SELECT date(?1) UNION ALL SELECT date(day, '+1 day') FROM d WHERE day < date(?2))
+             INSERT INTO runs (train_code, service_date) SELECT t.code, d.day FROM trains t CROSS JOIN d WHERE true
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(first.to_string())
+        .bind(last.to_string())
+        .execute(&self.writer)
+        .await
+        .map_err(db)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn runs_between(&self, first: ServiceDate, last: ServiceDate) -> Result<Vec<RunRecord>> {
+        check_window(first, last)?;
+        let rows = sqlx::query(
+            "SELECT train_code, service_date, status FROM runs WHERE service_date BETWEEN ? AND ?",
+        )
+        .bind(first.to_string())
+        .bind(last.to_string())
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                let status: &str = r.get("status");
+                Ok(RunRecord {
+                    run_id: RunId::new(parse("runs", r.get("train_code"))?, parse("runs", r.get("service_date"))?),
+                    status: RunStatus::parse(status).ok_or_else(|| corrupt("runs", status))?,
+                })
+            })
+            .collect()
+    }
+
+    async fn set_run_status(&self, run: &RunId, status: RunStatus) -> Result<bool> {
+        let done = sqlx::query("UPDATE runs SET status = ? WHERE train_code = ? AND service_date = ?")
+            .bind(status.as_str())
+            .bind(run.train.as_str())
+            .bind(run.date.to_string())
+            .execute(&self.writer)
+            .await
+            .map_err(db)?;
+        Ok(done.rows_affected() == 1)
+    }
+}
