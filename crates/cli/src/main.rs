@@ -1,1 +1,115 @@
-fn main(){}
+//! The `chepiao` binary: the one place where configuration is merged, stores are opened by
+//! URL and the server is launched. Everything it does lives in the library crates; this file
+//! only parses arguments and turns errors into exit codes (anyhow at the edge).
+
+mod config;
+mod import;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use chepiao_server::App;
+use chepiao_server::config::LogFormat;
+use chepiao_store::Store;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "chepiao", version, about = "chepiao (车票): train ticketing for the Spring Festival rush")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the server (imports the bundled rail network on first start).
+    Serve(config::Flags),
+    /// Load the rail network (stations and timetables) into the store.
+    Import {
+        #[command(flatten)]
+        flags: config::Flags,
+        /// Folder with stations.csv and timetable_by_station.csv; default: the copy built into
+        /// this binary (the repository's data/rail).
+        #[arg(long)]
+        data: Option<std::path::PathBuf>,
+    },
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+/// Open the store the configuration names: PostgreSQL for `postgres://`, SQLite otherwise.
+pub async fn open_store(config: &chepiao_server::Config) -> anyhow::Result<Arc<dyn Store>> {
+    let url = config.database_url();
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let store = chepiao_store_postgres::PgStore::connect(&url).await.context("connecting to PostgreSQL")?;
+        return Ok(Arc::new(store));
+    }
+    if config.database_url.is_none() {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    }
+    let store = chepiao_store_sqlite::SqliteStore::open(&url).await.with_context(|| format!("opening {url}"))?;
+    Ok(Arc::new(store))
+}
+
+async fn serve(flags: config::Flags) -> anyhow::Result<()> {
+    let config = config::load(&flags)?;
+    init_logs(config.log_format);
+    let store = open_store(&config).await?;
+    if store.load_network().await?.trains.is_empty() {
+        tracing::info!("no rail network in the store yet: importing the bundled one");
+        import::import(store.as_ref(), None, false).await?;
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let app = App::build(store.clone(), config).await?;
+    tracing::info!(backend = store.backend(), trains = app.state().network.trains().len(), "ready");
+    println!("chepiao is serving at http://{addr}/  (API description: http://{addr}/openapi.json)");
+    app.serve(listener, shutdown_signal()).await?;
+    tracing::info!("shut down cleanly");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        tokio::signal::ctrl_c().await.ok();
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutdown signal received: draining in-flight requests");
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Serve(flags) => serve(flags).await,
+        Command::Import { flags, data } => {
+            let config = config::load(&flags)?;
+            init_logs(config.log_format);
+            let store = open_store(&config).await?;
+            import::import(store.as_ref(), data.as_deref(), true).await
+        }
+    }
+}

@@ -9,7 +9,10 @@
 //! moved last and the train is reported as `ambiguous order`.
 //!
 //! Nothing in the data is fatal: unknown station names, malformed rows and trains left with fewer
-//! than two stops become warnings in the `ImportReport`.
+//! than two stops become warnings in the `ImportReport`. Trains with a single known stop (they
+//! call at only one of the major stations) are kept, so every train of the data is there, but
+//! no journey can be made on them. A dual code (`Z806/Z803`, a train that changes its number
+//! on the way) is imported under its first code.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
@@ -25,7 +28,7 @@ pub struct ImportReport {
     pub stops: usize,
     /// Unknown station name → how many timetable rows named it.
     pub unknown_stations: BTreeMap<String, usize>,
-    /// Trains dropped because fewer than two of their stops are known.
+    /// Trains with fewer than two known stops: stored, but no journey can be made on them.
     pub too_few_stops: Vec<String>,
     /// Trains whose calls span more than a day, so their order is a best guess.
     pub ambiguous_order: Vec<String>,
@@ -33,11 +36,17 @@ pub struct ImportReport {
     pub bad_rows: Vec<String>,
     /// Identical calls listed twice (through-car variants such as Z97 北京西→红磡), merged.
     pub duplicate_calls: usize,
+    /// Dual codes (`Z806/Z803`) imported under their first code.
+    pub dual_codes: Vec<String>,
 }
 
 impl ImportReport {
     pub fn warning_count(&self) -> usize {
-        self.unknown_stations.len() + self.too_few_stops.len() + self.ambiguous_order.len() + self.bad_rows.len()
+        self.unknown_stations.len()
+            + self.too_few_stops.len()
+            + self.ambiguous_order.len()
+            + self.bad_rows.len()
+            + self.dual_codes.len()
     }
 
     /// Human summary, one line per kind of warning.
@@ -52,7 +61,7 @@ impl ImportReport {
         let list = |v: &[String]| v.iter().take(10).cloned().collect::<Vec<_>>().join(" ");
         if !self.too_few_stops.is_empty() {
             s += &format!(
-                "warning: {} trains with fewer than two known stops skipped: {} ...\n",
+                "warning: {} trains call at fewer than two known stations (kept, not bookable): {} ...\n",
                 self.too_few_stops.len(),
                 list(&self.too_few_stops)
             );
@@ -63,6 +72,9 @@ impl ImportReport {
                 self.ambiguous_order.len(),
                 list(&self.ambiguous_order)
             );
+        }
+        for c in &self.dual_codes {
+            s += &format!("warning: dual train code {c} imported under its first code\n");
         }
         for r in self.bad_rows.iter().take(20) {
             s += &format!("warning: bad row: {r}\n");
@@ -184,7 +196,15 @@ fn parse_timetable(
     for rec in rdr.records() {
         let rec = rec.map_err(|source| ImportError::Csv { file: FILE, source })?;
         progress(rec.position().map_or(0, |p| p.byte()));
-        let Ok(train) = rec[code].parse::<TrainCode>() else {
+        let raw_code = &rec[code];
+        let first_code = match raw_code.split_once('/') {
+            Some((first, _)) => {
+                report.dual_codes.push(raw_code.to_string());
+                first
+            }
+            None => raw_code,
+        };
+        let Ok(train) = first_code.parse::<TrainCode>() else {
             report.bad_rows.push(format!("{FILE}: bad train code {:?}", &rec[code]));
             continue;
         };
@@ -221,16 +241,48 @@ fn build_trains(rows: BTreeMap<TrainCode, Vec<Call>>, report: &mut ImportReport)
     for (code, calls) in rows {
         if calls.len() < 2 {
             report.too_few_stops.push(code.to_string());
-            continue;
         }
         let (ordered, ambiguous) = order_calls(calls);
         if ambiguous {
             report.ambiguous_order.push(code.to_string());
         }
-        let speed = code.train_type().average_speed_kmh();
-        trains.push(Train { stops: to_stops(&ordered, speed), code });
+        trains.push(Train { stops: to_stops(&ordered), code });
     }
+    assign_distances(&mut trains);
     trains
+}
+
+/// Running-time estimate of the distance between two calls of a train: minutes × the type's speed.
+fn estimate_km(train: &Train, from: usize, to: usize) -> u32 {
+    let (a, b) = (&train.stops[from], &train.stops[to]);
+    let (Some(depart), Some(arrive)) = (a.depart_min, b.arrive_min) else { return 0 };
+    (u64::from(arrive.saturating_sub(depart)) * u64::from(train.train_type().average_speed_kmh()) / 60) as u32
+}
+
+/// The data has no distances. A station pair's distance is the shortest running-time estimate
+/// ([`estimate_km`]) over every train that calls at both, so a slow train is not charged more
+/// than a fast one for the same hop; a train's stop distances are the sums over its hops.
+fn assign_distances(trains: &mut [Train]) {
+    let mut pair_km: HashMap<(Telecode, Telecode), u32> = HashMap::new();
+    for t in trains.iter() {
+        for i in 0..t.stops.len() {
+            for j in i + 1..t.stops.len() {
+                let (a, b) = (t.stops[i].telecode, t.stops[j].telecode);
+                let key = if a < b { (a, b) } else { (b, a) };
+                let km = estimate_km(t, i, j);
+                pair_km.entry(key).and_modify(|v| *v = (*v).min(km)).or_insert(km);
+            }
+        }
+    }
+    for t in trains.iter_mut() {
+        let mut km = 0;
+        for i in 1..t.stops.len() {
+            let (a, b) = (t.stops[i - 1].telecode, t.stops[i].telecode);
+            // At least 1 km per hop, so distances grow along the train.
+            km += pair_km[&if a < b { (a, b) } else { (b, a) }].max(1);
+            t.stops[i].km = km;
+        }
+    }
 }
 
 /// Order a train's calls; true when the order had to be guessed (calls over more than a day).
@@ -275,11 +327,10 @@ fn start_after_largest_gap(calls: &[Call]) -> u32 {
         .unwrap_or(0)
 }
 
-/// Turn ordered calls into stops with absolute minutes (day offsets) and derived distances.
-fn to_stops(calls: &[Call], speed_kmh: u32) -> Vec<Stop> {
-    let last = calls.len() - 1;
+/// Turn ordered calls into stops with absolute minutes (day offsets); distances come later.
+fn to_stops(calls: &[Call]) -> Vec<Stop> {
+    let last = calls.len().saturating_sub(1);
     let mut clock: Option<u32> = None;
-    let mut first_min = 0;
     let mut stops = Vec::with_capacity(calls.len());
     for (i, c) in calls.iter().enumerate() {
         // Each time is the first moment at or after the previous one with that time of day.
@@ -295,12 +346,7 @@ fn to_stops(calls: &[Call], speed_kmh: u32) -> Vec<Stop> {
         };
         let arrive = if i == 0 { None } else { advance(c.arrive.or(c.depart)) };
         let depart = if i == last { None } else { advance(c.depart.or(c.arrive)) };
-        if i == 0 {
-            first_min = depart.unwrap_or(0);
-        }
-        let here = arrive.or(depart).unwrap_or(first_min);
-        let km = (u64::from(here - first_min) * u64::from(speed_kmh) / 60) as u32;
-        stops.push(Stop { telecode: c.telecode, arrive_min: arrive, depart_min: depart, km });
+        stops.push(Stop { telecode: c.telecode, arrive_min: arrive, depart_min: depart, km: 0 });
     }
     stops
 }
@@ -350,8 +396,28 @@ gz,广州,GZQ,guangzhou,gz,6,0003,广州,,,
         assert_eq!(k1.stops[1].depart_min, Some(DAY_MIN + 5));
         assert_eq!(k1.stops[2].arrive_min, Some(DAY_MIN + 6 * 60 + 10));
         assert_eq!(k1.stops[2].depart_min, None);
-        // 9h10m at 75 km/h.
-        assert_eq!(k1.stops[2].km, 687);
+        // Hops of 2h58 and 6h05 running time at 75 km/h.
+        assert_eq!(k1.stops[1].km, 222);
+        assert_eq!(k1.stops[2].km, 222 + 456);
+    }
+
+    #[test]
+    fn a_hop_has_one_distance_whatever_the_train() {
+        // G3 runs 北京南-济南西 in 1h30, G5 in 2h: both are charged the faster estimate.
+        let t = format!(
+            "{HEADER}北京南,x,始,G3,北京南,上海虹桥,-,10:00
+济南西,x,过,G3,北京南,上海虹桥,11:30,11:35
+上海虹桥,x,终,G3,北京南,上海虹桥,15:00,-
+北京南,x,始,G5,北京南,济南西,-,08:00
+济南西,x,终,G5,北京南,济南西,10:00,-
+"
+        );
+        let (net, _) = parse(&t);
+        let train = |code: &str| net.trains.iter().find(|t| t.code.as_str() == code).unwrap();
+        assert_eq!(train("G5").stops[1].km, 375);
+        assert_eq!(train("G3").stops[1].km, 375);
+        // G3 sums its hops: 375 + 济南西-上海虹桥 (3h25 at 250 km/h = 854 km).
+        assert_eq!(train("G3").stops[2].km, 375 + 854);
     }
 
     #[test]
@@ -376,16 +442,21 @@ gz,广州,GZQ,guangzhou,gz,6,0003,广州,,,
 广州,x,终,G10,北京南,广州,17:00,-
 广州,x,终,G10,北京南,广州,17:00,-
 广州,x,过,bad,北京南,广州,17:00,-
+广州,x,过,Z806/Z803,北京南,广州,17:00,-
 广州,x,过,G11,北京南,广州,25:00,-
 "
         );
         let (net, report) = parse(&t);
         assert_eq!(report.unknown_stations.get("西安南"), Some(&1));
-        assert_eq!(report.too_few_stops, ["G9"]);
+        assert_eq!(report.too_few_stops, ["G9", "Z806"]);
         assert_eq!(report.bad_rows.len(), 2);
         assert_eq!(report.duplicate_calls, 1);
-        assert_eq!(net.trains.len(), 1);
+        // G9 and Z806 are kept with their one known stop; G10 is whole.
+        assert_eq!(net.trains.len(), 3);
+        assert_eq!(net.trains.iter().find(|t| t.code.as_str() == "G9").unwrap().stops.len(), 1);
         assert!(report.summary().contains("西安南"));
+        assert_eq!(report.dual_codes, ["Z806/Z803"]);
+        assert!(net.trains.iter().any(|t| t.code.as_str() == "Z806"));
     }
 
     #[test]

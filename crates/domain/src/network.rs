@@ -167,7 +167,8 @@ impl Network {
             .enumerate()
             .filter_map(|(i, s)| self.match_rank(i, s, q, &lower).map(|r| (r, i as StationIdx)))
             .collect();
-        scored.sort_by_key(|(rank, i)| (*rank, *i));
+        // Among equal matches, busier stations first: `bjn` is 北京南 before 宝鸡南.
+        scored.sort_by_key(|&(rank, i)| (rank, std::cmp::Reverse(self.calls[i as usize].len()), i));
         scored.into_iter().take(limit.min(STATION_MATCHES_MAX)).map(|(_, i)| self.station(i)).collect()
     }
 

@@ -69,7 +69,8 @@ serde_via_str!(Telecode);
 /// Maximum length of a train code; the longest real ones are five characters (`D7531`).
 pub const TRAIN_CODE_LEN_MAX: usize = 8;
 
-/// A train code such as `G1`, `D7531`, `K1270` or `1461`: capital letters and digits, ending in a digit.
+/// A train code such as `G1`, `D7531`, `K1270`, `1461`, or an international train's `004З`:
+/// capital letters (any script) and ASCII digits, at least one digit.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TrainCode(Box<str>);
 
@@ -86,14 +87,12 @@ impl TrainCode {
 impl FromStr for TrainCode {
     type Err = ParseError;
     fn from_str(s: &str) -> Result<Self, ParseError> {
-        let b = s.as_bytes();
-        let valid = !b.is_empty()
-            && b.len() <= TRAIN_CODE_LEN_MAX
-            && b.iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
-            && b[b.len() - 1].is_ascii_digit();
+        let valid = s.chars().count() <= TRAIN_CODE_LEN_MAX
+            && s.chars().all(|c| c.is_uppercase() || c.is_ascii_digit())
+            && s.chars().any(|c| c.is_ascii_digit());
         if !valid {
             return err(format!(
-                "train code must be 1-{TRAIN_CODE_LEN_MAX} capital letters and digits ending in a digit, got {s:?}"
+                "train code must be at most {TRAIN_CODE_LEN_MAX} capital letters and digits, with a digit, got {s:?}"
             ));
         }
         Ok(TrainCode(s.into()))
@@ -370,10 +369,10 @@ mod tests {
 
     #[test]
     fn train_code_shapes() {
-        for ok in ["G1", "D7531", "K1270", "1461", "Z97"] {
+        for ok in ["G1", "D7531", "K1270", "1461", "Z97", "004З"] {
             assert_eq!(ok.parse::<TrainCode>().unwrap().as_str(), ok);
         }
-        for bad in ["", "G", "g1", "G1-", "G123456789", "G 1"] {
+        for bad in ["", "G", "g1", "G1-", "G123456789", "G 1", "Z806/Z803"] {
             assert!(bad.parse::<TrainCode>().is_err(), "{bad}");
         }
         assert_eq!("1461".parse::<TrainCode>().unwrap().train_type(), TrainType::P);
@@ -394,7 +393,7 @@ mod tests {
         assert_eq!(id.train.as_str(), "G1");
         assert_eq!(id.date.to_string(), "2026-11-21");
         assert_eq!(id.to_string(), "G1-20261121");
-        for bad in ["G1", "G1-2026112", "G1-20261131", "-20261121", "g1-20261121"] {
+        for bad in ["G1", "G1-2026112", "G1-20261131", "-20261121", "g1-20261121", "G1-2026-11-21"] {
             assert!(bad.parse::<RunId>().is_err(), "{bad}");
         }
     }

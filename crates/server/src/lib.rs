@@ -1,1 +1,159 @@
+//! chepiao's HTTP layer (axum), meilisearch-style: thin handlers over in-memory indexes and
+//! the stores, with a stable error model.
+//!
+//! How the parts fit:
+//! - [`App::build`] reads the network from the [`Store`], indexes it ([`Network`]), makes sure
+//!   the runs of the sale window exist and loads them into a [`RunCalendar`].
+//! - [`App::router`] wires the routes ([`routes`]) under the middleware ([`middleware`]):
+//!   request ids, body and time limits, panic capture, per-route metrics.
+//! - Search asks an [`Inventory`] for remaining places: [`CapacityOnly`] until the seat engine
+//!   plugs in behind the same trait.
+//! - [`App::serve`] runs until the shutdown future resolves, then drains in-flight requests.
+//!   A background task rolls the sale window forward at midnight, China time.
 
+pub mod config;
+pub mod error;
+pub mod inventory;
+pub mod metrics;
+pub mod middleware;
+pub mod openapi;
+pub mod routes;
+
+use std::future::Future;
+use std::ops::Deref;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use chepiao_domain::{Network, ServiceDate};
+use chepiao_store::Store;
+use tower_http::catch_panic::CatchPanicLayer;
+
+pub use config::Config;
+pub use error::ApiError;
+pub use inventory::{CapacityOnly, Inventory, RunCalendar};
+
+/// What every handler can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+pub struct Shared {
+    pub network: Arc<Network>,
+    pub store: Arc<dyn Store>,
+    pub inventory: Arc<dyn Inventory>,
+    pub config: Config,
+    calendar: RwLock<Arc<RunCalendar>>,
+}
+
+impl Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl Shared {
+    /// The current run calendar (replaced at midnight).
+    pub fn calendar(&self) -> Arc<RunCalendar> {
+        self.calendar.read().expect("calendar lock is never poisoned").clone()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("the store holds no rail network: run `chepiao import` first")]
+    NoNetwork,
+    #[error(transparent)]
+    Store(#[from] chepiao_store::StoreError),
+    #[error("bad configuration: {0}")]
+    Config(String),
+}
+
+pub struct App {
+    state: AppState,
+}
+
+impl App {
+    /// Load the network and the run calendar from `store`.
+    pub async fn build(store: Arc<dyn Store>, config: Config) -> Result<App, StartError> {
+        config.validate().map_err(StartError::Config)?;
+        let data = store.load_network().await?;
+        if data.trains.is_empty() {
+            return Err(StartError::NoNetwork);
+        }
+        let network = Arc::new(Network::new(data));
+        let today = ServiceDate::today_in_china(chrono::Utc::now());
+        let calendar = RunCalendar::load(store.as_ref(), &network, today, config.sale_window_days).await?;
+        let inventory = Arc::new(CapacityOnly { network: network.clone() });
+        let shared = Shared { network, store, inventory, config, calendar: RwLock::new(Arc::new(calendar)) };
+        Ok(App { state: AppState(Arc::new(shared)) })
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    pub fn router(&self) -> Router {
+        use routes::{health, network};
+        let limits = middleware::Limits {
+            body_len_max: self.state.config.body_len_max,
+            request_timeout: Duration::from_millis(self.state.config.request_timeout_ms),
+        };
+        Router::new()
+            .route("/healthz", get(health::healthz))
+            .route("/readyz", get(health::readyz))
+            .route("/metrics", get(health::metrics))
+            .route("/openapi.json", get(health::openapi))
+            .route("/api/v1/stations", get(network::stations))
+            .route("/api/v1/trains", get(network::trains))
+            .route("/api/v1/runs/{run_id}", get(network::run))
+            .route_layer(axum::middleware::from_fn(middleware::track_metrics))
+            .fallback(|| async { ApiError::not_found("no such route") })
+            .method_not_allowed_fallback(|| async { ApiError::method_not_allowed("method not allowed on this route") })
+            .with_state(self.state.clone())
+            .layer(DefaultBodyLimit::max(limits.body_len_max))
+            .layer(CatchPanicLayer::custom(middleware::panic_response))
+            .layer(axum::middleware::from_fn_with_state(limits, middleware::request_context))
+    }
+
+    /// Serve on `listener` until `shutdown` resolves, then finish in-flight requests.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        crate::metrics::handle();
+        let roll = tokio::spawn(roll_sale_window(self.state.clone()));
+        let result = axum::serve(listener, self.router()).with_graceful_shutdown(shutdown).await;
+        roll.abort();
+        result
+    }
+}
+
+/// At each midnight (China time) create the runs of the new last sale day and swap in a fresh
+/// calendar. A failure is logged and retried a minute later; search keeps the old calendar.
+async fn roll_sale_window(state: AppState) {
+    loop {
+        let now = chrono::Utc::now();
+        let today = ServiceDate::today_in_china(now);
+        let next_midnight = today.add_days(1).at_minutes(0).with_timezone(&chrono::Utc);
+        let wait = (next_midnight - now).to_std().unwrap_or_default();
+        tokio::time::sleep(wait + Duration::from_secs(1)).await;
+        loop {
+            let today = ServiceDate::today_in_china(chrono::Utc::now());
+            match RunCalendar::load(state.store.as_ref(), &state.network, today, state.config.sale_window_days).await {
+                Ok(cal) => {
+                    *state.calendar.write().expect("calendar lock is never poisoned") = Arc::new(cal);
+                    tracing::info!(%today, "sale window rolled forward");
+                    break;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "rolling the sale window failed; retrying in a minute");
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! The stable error model of API.md: an HTTP status and `{code, message, request_id}`.
+//!
+//! Codes are five digits: the HTTP status followed by a two-digit number (40401, 50301), except
+//! the 400-series codes API.md fixes (40001-40009), which later 400 codes continue (40010...).
+//! Every code is listed in [`CODES`], which the OpenAPI description prints.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::middleware::current_request_id;
+
+/// A failed request, ready to be rendered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: u32,
+    pub message: String,
+}
+
+/// The JSON body of every error response.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// Stable machine-readable code (see the table in the API description).
+    pub code: u32,
+    /// Human-readable explanation.
+    pub message: String,
+    /// The request id, also in the `x-request-id` response header.
+    pub request_id: String,
+}
+
+macro_rules! codes {
+    ($($name:ident = $code:literal, $status:ident, $doc:literal;)*) => {
+        /// Every error code, with its HTTP status and meaning.
+        pub const CODES: &[(u32, u16, &str)] = &[$(($code, StatusCode::$status.as_u16(), $doc)),*];
+        impl ApiError {
+            $(
+                #[doc = $doc]
+                pub fn $name(message: impl Into<String>) -> ApiError {
+                    ApiError { status: StatusCode::$status, code: $code, message: message.into() }
+                }
+            )*
+        }
+    };
+}
+
+codes! {
+    username_exists = 40001, BAD_REQUEST, "username exists";
+    bad_parameter = 40002, BAD_REQUEST, "bad parameter: missing, malformed or out of range; the message names it";
+    user_not_found = 40003, BAD_REQUEST, "user not found";
+    wrong_password = 40004, BAD_REQUEST, "wrong password";
+    bad_signing_method = 40005, UNAUTHORIZED, "bad token signing method";
+    invalid_token = 40006, UNAUTHORIZED, "invalid token";
+    invalid_claims = 40007, UNAUTHORIZED, "invalid claims";
+    wrong_token_type = 40008, UNAUTHORIZED, "wrong token type";
+    old_password_wrong = 40009, BAD_REQUEST, "old password wrong";
+    outside_sale_window = 40010, BAD_REQUEST, "date outside the sale window";
+    malformed_body = 40011, BAD_REQUEST, "request body is not valid JSON of the expected shape";
+    not_found = 40401, NOT_FOUND, "no such route or resource";
+    unknown_station = 40402, NOT_FOUND, "unknown station telecode";
+    unknown_run = 40403, NOT_FOUND, "unknown run";
+    method_not_allowed = 40501, METHOD_NOT_ALLOWED, "method not allowed on this route";
+    body_too_large = 41301, PAYLOAD_TOO_LARGE, "request body larger than the limit";
+    unsupported_media_type = 41501, UNSUPPORTED_MEDIA_TYPE, "request body must be application/json";
+    internal = 50001, INTERNAL_SERVER_ERROR, "internal error (a bug: the request id finds it in the logs)";
+    unavailable = 50301, SERVICE_UNAVAILABLE, "a store is unreachable; retry later";
+    timeout = 50302, SERVICE_UNAVAILABLE, "the request took longer than the server's limit; retry later";
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::warn!(code = self.code, message = %self.message, "request failed");
+        }
+        let body = ErrorBody { code: self.code, message: self.message, request_id: current_request_id() };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<chepiao_store::StoreError> for ApiError {
+    fn from(e: chepiao_store::StoreError) -> Self {
+        use chepiao_store::StoreError::*;
+        match e {
+            Database(_) => ApiError::unavailable(e.to_string()),
+            Limit(m) => ApiError::bad_parameter(m),
+            Migration(_) | Corrupt { .. } => ApiError::internal(e.to_string()),
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! Cross-cutting request handling: request ids, body-size and time limits, panics turned into
+//! JSON errors, access logs and per-route Prometheus metrics.
+
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::error::ApiError;
+
+/// Longest request id accepted from a client's `x-request-id`; longer ones are replaced.
+const REQUEST_ID_LEN_MAX: usize = 64;
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+tokio::task_local! {
+    static REQUEST_ID: String;
+}
+
+/// The id of the request this task is serving (empty outside a request).
+pub fn current_request_id() -> String {
+    REQUEST_ID.try_with(Clone::clone).unwrap_or_default()
+}
+
+/// Limits applied to every request.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub body_len_max: usize,
+    pub request_timeout: Duration,
+}
+
+fn client_request_id(req: &Request) -> Option<String> {
+    let v = req.headers().get(REQUEST_ID_HEADER)?.to_str().ok()?;
+    let ok = !v.is_empty()
+        && v.len() <= REQUEST_ID_LEN_MAX
+        && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    ok.then(|| v.to_string())
+}
+
+/// Outermost layer: assign the request id, enforce the declared body size and the time limit,
+/// and log the request. Everything inside runs with the id in a task-local.
+pub async fn request_context(State(limits): State<Limits>, req: Request, next: Next) -> Response {
+    let id = client_request_id(&req).unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    let (method, uri) = (req.method().clone(), req.uri().clone());
+    let started = Instant::now();
+    let mut response = REQUEST_ID
+        .scope(id.clone(), async move {
+            let declared = req
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if declared.is_some_and(|n| n > limits.body_len_max as u64) {
+                return ApiError::body_too_large(format!("body exceeds {} bytes", limits.body_len_max))
+                    .into_response();
+            }
+            match tokio::time::timeout(limits.request_timeout, next.run(req)).await {
+                Ok(response) => response,
+                Err(_) => ApiError::timeout(format!("no answer within {} ms", limits.request_timeout.as_millis()))
+                    .into_response(),
+            }
+        })
+        .await;
+    let status = response.status().as_u16();
+    let elapsed_us = started.elapsed().as_micros() as u64;
+    tracing::debug!(request_id = %id, %method, %uri, status, elapsed_us, "request");
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, v);
+    }
+    response
+}
+
+/// Per-route metrics; installed with `route_layer` so the matched route template is known.
+pub async fn track_metrics(req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_default();
+    let method = req.method().as_str().to_owned();
+    let started = Instant::now();
+    let response = next.run(req).await;
+    let status = response.status().as_u16().to_string();
+    let elapsed = started.elapsed().as_secs_f64();
+    metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route).record(elapsed);
+    response
+}
+
+/// A panic in a handler is a bug; the client gets a JSON 500, the server keeps running.
+pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let detail = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("panic");
+    tracing::error!(panic = detail, "handler panicked");
+    ApiError::internal("internal error").into_response()
+}

@@ -1,0 +1,34 @@
+//! The OpenAPI document, generated from the handlers' annotations and served at `/openapi.json`.
+
+use std::sync::OnceLock;
+
+use utoipa::OpenApi;
+
+use crate::error::{CODES, ErrorBody};
+use crate::routes::{health, network};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "chepiao", description = "chepiao (车票): train ticketing for the Spring Festival rush. \
+        Money is integer fen; times are RFC 3339 in China time (UTC+8); dates are YYYY-MM-DD. \
+        Every error is `{code, message, request_id}` with one of the codes below."),
+    paths(health::healthz, health::readyz, health::metrics, network::stations, network::trains, network::run),
+    components(schemas(ErrorBody)),
+    tags((name = "network", description = "stations, train search with remaining tickets, runs"),
+         (name = "operations", description = "health, readiness, metrics"))
+)]
+struct ApiDoc;
+
+/// The document as JSON, built once.
+pub fn json() -> &'static str {
+    static JSON: OnceLock<String> = OnceLock::new();
+    JSON.get_or_init(|| {
+        let mut doc = ApiDoc::openapi();
+        let mut table = String::from("\n\n| code | HTTP | meaning |\n|---|---|---|\n");
+        for (code, status, meaning) in CODES {
+            table += &format!("| {code} | {status} | {meaning} |\n");
+        }
+        doc.info.description = Some(doc.info.description.unwrap_or_default() + &table);
+        doc.to_json().expect("the OpenAPI document serialises")
+    })
+}

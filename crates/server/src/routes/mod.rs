@@ -1,0 +1,45 @@
+//! HTTP handlers, one module per part of the API.
+
+pub mod health;
+pub mod network;
+
+use std::collections::HashMap;
+use std::str::FromStr;
+
+use axum::extract::{FromRequestParts, Query};
+use axum::http::request::Parts;
+
+use crate::error::ApiError;
+
+/// Raw query parameters. Handlers parse each one by name with [`Params::required`] or
+/// [`Params::optional`], so that an error message always names the parameter at fault.
+pub struct Params(HashMap<String, String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Params {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Query(map) = Query::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::bad_parameter(format!("query string: {e}")))?;
+        Ok(Params(map))
+    }
+}
+
+impl Params {
+    pub fn optional<T: FromStr>(&self, name: &str) -> Result<Option<T>, ApiError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.0.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) {
+            None => Ok(None),
+            Some(v) => v.parse().map(Some).map_err(|e| ApiError::bad_parameter(format!("parameter `{name}`: {e}"))),
+        }
+    }
+
+    pub fn required<T: FromStr>(&self, name: &str) -> Result<T, ApiError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        self.optional(name)?.ok_or_else(|| ApiError::bad_parameter(format!("parameter `{name}` is required")))
+    }
+}

@@ -1,0 +1,109 @@
+//! Bad input of every kind gets a clear 4xx in the error model, never a 500 or a dropped
+//! connection; operations endpoints answer.
+
+use serde_json::Value;
+
+use crate::helpers::{Backend, TestApp, spawn_app, tomorrow};
+
+/// Assert the error model: status, code, a message containing `mentions`, a request id that
+/// matches the header.
+async fn assert_error(r: reqwest::Response, status: u16, code: u64, mentions: &str) {
+    assert_eq!(r.status().as_u16(), status);
+    let header_id = r.headers().get("x-request-id").unwrap().to_str().unwrap().to_string();
+    let body: Value = r.json().await.expect("error bodies are JSON");
+    assert_eq!(body["code"].as_u64(), Some(code), "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains(mentions), "message {message:?} should mention {mentions:?}");
+    assert_eq!(body["request_id"].as_str(), Some(header_id.as_str()));
+}
+
+async fn get(app: &TestApp, path: &str) -> reqwest::Response {
+    app.get(path).await
+}
+
+#[tokio::test]
+async fn bad_search_parameters_name_the_parameter() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let d = tomorrow();
+    assert_error(get(&app, &format!("/api/v1/trains?to=AOH&date={d}")).await, 400, 40002, "`from`").await;
+    assert_error(get(&app, &format!("/api/v1/trains?from=VNP&date={d}")).await, 400, 40002, "`to`").await;
+    assert_error(get(&app, "/api/v1/trains?from=VNP&to=AOH").await, 400, 40002, "`date`").await;
+    assert_error(get(&app, &format!("/api/v1/trains?from=vn&to=AOH&date={d}")).await, 400, 40002, "`from`").await;
+    assert_error(get(&app, &format!("/api/v1/trains?from=VNP&to=A%20H&date={d}")).await, 400, 40002, "`to`").await;
+    for bad in ["2026-13-01", "2026-02-30", "tomorrow", "2026-1-1", "99999-01-01"] {
+        assert_error(get(&app, &format!("/api/v1/trains?from=VNP&to=AOH&date={bad}")).await, 400, 40002, "`date`")
+            .await;
+    }
+    assert_error(get(&app, "/api/v1/stations").await, 400, 40002, "`q`").await;
+    assert_error(get(&app, "/api/v1/stations?q=bj&limit=0").await, 400, 40002, "`limit`").await;
+    assert_error(get(&app, "/api/v1/stations?q=bj&limit=-1").await, 400, 40002, "`limit`").await;
+    assert_error(get(&app, "/api/v1/stations?q=bj&limit=99999999999999999999999").await, 400, 40002, "`limit`").await;
+}
+
+#[tokio::test]
+async fn unknown_stations_and_dates_outside_the_sale_window() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let d = tomorrow();
+    assert_error(get(&app, &format!("/api/v1/trains?from=ZZZ&to=AOH&date={d}")).await, 404, 40402, "ZZZ").await;
+    assert_error(get(&app, &format!("/api/v1/trains?from=VNP&to=QQQ&date={d}")).await, 404, 40402, "`to`").await;
+    let yesterday = d.add_days(-2);
+    assert_error(get(&app, &format!("/api/v1/trains?from=VNP&to=AOH&date={yesterday}")).await, 400, 40010, "sale window")
+        .await;
+    let far = d.add_days(400);
+    assert_error(get(&app, &format!("/api/v1/trains?from=VNP&to=AOH&date={far}")).await, 400, 40010, "sale window").await;
+}
+
+#[tokio::test]
+async fn malformed_requests_never_reach_a_500() {
+    let app = spawn_app(Backend::Sqlite).await;
+    // Non-UTF-8 in the query string and in the path.
+    let r = get(&app, "/api/v1/stations?q=%FF%FE").await;
+    assert!(r.status().is_success() || r.status().as_u16() == 400, "{}", r.status());
+    assert_error(get(&app, "/api/v1/runs/%FF%FE").await, 400, 40002, "run_id").await;
+    // Unknown routes and wrong methods.
+    assert_error(get(&app, "/api/v1/nope").await, 404, 40401, "route").await;
+    let r = app.client.post(app.url("/api/v1/trains")).body("{}").send().await.unwrap();
+    assert_error(r, 405, 40501, "method").await;
+    // A body over the limit is refused before it is read.
+    let big = vec![b'x'; 1024 * 1024];
+    let r = app.client.post(app.url("/api/v1/trains")).body(big).send().await.unwrap();
+    assert_error(r, 413, 41301, "bytes").await;
+    // Junk JSON to a GET route and a huge query string.
+    let r = app.client.get(app.url("/api/v1/stations?q=bj")).body("{not json").send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let long_q = "x".repeat(10_000);
+    let r = get(&app, &format!("/api/v1/stations?q={long_q}")).await;
+    assert!(r.status().as_u16() < 500, "{}", r.status());
+}
+
+#[tokio::test]
+async fn request_ids_are_echoed_or_made() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let r = app.client.get(app.url("/api/v1/nope")).header("x-request-id", "abc-123").send().await.unwrap();
+    assert_eq!(r.headers()["x-request-id"], "abc-123");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["request_id"], "abc-123");
+    // A hostile id is replaced, not echoed.
+    let r = app.client.get(app.url("/healthz")).header("x-request-id", "a b\"<script>").send().await.unwrap();
+    assert_ne!(r.headers()["x-request-id"], "a b\"<script>");
+}
+
+#[tokio::test]
+async fn operations_endpoints() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let (status, health) = app.get_json("/healthz").await;
+    assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
+    let (status, ready) = app.get_json("/readyz").await;
+    assert_eq!((status, ready["store"].as_str()), (200, Some("sqlite")));
+    app.get(&format!("/api/v1/trains?from=VNP&to=AOH&date={}", tomorrow())).await;
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(metrics.contains("http_requests_total"), "{metrics}");
+    assert!(metrics.contains(r#"route="/api/v1/trains""#), "{metrics}");
+    assert!(metrics.contains("http_request_duration_seconds_bucket"), "{metrics}");
+    let (status, doc) = app.get_json("/openapi.json").await;
+    assert_eq!(status, 200);
+    for path in ["/api/v1/stations", "/api/v1/trains", "/api/v1/runs/{run_id}", "/healthz", "/readyz"] {
+        assert!(doc["paths"][path].is_object(), "{path} missing from the OpenAPI document");
+    }
+    assert!(doc["info"]["description"].as_str().unwrap().contains("40010"));
+}
