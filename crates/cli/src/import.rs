@@ -20,7 +20,9 @@ pub async fn import(store: &dyn Store, dir: Option<&Path>, show_progress: bool) 
     };
     let bar = if show_progress { ProgressBar::new(0) } else { ProgressBar::hidden() };
     bar.set_style(
-        ProgressStyle::with_template("{msg} [{bar:40}] {bytes}/{total_bytes}").expect("valid template").progress_chars("=> "),
+        ProgressStyle::with_template("{msg} [{bar:40}] {bytes}/{total_bytes}")
+            .expect("valid template")
+            .progress_chars("=> "),
     );
     bar.set_message("parsing");
     let (data, report) = parse_network(&stations, &timetable, &mut |done, total| {
@@ -34,7 +36,13 @@ pub async fn import(store: &dyn Store, dir: Option<&Path>, show_progress: bool) 
     if show_progress {
         print!("imported into {}: {summary}", store.backend());
     } else {
-        tracing::info!(stations = report.stations, trains = report.trains, stops = report.stops, warnings = report.warning_count(), "network imported");
+        tracing::info!(
+            stations = report.stations,
+            trains = report.trains,
+            stops = report.stops,
+            warnings = report.warning_count(),
+            "network imported"
+        );
         for line in summary.lines().skip(1) {
             tracing::warn!("{line}");
         }

@@ -13,6 +13,11 @@ use chepiao_server::config::LogFormat;
 use chepiao_store::Store;
 use clap::{Parser, Subcommand};
 
+/// mimalloc: the search path allocates many small strings; glibc malloc showed up at ~15% of
+/// its profile (docs/BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "chepiao", version, about = "chepiao (车票): train ticketing for the Spring Festival rush")]
 struct Cli {
@@ -69,9 +74,8 @@ async fn serve(flags: config::Flags) -> anyhow::Result<()> {
         tracing::info!("no rail network in the store yet: importing the bundled one");
         import::import(store.as_ref(), None, false).await?;
     }
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("binding {}", config.listen))?;
+    let listener =
+        tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
     let app = App::build(store.clone(), config).await?;
     tracing::info!(backend = store.backend(), trains = app.state().network.trains().len(), "ready");

@@ -95,7 +95,11 @@ pub enum ImportError {
 pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
 
 /// Parse both files into a network. `progress` is called as rows are read.
-pub fn parse_network(stations_csv: &[u8], timetable_csv: &[u8], progress: Progress<'_>) -> Result<(NetworkData, ImportReport), ImportError> {
+pub fn parse_network(
+    stations_csv: &[u8],
+    timetable_csv: &[u8],
+    progress: Progress<'_>,
+) -> Result<(NetworkData, ImportReport), ImportError> {
     let total = (stations_csv.len() + timetable_csv.len()) as u64;
     let mut report = ImportReport::default();
     let stations = parse_stations(stations_csv, &mut report, &mut |pos| progress(pos, total))?;
@@ -114,7 +118,11 @@ fn column(headers: &csv::StringRecord, file: &'static str, column: &'static str)
     headers.iter().position(|h| h == column).ok_or(ImportError::MissingColumn { file, column })
 }
 
-fn parse_stations(bytes: &[u8], report: &mut ImportReport, progress: &mut dyn FnMut(u64)) -> Result<Vec<Station>, ImportError> {
+fn parse_stations(
+    bytes: &[u8],
+    report: &mut ImportReport,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Vec<Station>, ImportError> {
     const FILE: &str = "stations.csv";
     let mut rdr = csv::Reader::from_reader(bytes);
     let h = rdr.headers().map_err(|source| ImportError::Csv { file: FILE, source })?.clone();
@@ -321,10 +329,7 @@ fn start_after_largest_gap(calls: &[Call]) -> u32 {
     let mut keys: Vec<u32> = calls.iter().map(Call::key).collect();
     keys.sort_unstable();
     let n = keys.len();
-    (0..n)
-        .max_by_key(|&i| (keys[(i + 1) % n] + DAY_MIN - keys[i]) % DAY_MIN)
-        .map(|i| keys[(i + 1) % n])
-        .unwrap_or(0)
+    (0..n).max_by_key(|&i| (keys[(i + 1) % n] + DAY_MIN - keys[i]) % DAY_MIN).map(|i| keys[(i + 1) % n]).unwrap_or(0)
 }
 
 /// Turn ordered calls into stops with absolute minutes (day offsets); distances come later.

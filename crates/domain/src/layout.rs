@@ -50,11 +50,7 @@ impl Layout {
 
     /// The classes this consist sells, in the API's order, with their capacity.
     pub fn classes(&self) -> Vec<(SeatClass, u32)> {
-        SeatClass::ALL
-            .into_iter()
-            .map(|c| (c, self.capacity(c)))
-            .filter(|(_, n)| *n > 0)
-            .collect()
+        SeatClass::ALL.into_iter().map(|c| (c, self.capacity(c))).filter(|(_, n)| *n > 0).collect()
     }
 
     pub fn seated_total(&self) -> u32 {
@@ -126,10 +122,7 @@ mod tests {
     fn sleeper_consist() {
         let l = Layout::for_type(TrainType::K);
         let classes: Vec<_> = l.classes().into_iter().map(|(c, _)| c).collect();
-        assert_eq!(
-            classes,
-            [SeatClass::SoftSleeper, SeatClass::HardSleeper, SeatClass::HardSeat, SeatClass::Standing]
-        );
+        assert_eq!(classes, [SeatClass::SoftSleeper, SeatClass::HardSleeper, SeatClass::HardSeat, SeatClass::Standing]);
         assert_eq!(l.capacity(SeatClass::HardSleeper), 6 * 66);
         assert_eq!(l.coaches[1].seats[..3], ["01L", "01M", "01U"]);
     }

@@ -18,4 +18,4 @@ pub mod types;
 
 pub use layout::Layout;
 pub use network::{Journey, Network, NetworkData, Station, Stop, Train};
-pub use types::{Fen, ParseError, RunId, SeatClass, ServiceDate, Telecode, TrainCode, TrainType};
+pub use types::{ChinaTime, Fen, ParseError, RunId, SeatClass, ServiceDate, Telecode, TrainCode, TrainType};

@@ -208,9 +208,9 @@ impl Network {
                 let train = &self.trains[ti as usize];
                 let Some(depart) = train.stops[fi as usize].depart_min else { continue };
                 let run_date = date.add_days(-i64::from(depart / DAY_MIN));
-                let to_stop = train.stops[fi as usize + 1..].iter().position(|s| {
-                    to.iter().any(|&t| self.stations[t as usize].telecode == s.telecode)
-                });
+                let to_stop = train.stops[fi as usize + 1..]
+                    .iter()
+                    .position(|s| to.iter().any(|&t| self.stations[t as usize].telecode == s.telecode));
                 if let Some(offset) = to_stop
                     && runs(ti, run_date)
                 {
@@ -265,7 +265,11 @@ mod tests {
                 },
                 Train {
                     code: "K9".parse().unwrap(),
-                    stops: vec![stop("AOH", None, Some(1380)), stop("JGK", Some(1500), Some(1510)), stop("BJP", Some(1800), None)],
+                    stops: vec![
+                        stop("AOH", None, Some(1380)),
+                        stop("JGK", Some(1500), Some(1510)),
+                        stop("BJP", Some(1800), None),
+                    ],
                 },
             ],
         })

@@ -142,6 +142,10 @@ impl ServiceDate {
         let local = midnight + chrono::Duration::minutes(i64::from(minutes));
         local.and_local_timezone(china_offset()).single().expect("fixed offset is unambiguous")
     }
+    /// The instant `minutes` after this date's midnight, for display (cheaper than `at_minutes`).
+    pub fn time_at(&self, minutes: u32) -> ChinaTime {
+        ChinaTime { date: *self, minutes }
+    }
     /// Compact form used inside run ids: `20261121`.
     fn compact(&self) -> String {
         format!("{:04}{:02}{:02}", self.0.year(), self.0.month(), self.0.day())
@@ -160,9 +164,7 @@ impl FromStr for ServiceDate {
         if !shape_ok {
             return err(format!("date must be YYYY-MM-DD, got {s:?}"));
         }
-        NaiveDate::parse_from_str(s, "%Y-%m-%d")
-            .map(ServiceDate)
-            .or_else(|_| err(format!("no such date: {s:?}")))
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").map(ServiceDate).or_else(|_| err(format!("no such date: {s:?}")))
     }
 }
 impl fmt::Display for ServiceDate {
@@ -171,6 +173,29 @@ impl fmt::Display for ServiceDate {
     }
 }
 serde_via_str!(ServiceDate);
+
+/// A minute on the railway's clock, displayed as RFC 3339 with the +08:00 offset:
+/// `2026-11-21T09:00:00+08:00`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct ChinaTime {
+    date: ServiceDate,
+    /// Minutes after `date`'s midnight; may span several days.
+    minutes: u32,
+}
+
+impl fmt::Display for ChinaTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let day = self.date.0 + chrono::Duration::days(i64::from(self.minutes / (24 * 60)));
+        let m = self.minutes % (24 * 60);
+        write!(f, "{:04}-{:02}-{:02}T{:02}:{:02}:00+08:00", day.year(), day.month(), day.day(), m / 60, m % 60)
+    }
+}
+
+impl Serialize for ChinaTime {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
 
 /// Money in integer fen (1 yuan = 100 fen). Never a float.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default, Serialize, Deserialize)]
@@ -288,9 +313,7 @@ impl TrainType {
 }
 
 /// Seat classes, as the API spells them.
-#[derive(
-    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize, utoipa::ToSchema,
-)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum SeatClass {
     /// 商务座
@@ -403,6 +426,9 @@ mod tests {
         let d: ServiceDate = "2026-11-21".parse().unwrap();
         assert_eq!(d.at_minutes(9 * 60).to_rfc3339(), "2026-11-21T09:00:00+08:00");
         assert_eq!(d.at_minutes(24 * 60 + 30).to_rfc3339(), "2026-11-22T00:30:00+08:00");
+        for m in [0, 9 * 60, 24 * 60 + 30, 3 * 24 * 60 + 23 * 60 + 59] {
+            assert_eq!(d.time_at(m).to_string(), d.at_minutes(m).to_rfc3339());
+        }
     }
 
     #[test]

@@ -53,21 +53,12 @@ pub const BODY_LEN_MAX_MAX: usize = 16 * 1024 * 1024;
 
 impl Config {
     /// Every key, as the file and `CHEPIAO_<KEY>` spell it.
-    pub const KEYS: &'static [&'static str] = &[
-        "listen",
-        "data_dir",
-        "database_url",
-        "sale_window_days",
-        "body_len_max",
-        "request_timeout_ms",
-        "log_format",
-    ];
+    pub const KEYS: &'static [&'static str] =
+        &["listen", "data_dir", "database_url", "sale_window_days", "body_len_max", "request_timeout_ms", "log_format"];
 
     /// The database URL in effect.
     pub fn database_url(&self) -> String {
-        self.database_url
-            .clone()
-            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("chepiao.db").display()))
+        self.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("chepiao.db").display()))
     }
 
     pub fn validate(&self) -> Result<(), String> {

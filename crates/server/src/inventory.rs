@@ -73,7 +73,14 @@ impl RunCalendar {
         let runs = store.runs_between(first, sale_last).await?;
         let words_per_day = network.trains().len().div_ceil(64);
         let days = sale_last.days_since(first) as usize + 1;
-        let mut cal = RunCalendar { first, last: sale_last, today, sale_last, words_per_day, bits: vec![0; days * words_per_day] };
+        let mut cal = RunCalendar {
+            first,
+            last: sale_last,
+            today,
+            sale_last,
+            words_per_day,
+            bits: vec![0; days * words_per_day],
+        };
         for r in runs.iter().filter(|r| r.status == RunStatus::Scheduled) {
             if let Some(t) = network.train_idx(&r.run_id.train) {
                 let (word, bit) = cal.slot(t, r.run_id.date);

@@ -96,12 +96,13 @@ impl App {
     }
 
     pub fn router(&self) -> Router {
-        use routes::{health, network};
+        use routes::{health, network, web};
         let limits = middleware::Limits {
             body_len_max: self.state.config.body_len_max,
             request_timeout: Duration::from_millis(self.state.config.request_timeout_ms),
         };
         Router::new()
+            .route("/", get(web::index))
             .route("/healthz", get(health::healthz))
             .route("/readyz", get(health::readyz))
             .route("/metrics", get(health::metrics))

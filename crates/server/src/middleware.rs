@@ -52,8 +52,7 @@ pub async fn request_context(State(limits): State<Limits>, req: Request, next: N
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<u64>().ok());
             if declared.is_some_and(|n| n > limits.body_len_max as u64) {
-                return ApiError::body_too_large(format!("body exceeds {} bytes", limits.body_len_max))
-                    .into_response();
+                return ApiError::body_too_large(format!("body exceeds {} bytes", limits.body_len_max)).into_response();
             }
             match tokio::time::timeout(limits.request_timeout, next.run(req)).await {
                 Ok(response) => response,

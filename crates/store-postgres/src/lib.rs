@@ -140,10 +140,11 @@ impl Store for PgStore {
     }
 
     async fn load_network(&self) -> Result<NetworkData> {
-        let rows = sqlx::query("SELECT telecode, name, pinyin, initials, city, country FROM stations ORDER BY telecode")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
+        let rows =
+            sqlx::query("SELECT telecode, name, pinyin, initials, city, country FROM stations ORDER BY telecode")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?;
         let stations = rows
             .iter()
             .map(|r| {
@@ -157,12 +158,11 @@ impl Store for PgStore {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let rows = sqlx::query(
-            "SELECT train_code, telecode, arrive_min, depart_min, km FROM stops ORDER BY train_code, seq",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?;
+        let rows =
+            sqlx::query("SELECT train_code, telecode, arrive_min, depart_min, km FROM stops ORDER BY train_code, seq")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?;
         let mut trains: Vec<Train> = Vec::new();
         for r in &rows {
             let code: &str = r.get("train_code");
@@ -197,12 +197,13 @@ impl Store for PgStore {
 
     async fn runs_between(&self, first: ServiceDate, last: ServiceDate) -> Result<Vec<RunRecord>> {
         check_window(first, last)?;
-        let rows = sqlx::query("SELECT train_code, service_date, status FROM runs WHERE service_date BETWEEN $1 AND $2")
-            .bind(first.naive())
-            .bind(last.naive())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
+        let rows =
+            sqlx::query("SELECT train_code, service_date, status FROM runs WHERE service_date BETWEEN $1 AND $2")
+                .bind(first.naive())
+                .bind(last.naive())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?;
         rows.iter()
             .map(|r| {
                 let status: &str = r.get("status");

@@ -59,11 +59,7 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options.clone())
-            .await
-            .map_err(db)?;
+        let writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await.map_err(db)?;
         migrator().run(&writer).await.map_err(|e| StoreError::Migration(e.to_string()))?;
         let reader = SqlitePoolOptions::new()
             .max_connections(READERS_MAX)
@@ -99,7 +95,11 @@ impl SqliteStore {
             .execute(&mut **tx)
             .await
             .map_err(db)?;
-        sqlx::query("DELETE FROM stops WHERE train_code = ?").bind(t.code.as_str()).execute(&mut **tx).await.map_err(db)?;
+        sqlx::query("DELETE FROM stops WHERE train_code = ?")
+            .bind(t.code.as_str())
+            .execute(&mut **tx)
+            .await
+            .map_err(db)?;
         for (seq, s) in t.stops.iter().enumerate() {
             sqlx::query(
                 "INSERT INTO stops (train_code, seq, telecode, arrive_min, depart_min, km) VALUES (?, ?, ?, ?, ?, ?)",
@@ -150,10 +150,11 @@ impl Store for SqliteStore {
     }
 
     async fn load_network(&self) -> Result<NetworkData> {
-        let rows = sqlx::query("SELECT telecode, name, pinyin, initials, city, country FROM stations ORDER BY telecode")
-            .fetch_all(&self.reader)
-            .await
-            .map_err(db)?;
+        let rows =
+            sqlx::query("SELECT telecode, name, pinyin, initials, city, country FROM stations ORDER BY telecode")
+                .fetch_all(&self.reader)
+                .await
+                .map_err(db)?;
         let stations = rows
             .iter()
             .map(|r| {
@@ -167,12 +168,11 @@ impl Store for SqliteStore {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let rows = sqlx::query(
-            "SELECT train_code, telecode, arrive_min, depart_min, km FROM stops ORDER BY train_code, seq",
-        )
-        .fetch_all(&self.reader)
-        .await
-        .map_err(db)?;
+        let rows =
+            sqlx::query("SELECT train_code, telecode, arrive_min, depart_min, km FROM stops ORDER BY train_code, seq")
+                .fetch_all(&self.reader)
+                .await
+                .map_err(db)?;
         let mut trains: Vec<Train> = Vec::new();
         for r in &rows {
             let code: &str = r.get("train_code");
@@ -208,14 +208,12 @@ impl Store for SqliteStore {
 
     async fn runs_between(&self, first: ServiceDate, last: ServiceDate) -> Result<Vec<RunRecord>> {
         check_window(first, last)?;
-        let rows = sqlx::query(
-            "SELECT train_code, service_date, status FROM runs WHERE service_date BETWEEN ? AND ?",
-        )
-        .bind(first.to_string())
-        .bind(last.to_string())
-        .fetch_all(&self.reader)
-        .await
-        .map_err(db)?;
+        let rows = sqlx::query("SELECT train_code, service_date, status FROM runs WHERE service_date BETWEEN ? AND ?")
+            .bind(first.to_string())
+            .bind(last.to_string())
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db)?;
         rows.iter()
             .map(|r| {
                 let status: &str = r.get("status");

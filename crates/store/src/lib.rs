@@ -96,9 +96,7 @@ pub trait Store: Send + Sync + 'static {
 pub fn check_window(first: ServiceDate, last: ServiceDate) -> Result<()> {
     let days = last.days_since(first);
     if !(0..RUN_WINDOW_DAYS_MAX).contains(&days) {
-        return Err(StoreError::Limit(format!(
-            "run window {first}..{last} must be 1 to {RUN_WINDOW_DAYS_MAX} days"
-        )));
+        return Err(StoreError::Limit(format!("run window {first}..{last} must be 1 to {RUN_WINDOW_DAYS_MAX} days")));
     }
     Ok(())
 }

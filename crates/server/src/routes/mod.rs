@@ -2,12 +2,16 @@
 
 pub mod health;
 pub mod network;
+pub mod web;
 
 use std::collections::HashMap;
 use std::str::FromStr;
 
 use axum::extract::{FromRequestParts, Query};
+use axum::http::header;
 use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 
 use crate::error::ApiError;
 
@@ -41,5 +45,22 @@ impl Params {
         T::Err: std::fmt::Display,
     {
         self.optional(name)?.ok_or_else(|| ApiError::bad_parameter(format!("parameter `{name}` is required")))
+    }
+}
+
+/// A JSON response serialised into a buffer of `capacity_hint` bytes: large bodies (a search
+/// answer is ~16 KB) then skip the repeated grow-and-copy of axum's default 128-byte start.
+pub struct JsonOut<T> {
+    pub value: T,
+    pub capacity_hint: usize,
+}
+
+impl<T: Serialize> IntoResponse for JsonOut<T> {
+    fn into_response(self) -> Response {
+        let mut buf = Vec::with_capacity(self.capacity_hint);
+        match serde_json::to_writer(&mut buf, &self.value) {
+            Ok(()) => ([(header::CONTENT_TYPE, "application/json")], buf).into_response(),
+            Err(e) => ApiError::internal(format!("serialising the response: {e}")).into_response(),
+        }
     }
 }

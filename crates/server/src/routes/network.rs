@@ -4,10 +4,12 @@ use axum::Json;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use chepiao_domain::network::{Journey, Station, StationIdx};
-use chepiao_domain::{RunId, SeatClass, ServiceDate, Telecode, fare};
+use chepiao_domain::{ChinaTime, RunId, SeatClass, ServiceDate, Telecode, fare};
 use serde::Serialize;
 
-use super::Params;
+use axum::response::{IntoResponse, Response};
+
+use super::{JsonOut, Params};
 use crate::AppState;
 use crate::error::ApiError;
 use crate::inventory::JourneyKey;
@@ -27,7 +29,12 @@ pub struct StationView {
 
 impl From<&Station> for StationView {
     fn from(s: &Station) -> Self {
-        StationView { telecode: s.telecode.to_string(), name: s.name.clone(), pinyin: s.pinyin.clone(), city: s.city.clone() }
+        StationView {
+            telecode: s.telecode.to_string(),
+            name: s.name.clone(),
+            pinyin: s.pinyin.clone(),
+            city: s.city.clone(),
+        }
     }
 }
 
@@ -49,19 +56,21 @@ pub async fn stations(State(state): State<AppState>, params: Params) -> Result<J
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct Departure {
-    pub telecode: String,
-    pub name: String,
+pub struct Departure<'a> {
+    pub telecode: &'a str,
+    pub name: &'a str,
     /// RFC 3339, China time.
-    pub departs_at: String,
+    #[schema(value_type = String, example = "2026-11-21T09:00:00+08:00")]
+    pub departs_at: ChinaTime,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct Arrival {
-    pub telecode: String,
-    pub name: String,
+pub struct Arrival<'a> {
+    pub telecode: &'a str,
+    pub name: &'a str,
     /// RFC 3339, China time.
-    pub arrives_at: String,
+    #[schema(value_type = String, example = "2026-11-21T13:28:00+08:00")]
+    pub arrives_at: ChinaTime,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -74,17 +83,21 @@ pub struct ClassOffer {
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct TrainResult {
+pub struct TrainResult<'a> {
     /// `G1-20261121`: train code and the date the train left its first stop.
-    pub run_id: String,
-    pub train_code: String,
-    pub from: Departure,
-    pub to: Arrival,
+    #[schema(value_type = String, example = "G1-20261121")]
+    pub run_id: RunId,
+    pub train_code: &'a str,
+    pub from: Departure<'a>,
+    pub to: Arrival<'a>,
     pub duration_min: u32,
     /// Derived distance (see docs/DATA.md).
     pub distance_km: u32,
     pub classes: Vec<ClassOffer>,
 }
+
+/// Bytes of JSON per search result, to size the response buffer in one go.
+const TRAIN_RESULT_JSON_LEN: usize = 512;
 
 fn station_set<'a>(state: &'a AppState, params: &Params, name: &str) -> Result<&'a [StationIdx], ApiError> {
     let code: Telecode = params.required(name)?;
@@ -103,7 +116,7 @@ fn station_set<'a>(state: &'a AppState, params: &Params, name: &str) -> Result<&
            ("date" = String, Query, description = "boarding date YYYY-MM-DD (China time), within the sale window")),
     responses((status = 200, body = [TrainResult]), (status = 400, body = crate::error::ErrorBody),
               (status = 404, body = crate::error::ErrorBody)))]
-pub async fn trains(State(state): State<AppState>, params: Params) -> Result<Json<Vec<TrainResult>>, ApiError> {
+pub async fn trains(State(state): State<AppState>, params: Params) -> Result<Response, ApiError> {
     let from = station_set(&state, &params, "from")?;
     let to = station_set(&state, &params, "to")?;
     let date: ServiceDate = params.required("date")?;
@@ -120,10 +133,12 @@ pub async fn trains(State(state): State<AppState>, params: Params) -> Result<Jso
         .map(|j| JourneyKey { train: j.train, run_date: j.run_date, from_stop: j.from_stop, to_stop: j.to_stop })
         .collect();
     let counts = state.inventory.remaining(&keys).await?;
-    Ok(Json(journeys.iter().zip(counts).map(|(j, c)| train_result(&state, j, c)).collect()))
+    let results: Vec<TrainResult> = journeys.iter().zip(counts).map(|(j, c)| train_result(&state, j, c)).collect();
+    let capacity_hint = (results.len() + 1) * TRAIN_RESULT_JSON_LEN;
+    Ok(JsonOut { value: results, capacity_hint }.into_response())
 }
 
-fn train_result(state: &AppState, j: &Journey, counts: Vec<(SeatClass, u32)>) -> TrainResult {
+fn train_result<'a>(state: &'a AppState, j: &Journey, counts: Vec<(SeatClass, u32)>) -> TrainResult<'a> {
     let train = state.network.train(j.train);
     let (a, b) = (&train.stops[j.from_stop as usize], &train.stops[j.to_stop as usize]);
     let depart = a.depart_min.expect("journeys board where the train departs");
@@ -137,17 +152,17 @@ fn train_result(state: &AppState, j: &Journey, counts: Vec<(SeatClass, u32)>) ->
         })
         .collect();
     TrainResult {
-        run_id: RunId::new(train.code.clone(), j.run_date).to_string(),
-        train_code: train.code.to_string(),
+        run_id: RunId::new(train.code.clone(), j.run_date),
+        train_code: train.code.as_str(),
         from: Departure {
-            telecode: a.telecode.to_string(),
-            name: station(a.telecode).name.clone(),
-            departs_at: j.run_date.at_minutes(depart).to_rfc3339(),
+            telecode: station(a.telecode).telecode.as_str(),
+            name: &station(a.telecode).name,
+            departs_at: j.run_date.time_at(depart),
         },
         to: Arrival {
-            telecode: b.telecode.to_string(),
-            name: station(b.telecode).name.clone(),
-            arrives_at: j.run_date.at_minutes(arrive).to_rfc3339(),
+            telecode: station(b.telecode).telecode.as_str(),
+            name: &station(b.telecode).name,
+            arrives_at: j.run_date.time_at(arrive),
         },
         duration_min: arrive - depart,
         distance_km: km,
@@ -215,7 +230,8 @@ pub async fn run(
             km: s.km,
         })
         .collect();
-    let classes = train.layout().classes().into_iter().map(|(class, capacity)| ClassCapacity { class, capacity }).collect();
+    let classes =
+        train.layout().classes().into_iter().map(|(class, capacity)| ClassCapacity { class, capacity }).collect();
     Ok(Json(RunView {
         run_id: run.to_string(),
         train_code: train.code.to_string(),

@@ -24,7 +24,8 @@ async fn g1_runs_beijing_south_to_shanghai_hongqiao(backend: Backend) {
     assert_eq!(second["remaining"], 540);
     assert!(second["price_fen"].as_i64().unwrap() > 10_000);
     // Every result really calls at 北京南 then 上海虹桥, sorted by departure.
-    let departs: Vec<&str> = trains.as_array().unwrap().iter().map(|t| t["from"]["departs_at"].as_str().unwrap()).collect();
+    let departs: Vec<&str> =
+        trains.as_array().unwrap().iter().map(|t| t["from"]["departs_at"].as_str().unwrap()).collect();
     assert!(departs.windows(2).all(|w| w[0] <= w[1]), "{departs:?}");
     assert!(trains.as_array().unwrap().iter().all(|t| t["from"]["telecode"] == "VNP" && t["to"]["telecode"] == "AOH"));
 }

@@ -47,10 +47,16 @@ async fn unknown_stations_and_dates_outside_the_sale_window() {
     assert_error(get(&app, &format!("/api/v1/trains?from=ZZZ&to=AOH&date={d}")).await, 404, 40402, "ZZZ").await;
     assert_error(get(&app, &format!("/api/v1/trains?from=VNP&to=QQQ&date={d}")).await, 404, 40402, "`to`").await;
     let yesterday = d.add_days(-2);
-    assert_error(get(&app, &format!("/api/v1/trains?from=VNP&to=AOH&date={yesterday}")).await, 400, 40010, "sale window")
-        .await;
+    assert_error(
+        get(&app, &format!("/api/v1/trains?from=VNP&to=AOH&date={yesterday}")).await,
+        400,
+        40010,
+        "sale window",
+    )
+    .await;
     let far = d.add_days(400);
-    assert_error(get(&app, &format!("/api/v1/trains?from=VNP&to=AOH&date={far}")).await, 400, 40010, "sale window").await;
+    assert_error(get(&app, &format!("/api/v1/trains?from=VNP&to=AOH&date={far}")).await, 400, 40010, "sale window")
+        .await;
 }
 
 #[tokio::test]
@@ -106,4 +112,7 @@ async fn operations_endpoints() {
         assert!(doc["paths"][path].is_object(), "{path} missing from the OpenAPI document");
     }
     assert!(doc["info"]["description"].as_str().unwrap().contains("40010"));
+    let page = app.get("/").await;
+    assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
+    assert!(page.text().await.unwrap().contains("/api/v1/trains"));
 }
