@@ -3,11 +3,10 @@
 use axum::Json;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
 use chepiao_domain::network::{Journey, Station, StationIdx};
 use chepiao_domain::{ChinaTime, RunId, SeatClass, ServiceDate, Telecode, fare};
 use serde::Serialize;
-
-use axum::response::{IntoResponse, Response};
 
 use super::{JsonOut, Params};
 use crate::AppState;
@@ -16,6 +15,8 @@ use crate::inventory::JourneyKey;
 
 /// Station matches returned when `limit` is not given.
 const STATION_LIMIT_DEFAULT: usize = 10;
+/// Longest station query, in characters (station names and pinyin are far shorter).
+const STATION_QUERY_LEN_MAX: usize = 64;
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct StationView {
@@ -45,6 +46,9 @@ impl From<&Station> for StationView {
     responses((status = 200, body = [StationView]), (status = 400, body = crate::error::ErrorBody)))]
 pub async fn stations(State(state): State<AppState>, params: Params) -> Result<Json<Vec<StationView>>, ApiError> {
     let q: String = params.required("q")?;
+    if q.chars().count() > STATION_QUERY_LEN_MAX {
+        return Err(ApiError::bad_parameter(format!("parameter `q`: at most {STATION_QUERY_LEN_MAX} characters")));
+    }
     let limit: usize = params.optional("limit")?.unwrap_or(STATION_LIMIT_DEFAULT);
     if !(1..=chepiao_domain::network::STATION_MATCHES_MAX).contains(&limit) {
         return Err(ApiError::bad_parameter(format!(
