@@ -30,7 +30,31 @@ pub struct Layout {
     pub coaches: Vec<CoachLayout>,
     /// 无座 places per run.
     pub standing_capacity: u32,
+    /// Seat indexes per class: seated classes in coach order, then standing.
+    class_ranges: Vec<ClassRange>,
+    /// Per seated seat index: (coach number, index within the coach).
+    seat_places: Vec<(u8, u16)>,
 }
+
+/// The seat indexes `first..first + len` of one class. A run's seats are numbered in coach
+/// order (every class's coaches are adjacent); standing places come after the last seat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClassRange {
+    pub class: SeatClass,
+    pub first: u16,
+    pub len: u16,
+}
+
+/// Where a seat index is: coach number and label (`无座` for a standing place).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeatPlace<'a> {
+    pub coach: u8,
+    pub label: &'a str,
+    pub class: SeatClass,
+}
+
+/// Label of every standing place.
+pub const STANDING_LABEL: &str = "无座";
 
 impl Layout {
     /// The consist every train of `train_type` runs with.
@@ -54,7 +78,42 @@ impl Layout {
     }
 
     pub fn seated_total(&self) -> u32 {
-        self.coaches.iter().map(|c| c.seats.len() as u32).sum()
+        self.seat_places.len() as u32
+    }
+
+    /// Seat index ranges per class, in coach order, standing last.
+    pub fn class_ranges(&self) -> &[ClassRange] {
+        &self.class_ranges
+    }
+
+    /// The seated class 无座 is priced with and waits on: standing is sold for a journey only
+    /// once this class is sold out for it (二等座 on EMUs, 硬座 on conventional trains).
+    pub fn standing_waits_on(&self) -> SeatClass {
+        if self.capacity(SeatClass::Second) > 0 { SeatClass::Second } else { SeatClass::HardSeat }
+    }
+
+    /// Coach and label of seat index `idx`. Standing places are spread over the coaches of the
+    /// class they wait on.
+    pub fn seat_at(&self, idx: u16) -> Option<SeatPlace<'_>> {
+        if let Some(&(coach_i, within)) = self.seat_places.get(idx as usize) {
+            let c = &self.coaches[coach_i as usize];
+            return Some(SeatPlace { coach: c.number, label: &c.seats[within as usize], class: c.class });
+        }
+        let standing_i = u32::from(idx) - self.seated_total();
+        if standing_i >= self.standing_capacity {
+            return None;
+        }
+        let hosts: Vec<&CoachLayout> = self.coaches.iter().filter(|c| c.class == self.standing_waits_on()).collect();
+        let host = hosts[standing_i as usize % hosts.len()];
+        Some(SeatPlace { coach: host.number, label: STANDING_LABEL, class: SeatClass::Standing })
+    }
+
+    /// The seat's letter (`A`..`F` for EMU seats, `L`/`M`/`U` for berths); None for numbered
+    /// hard seats and standing places.
+    pub fn seat_letter(&self, idx: u16) -> Option<u8> {
+        let (coach_i, within) = *self.seat_places.get(idx as usize)?;
+        let label = self.coaches[coach_i as usize].seats[within as usize].as_bytes();
+        label.last().copied().filter(u8::is_ascii_alphabetic)
     }
 }
 
@@ -93,14 +152,33 @@ fn build(train_type: TrainType) -> Layout {
             vec![(1..=1, SoftSleeper), (2..=7, HardSleeper), (8..=15, HardSeat)]
         }
     };
-    let coaches = plan.into_iter().flat_map(|(nums, class)| nums.map(move |n| coach(n, class))).collect();
+    let coaches: Vec<CoachLayout> =
+        plan.into_iter().flat_map(|(nums, class)| nums.map(move |n| coach(n, class))).collect();
     let standing_capacity = match train_type {
         TrainType::G => 60,
         TrainType::D | TrainType::C | TrainType::S => 80,
         TrainType::Z => 150,
         _ => 200,
     };
-    Layout { coaches, standing_capacity }
+    let mut class_ranges: Vec<ClassRange> = Vec::new();
+    let mut seat_places = Vec::new();
+    for (ci, c) in coaches.iter().enumerate() {
+        match class_ranges.last_mut() {
+            Some(r) if r.class == c.class => r.len += c.seats.len() as u16,
+            _ => {
+                assert!(class_ranges.iter().all(|r| r.class != c.class), "a class's coaches are adjacent");
+                class_ranges.push(ClassRange {
+                    class: c.class,
+                    first: seat_places.len() as u16,
+                    len: c.seats.len() as u16,
+                });
+            }
+        }
+        seat_places.extend((0..c.seats.len()).map(|i| (ci as u8, i as u16)));
+    }
+    let first = seat_places.len() as u16;
+    class_ranges.push(ClassRange { class: SeatClass::Standing, first, len: standing_capacity as u16 });
+    Layout { coaches, standing_capacity, class_ranges, seat_places }
 }
 
 #[cfg(test)]
@@ -125,6 +203,29 @@ mod tests {
         assert_eq!(classes, [SeatClass::SoftSleeper, SeatClass::HardSleeper, SeatClass::HardSeat, SeatClass::Standing]);
         assert_eq!(l.capacity(SeatClass::HardSleeper), 6 * 66);
         assert_eq!(l.coaches[1].seats[..3], ["01L", "01M", "01U"]);
+    }
+
+    #[test]
+    fn seat_indexes_map_to_coaches_letters_and_standing() {
+        let l = Layout::for_type(TrainType::G);
+        let ranges = l.class_ranges();
+        assert_eq!(
+            ranges.iter().map(|r| r.class).collect::<Vec<_>>(),
+            [SeatClass::Business, SeatClass::First, SeatClass::Second, SeatClass::Standing]
+        );
+        assert_eq!((ranges[2].first, ranges[2].len), (70, 540));
+        let p = l.seat_at(70).unwrap();
+        assert_eq!((p.coach, p.label, p.class), (3, "01A", SeatClass::Second));
+        assert_eq!(l.seat_letter(70), Some(b'A'));
+        assert_eq!(l.seat_letter(74), Some(b'F'));
+        let standing = l.seat_at(610).unwrap();
+        assert_eq!((standing.label, standing.class), (STANDING_LABEL, SeatClass::Standing));
+        assert!(l.seat_at(610 + 60).is_none());
+        assert_eq!(l.standing_waits_on(), SeatClass::Second);
+        let k = Layout::for_type(TrainType::K);
+        assert_eq!(k.standing_waits_on(), SeatClass::HardSeat);
+        assert_eq!(k.seat_letter(36 + 2), Some(b'U'));
+        assert_eq!(k.seat_letter(36 + 396), None);
     }
 
     #[test]
