@@ -69,7 +69,7 @@ pub struct SeatFacts<'a> {
 
 fn full_words(len: usize) -> Vec<u64> {
     let mut w = vec![u64::MAX; len.div_ceil(64)];
-    if len % 64 != 0 {
+    if !len.is_multiple_of(64) {
         *w.last_mut().expect("len > 0") = (1u64 << (len % 64)) - 1;
     }
     w
@@ -82,7 +82,7 @@ fn bit(words: &[u64], i: usize) -> bool {
 impl ClassInventory {
     /// A fresh class: `len` seats, all free on all `segments`.
     pub fn new(len: usize, segments: u8) -> ClassInventory {
-        assert!(segments >= 1 && segments <= SEGMENTS_MAX);
+        assert!((1..=SEGMENTS_MAX).contains(&segments));
         let words = len.div_ceil(64);
         let free = full_words(len);
         let seg_free = (0..segments).flat_map(|_| free.iter().copied()).collect();

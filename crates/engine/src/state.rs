@@ -94,9 +94,12 @@ pub struct StateMachine {
     key_order: VecDeque<(u64, IdemKey)>,
 }
 
+/// (coach, letter) per seat of one class.
+type ClassFacts = (Vec<u8>, Vec<u8>);
+
 /// Coach and letter per seat of each class of a train type, built once.
-fn class_facts(t: TrainType) -> &'static [(Vec<u8>, Vec<u8>)] {
-    static FACTS: OnceLock<Vec<(TrainType, Vec<(Vec<u8>, Vec<u8>)>)>> = OnceLock::new();
+fn class_facts(t: TrainType) -> &'static [ClassFacts] {
+    static FACTS: OnceLock<Vec<(TrainType, Vec<ClassFacts>)>> = OnceLock::new();
     let all = FACTS.get_or_init(|| {
         TrainType::ALL
             .iter()

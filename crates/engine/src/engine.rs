@@ -1,0 +1,290 @@
+//! The engine as the rest of chepiao sees it: an async handle over the shard threads.
+//!
+//! Runs are spread over shards by a hash of the run id. A hold whose legs live in different
+//! shards is done as one hold per shard; if any part is refused, the parts that succeeded are
+//! released, so the caller sees all legs held or none (the parts' seats are briefly held in the
+//! meantime). Part keys are derived from the caller's key, so a retry repeats the same steps
+//! with the same answers.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use chepiao_domain::RunId;
+use crossbeam_channel::{Sender, TrySendError, bounded};
+use tokio::sync::oneshot;
+
+use crate::command::*;
+use crate::shard::{self, Clock, Envelope, ShardConfig};
+use crate::state::{Limits, StateMachine};
+use crate::wal::{RecoveryReport, Wal};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    /// The shard's queue is full: back-pressure, retry later.
+    #[error("the seat engine is busy; retry later")]
+    Busy,
+    /// The shard stopped (its log could not be written) or the engine is shutting down.
+    #[error("the seat engine is unavailable: {0}")]
+    Unavailable(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Each shard keeps its log and snapshots in `dir/shard-<n>`.
+    pub dir: PathBuf,
+    pub shards: u8,
+    /// Envelopes waiting per shard before callers get `Busy`.
+    pub queue_depth_max: usize,
+    /// Commands per batch (one log write and sync per batch).
+    pub batch_len_max: usize,
+    /// Commands between snapshots.
+    pub snapshot_every_ops: u64,
+    /// How often an idle shard wakes to expire holds.
+    pub tick: Duration,
+    /// fdatasync each batch. Off only to measure the state machine without the disk.
+    pub sync: bool,
+    pub limits: Limits,
+}
+
+impl EngineConfig {
+    pub fn new(dir: impl Into<PathBuf>) -> EngineConfig {
+        EngineConfig {
+            dir: dir.into(),
+            shards: 2,
+            queue_depth_max: 65_536,
+            batch_len_max: 8_192,
+            snapshot_every_ops: 1_000_000,
+            tick: Duration::from_millis(100),
+            sync: true,
+            limits: Limits::default(),
+        }
+    }
+}
+
+struct ShardHandle {
+    tx: Sender<Envelope>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+pub struct Engine {
+    shards: Vec<ShardHandle>,
+}
+
+/// One leg's outcome: the hold that carries it and the seat index of each passenger.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeldLeg {
+    pub hold: HoldId,
+    pub seats: LegSeats,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HoldOutcome {
+    pub legs: Vec<HeldLeg>,
+    pub expires_at_ms: u64,
+}
+
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100000001b3))
+}
+
+/// A part key derived from the caller's key, distinct per shard and purpose.
+fn derive_key(key: IdemKey, shard: usize, purpose: u8) -> IdemKey {
+    let mut bytes = key.to_le_bytes().to_vec();
+    bytes.extend_from_slice(&[shard as u8, purpose]);
+    u128::from(fnv(&bytes)) << 64 | u128::from(fnv(&[&bytes[..], b"chepiao"].concat()))
+}
+
+impl Engine {
+    /// Recover every shard from its directory and start the shard threads.
+    pub fn open(config: EngineConfig, clock: Clock) -> Result<(Engine, Vec<RecoveryReport>), EngineError> {
+        assert!(config.shards >= 1 && config.batch_len_max >= 1 && config.queue_depth_max >= 1);
+        let mut shards = Vec::new();
+        let mut reports = Vec::new();
+        for i in 0..config.shards {
+            let dir = config.dir.join(format!("shard-{i}"));
+            let limits = config.limits.clone();
+            let (sm, wal, report) = Wal::recover(&dir, config.sync, || StateMachine::new(i, limits))
+                .map_err(|e| EngineError::Unavailable(format!("recovering {}: {e}", dir.display())))?;
+            assert_eq!(sm.shard(), i, "shard directory holds another shard's state");
+            let (tx, rx) = bounded(config.queue_depth_max);
+            let shard_config = ShardConfig {
+                batch_len_max: config.batch_len_max,
+                snapshot_every_ops: config.snapshot_every_ops,
+                tick: config.tick,
+            };
+            let clock = clock.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("engine-shard-{i}"))
+                .spawn(move || shard::run(sm, wal, rx, shard_config, clock))
+                .map_err(|e| EngineError::Unavailable(e.to_string()))?;
+            shards.push(ShardHandle { tx, thread: Mutex::new(Some(thread)) });
+            reports.push(report);
+        }
+        Ok((Engine { shards }, reports))
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    pub fn shard_of(&self, run: &RunId) -> usize {
+        (fnv(run.to_string().as_bytes()) % self.shards.len() as u64) as usize
+    }
+
+    fn send(&self, shard: usize, e: Envelope) -> Result<(), EngineError> {
+        self.shards[shard].tx.try_send(e).map_err(|e| match e {
+            TrySendError::Full(_) => EngineError::Busy,
+            TrySendError::Disconnected(_) => EngineError::Unavailable("shard stopped".into()),
+        })
+    }
+
+    /// Run one command on one shard; resolves once the command is durable.
+    pub async fn execute(&self, shard: usize, cmd: Command) -> Result<Reply, EngineError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(shard, Envelope::Command(cmd, tx))?;
+        rx.await.map_err(|_| EngineError::Unavailable("shard stopped".into()))?
+    }
+
+    /// Hold seats on every leg or none. `Err(Reject)` inside `Ok` is a refusal (no seats held).
+    pub async fn hold(
+        &self,
+        key: IdemKey,
+        legs: Vec<LegRequest>,
+        ttl_ms: u64,
+    ) -> Result<Result<HoldOutcome, Reject>, EngineError> {
+        let shards: Vec<usize> = legs.iter().map(|l| self.shard_of(&l.run)).collect();
+        let mut parts: Vec<usize> = shards.clone();
+        parts.sort_unstable();
+        parts.dedup();
+        let mut replies = Vec::new();
+        let mut failure: Option<EngineError> = None;
+        for &s in &parts {
+            let part_legs: Vec<LegRequest> =
+                legs.iter().zip(&shards).filter(|(_, x)| **x == s).map(|(l, _)| l.clone()).collect();
+            let part_key = if parts.len() == 1 { key } else { derive_key(key, s, 0) };
+            let (tx, rx) = oneshot::channel();
+            if let Err(e) =
+                self.send(s, Envelope::Command(Command::Hold { key: part_key, legs: part_legs, ttl_ms }, tx))
+            {
+                failure = Some(e);
+                break;
+            }
+            replies.push((s, rx));
+        }
+        let mut held = Vec::new();
+        let mut refusal = None;
+        for (s, rx) in replies {
+            match rx.await {
+                Ok(Ok(Reply::Held(h))) => held.push((s, h)),
+                Ok(Ok(Reply::Rejected(r))) => refusal = refusal.or(Some(map_leg(r, &shards, s))),
+                Ok(Ok(other)) => failure = Some(EngineError::Unavailable(format!("unexpected reply {other:?}"))),
+                Ok(Err(e)) => failure = Some(e),
+                Err(_) => failure = Some(EngineError::Unavailable("shard stopped".into())),
+            }
+        }
+        if refusal.is_some() || failure.is_some() {
+            // All or nothing: give back the parts that were held.
+            for (s, h) in held {
+                self.execute(s, Command::Release { key: derive_key(key, s, 1), hold: h.hold }).await?;
+            }
+            return match failure {
+                Some(e) => Err(e),
+                None => Ok(Err(refusal.expect("checked above"))),
+            };
+        }
+        let expires_at_ms = held.iter().map(|(_, h)| h.expires_at_ms).min().unwrap_or(0);
+        let mut cursor: Vec<(usize, Held, usize)> = held.into_iter().map(|(s, h)| (s, h, 0)).collect();
+        let legs = shards
+            .iter()
+            .map(|s| {
+                let (_, h, next) = cursor.iter_mut().find(|(x, _, _)| x == s).expect("every shard replied");
+                *next += 1;
+                HeldLeg { hold: h.hold, seats: h.legs[*next - 1].clone() }
+            })
+            .collect();
+        Ok(Ok(HoldOutcome { legs, expires_at_ms }))
+    }
+
+    pub async fn confirm(&self, key: IdemKey, hold: HoldId) -> Result<Reply, EngineError> {
+        self.execute(hold_shard(hold) % self.shards.len(), Command::Confirm { key, hold }).await
+    }
+
+    pub async fn release(&self, key: IdemKey, hold: HoldId) -> Result<Reply, EngineError> {
+        self.execute(hold_shard(hold) % self.shards.len(), Command::Release { key, hold }).await
+    }
+
+    pub async fn return_seat(&self, key: IdemKey, hold: HoldId, leg: u8, passenger: u8) -> Result<Reply, EngineError> {
+        self.execute(hold_shard(hold) % self.shards.len(), Command::Return { key, hold, leg, passenger }).await
+    }
+
+    /// Answer queries, grouped per shard (one message per shard), in the order asked.
+    pub async fn query(&self, queries: Vec<Query>) -> Result<Vec<Answer>, EngineError> {
+        let shard_of = |q: &Query| match q {
+            Query::Remaining { run, .. } | Query::SeatMap { run, .. } => self.shard_of(run),
+            Query::Hold { hold } => hold_shard(*hold) % self.shards.len(),
+        };
+        let owners: Vec<usize> = queries.iter().map(shard_of).collect();
+        let mut per_shard: Vec<Vec<Query>> = vec![Vec::new(); self.shards.len()];
+        for (q, &s) in queries.into_iter().zip(&owners) {
+            per_shard[s].push(q);
+        }
+        let mut pending = Vec::new();
+        for (s, qs) in per_shard.into_iter().enumerate().filter(|(_, qs)| !qs.is_empty()) {
+            let (tx, rx) = oneshot::channel();
+            self.send(s, Envelope::Queries(qs, tx))?;
+            pending.push((s, rx));
+        }
+        let mut answers: Vec<std::vec::IntoIter<Answer>> =
+            (0..self.shards.len()).map(|_| Vec::new().into_iter()).collect();
+        for (s, rx) in pending {
+            answers[s] = rx.await.map_err(|_| EngineError::Unavailable("shard stopped".into()))?.into_iter();
+        }
+        Ok(owners.iter().map(|&s| answers[s].next().expect("one answer per query")).collect())
+    }
+
+    /// Snapshot every shard now; returns each shard's snapshot lsn.
+    pub async fn snapshot(&self) -> Result<Vec<u64>, EngineError> {
+        let mut out = Vec::new();
+        for s in 0..self.shards.len() {
+            let (tx, rx) = oneshot::channel();
+            self.send(s, Envelope::Snapshot(tx))?;
+            out.push(rx.await.map_err(|_| EngineError::Unavailable("shard stopped".into()))??);
+        }
+        Ok(out)
+    }
+
+    /// (materialised runs, holds made) summed over shards.
+    pub async fn stats(&self) -> Result<(usize, usize), EngineError> {
+        let mut total = (0, 0);
+        for s in 0..self.shards.len() {
+            let (tx, rx) = oneshot::channel();
+            self.send(s, Envelope::Stats(tx))?;
+            let (r, h) = rx.await.map_err(|_| EngineError::Unavailable("shard stopped".into()))?;
+            total = (total.0 + r, total.1 + h);
+        }
+        Ok(total)
+    }
+
+    /// Stop the shard threads after they finish what is queued.
+    pub fn shutdown(self) {
+        let Engine { shards } = self;
+        let threads: Vec<_> = shards.into_iter().map(|s| s.thread.lock().expect("not poisoned").take()).collect();
+        for t in threads.into_iter().flatten() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A part's refusal names its leg within the part; map it to the caller's leg index.
+fn map_leg(r: Reject, shards: &[usize], shard: usize) -> Reject {
+    let global = |leg: u8| {
+        shards.iter().enumerate().filter(|(_, s)| **s == shard).nth(leg as usize).map_or(leg, |(i, _)| i as u8)
+    };
+    match r {
+        Reject::NotEnoughSeats { leg } => Reject::NotEnoughSeats { leg: global(leg) },
+        Reject::StandingNotOnSale { leg } => Reject::StandingNotOnSale { leg: global(leg) },
+        other => other,
+    }
+}
