@@ -36,8 +36,10 @@ struct Pattern {
 }
 
 /// How well a journey [a, b) fits a seat with occupancy `mask`: the free run around the
-/// journey is [l, r); lower is better. Leftover segments dominate; between equal leftovers,
-/// one hole beats two (a seat already sold up to `a` or from `b` is filled flush).
+/// journey is [l, r); lower is better. Fewer new holes first (a seat already sold up to `a` or
+/// from `b` is filled flush), then fewer leftover segments. Among equals the chooser takes the
+/// lowest seat, packing like first-fit does. (Measured in docs/BENCHMARKS.md: ranking leftover
+/// first, or preferring fuller seats on ties, lost to first-fit more often.)
 fn fit_score(mask: u64, segments: u8, a: u8, b: u8) -> u32 {
     let occupied = mask | !((1u64 << segments) - 1);
     let below = occupied & ((1u64 << a) - 1);
@@ -45,7 +47,7 @@ fn fit_score(mask: u64, segments: u8, a: u8, b: u8) -> u32 {
     let r = b + (occupied >> b).trailing_zeros() as u8;
     let leftover = u32::from(a - l) + u32::from(r - b);
     let holes = u32::from(a > l) + u32::from(r > b);
-    leftover * 4 + holes
+    holes * 1024 + leftover
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -219,14 +221,17 @@ impl ClassInventory {
         self.best_group(need, a, b, count, prefs, facts)
     }
 
-    /// The tightest-fitting pattern's lowest seat: a scan over patterns, not seats.
+    /// The best-fitting pattern's lowest seat: a scan over patterns, not seats.
     fn best_single(&self, need: u64, a: u8, b: u8) -> Option<usize> {
+        let lowest = |p: &Pattern| {
+            p.members.iter().enumerate().find(|(_, w)| **w != 0).map_or(usize::MAX, |(i, w)| i * 64 + w.trailing_zeros() as usize)
+        };
         let best = self
             .patterns
             .iter()
             .filter(|p| p.mask & need == 0)
-            .min_by_key(|p| fit_score(p.mask, self.segments, a, b))?;
-        best.members.iter().enumerate().find(|(_, w)| **w != 0).map(|(i, w)| i * 64 + w.trailing_zeros() as usize)
+            .min_by_key(|p| (fit_score(p.mask, self.segments, a, b), lowest(p)))?;
+        Some(lowest(best))
     }
 
     /// Every free seat with its fit score, in seat order.

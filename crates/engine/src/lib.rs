@@ -14,6 +14,7 @@
 pub mod command;
 pub mod engine;
 pub mod inventory;
+pub mod quality;
 pub mod shard;
 pub mod state;
 pub mod wal;
