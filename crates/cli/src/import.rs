@@ -49,3 +49,8 @@ pub async fn import(store: &dyn Store, dir: Option<&Path>, show_progress: bool) 
     }
     Ok(())
 }
+
+/// The bundled network, parsed (no store involved).
+pub fn bundled_network() -> anyhow::Result<chepiao_domain::NetworkData> {
+    Ok(parse_network(STATIONS_CSV, TIMETABLE_CSV, &mut |_, _| {})?.0)
+}

@@ -2,6 +2,7 @@
 //! URL and the server is launched. Everything it does lives in the library crates; this file
 //! only parses arguments and turns errors into exit codes (anyhow at the edge).
 
+mod bench;
 mod config;
 mod import;
 
@@ -38,6 +39,9 @@ enum Command {
         #[arg(long)]
         data: Option<std::path::PathBuf>,
     },
+    /// Benchmark programs (figures for docs/BENCHMARKS.md).
+    #[command(subcommand)]
+    Bench(bench::Bench),
 }
 
 fn init_logs(format: LogFormat) {
@@ -114,6 +118,10 @@ async fn main() -> anyhow::Result<()> {
             init_logs(config.log_format);
             let store = open_store(&config).await?;
             import::import(store.as_ref(), data.as_deref(), true).await
+        }
+        Command::Bench(b) => {
+            let network = chepiao_domain::Network::new(import::bundled_network()?);
+            tokio::task::spawn_blocking(move || bench::run(b, network)).await?
         }
     }
 }

@@ -146,10 +146,6 @@ impl ServiceDate {
     pub fn time_at(&self, minutes: u32) -> ChinaTime {
         ChinaTime { date: *self, minutes }
     }
-    /// Compact form used inside run ids: `20261121`.
-    fn compact(&self) -> String {
-        format!("{:04}{:02}{:02}", self.0.year(), self.0.month(), self.0.day())
-    }
 }
 
 impl FromStr for ServiceDate {
@@ -169,10 +165,37 @@ impl FromStr for ServiceDate {
 }
 impl fmt::Display for ServiceDate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0.format("%Y-%m-%d"))
+        write!(f, "{:04}-{:02}-{:02}", self.0.year(), self.0.month(), self.0.day())
     }
 }
-serde_via_str!(ServiceDate);
+
+impl ServiceDate {
+    /// Days since 0001-01-01 (the binary form in logs and snapshots).
+    pub fn days_from_ce(&self) -> i32 {
+        self.0.num_days_from_ce()
+    }
+    pub fn from_days_from_ce(days: i32) -> Option<ServiceDate> {
+        NaiveDate::from_num_days_from_ce_opt(days).map(ServiceDate)
+    }
+}
+
+// Text (`2026-11-21`) for people and JSON; a day number for binary formats (the engine's log).
+impl Serialize for ServiceDate {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() { s.collect_str(self) } else { s.serialize_i32(self.days_from_ce()) }
+    }
+}
+impl<'de> Deserialize<'de> for ServiceDate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if d.is_human_readable() {
+            let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+            s.parse().map_err(serde::de::Error::custom)
+        } else {
+            let days = i32::deserialize(d)?;
+            ServiceDate::from_days_from_ce(days).ok_or_else(|| serde::de::Error::custom("day number out of range"))
+        }
+    }
+}
 
 /// A minute on the railway's clock, displayed as RFC 3339 with the +08:00 offset:
 /// `2026-11-21T09:00:00+08:00`.
@@ -235,10 +258,28 @@ impl FromStr for RunId {
 }
 impl fmt::Display for RunId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}", self.train, self.date.compact())
+        let d = self.date.0;
+        write!(f, "{}-{:04}{:02}{:02}", self.train, d.year(), d.month(), d.day())
     }
 }
-serde_via_str!(RunId);
+
+// `G1-20261121` for people and JSON; (code, day number) for binary formats.
+impl Serialize for RunId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() { s.collect_str(self) } else { (self.train.as_str(), self.date).serialize(s) }
+    }
+}
+impl<'de> Deserialize<'de> for RunId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if d.is_human_readable() {
+            let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+            s.parse().map_err(serde::de::Error::custom)
+        } else {
+            let (code, date) = <(String, ServiceDate)>::deserialize(d)?;
+            Ok(RunId { train: code.parse().map_err(serde::de::Error::custom)?, date })
+        }
+    }
+}
 
 /// Service type, from the train code's first character.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize, utoipa::ToSchema)]

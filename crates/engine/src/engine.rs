@@ -105,6 +105,8 @@ impl Engine {
         for i in 0..config.shards {
             let dir = config.dir.join(format!("shard-{i}"));
             let limits = config.limits.clone();
+            std::fs::create_dir_all(&dir).map_err(|e| EngineError::Unavailable(format!("{}: {e}", dir.display())))?;
+            let lock = lock_dir(&dir)?;
             let (sm, wal, report) = Wal::recover(&dir, config.sync, || StateMachine::new(i, limits))
                 .map_err(|e| EngineError::Unavailable(format!("recovering {}: {e}", dir.display())))?;
             assert_eq!(sm.shard(), i, "shard directory holds another shard's state");
@@ -117,7 +119,7 @@ impl Engine {
             let clock = clock.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("engine-shard-{i}"))
-                .spawn(move || shard::run(sm, wal, rx, shard_config, clock))
+                .spawn(move || shard::run(sm, wal, rx, shard_config, clock, lock))
                 .map_err(|e| EngineError::Unavailable(e.to_string()))?;
             shards.push(ShardHandle { tx, thread: Mutex::new(Some(thread)) });
             reports.push(report);
@@ -267,14 +269,39 @@ impl Engine {
         Ok(total)
     }
 
-    /// Stop the shard threads after they finish what is queued.
-    pub fn shutdown(self) {
-        let Engine { shards } = self;
-        let threads: Vec<_> = shards.into_iter().map(|s| s.thread.lock().expect("not poisoned").take()).collect();
-        for t in threads.into_iter().flatten() {
-            let _ = t.join();
+    /// Stop the shard threads after they finish what is queued, and wait for them (their
+    /// directory locks are released when this returns). Later calls get `Unavailable`.
+    pub fn close(&self) {
+        for s in &self.shards {
+            // A blocking send: the stop must get in even behind a full queue.
+            let _ = s.tx.send(Envelope::Stop);
+        }
+        for s in &self.shards {
+            if let Some(t) = s.thread.lock().expect("not poisoned").take() {
+                let _ = t.join();
+            }
         }
     }
+
+    /// `close`, consuming the handle.
+    pub fn shutdown(self) {
+        self.close();
+    }
+}
+
+/// Take the shard directory's lock, so that two engines never write one log.
+fn lock_dir(dir: &std::path::Path) -> Result<std::fs::File, EngineError> {
+    let path = dir.join("LOCK");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| EngineError::Unavailable(format!("{}: {e}", path.display())))?;
+    file.try_lock().map_err(|_| {
+        EngineError::Unavailable(format!("{} is in use by another engine (lock {})", dir.display(), path.display()))
+    })?;
+    Ok(file)
 }
 
 /// A part's refusal names its leg within the part; map it to the caller's leg index.

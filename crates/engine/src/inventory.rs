@@ -9,8 +9,9 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Segments a run may have: masks are u64 and bit 63 is kept as a sentinel.
-pub const SEGMENTS_MAX: u8 = 63;
+/// Segments a run may have. Seat masks are stored as u32 to halve memory (the longest train
+/// in the data has 20 segments); arithmetic is done in u64 with bits above kept as sentinels.
+pub const SEGMENTS_MAX: u8 = 31;
 
 /// Allocation policy. The engine always uses best-fit; first-fit exists for comparison
 /// (`chepiao bench allocation`).
@@ -55,7 +56,7 @@ pub struct ClassInventory {
     segments: u8,
     words: usize,
     /// Occupancy mask per seat of the class.
-    masks: Vec<u64>,
+    masks: Vec<u32>,
     /// segments × words: bit s of word block i set = seat s free on segment i.
     seg_free: Vec<u64>,
     patterns: Vec<Pattern>,
@@ -101,11 +102,11 @@ impl ClassInventory {
     }
 
     pub fn mask(&self, seat: usize) -> u64 {
-        self.masks[seat]
+        u64::from(self.masks[seat])
     }
 
     pub fn is_free(&self, seat: usize, need: u64) -> bool {
-        self.masks[seat] & need == 0
+        self.mask(seat) & need == 0
     }
 
     /// Distinct occupancy patterns (for tests and statistics).
@@ -169,7 +170,7 @@ impl ClassInventory {
                 self.patterns.push(Pattern { mask: new, members, count: 1 });
             }
         }
-        self.masks[seat] = new;
+        self.masks[seat] = new as u32;
     }
 
     fn set_segments(&mut self, seat: usize, need: u64, free: bool) {
@@ -185,7 +186,7 @@ impl ClassInventory {
 
     /// Take segments `need` of `seat`. The seat must be free there (I1).
     pub fn occupy(&mut self, seat: usize, need: u64) {
-        let old = self.masks[seat];
+        let old = self.mask(seat);
         assert_eq!(old & need, 0, "seat {seat} is already taken on part of the journey");
         self.move_seat(seat, old, old | need);
         self.set_segments(seat, need, false);
@@ -193,7 +194,7 @@ impl ClassInventory {
 
     /// Give back segments `need` of `seat`, which must be exactly taken there (I3).
     pub fn vacate(&mut self, seat: usize, need: u64) {
-        let old = self.masks[seat];
+        let old = self.mask(seat);
         assert_eq!(old & need, need, "seat {seat} is not taken on the whole journey being released");
         self.move_seat(seat, old, old & !need);
         self.set_segments(seat, need, true);
@@ -221,17 +222,27 @@ impl ClassInventory {
         self.best_group(need, a, b, count, prefs, facts)
     }
 
-    /// The best-fitting pattern's lowest seat: a scan over patterns, not seats.
+    /// The best-fitting pattern's lowest seat: a scan over patterns, not seats. A pattern's
+    /// lowest seat is only looked for when it ties with the best so far.
     fn best_single(&self, need: u64, a: u8, b: u8) -> Option<usize> {
-        let lowest = |p: &Pattern| {
-            p.members.iter().enumerate().find(|(_, w)| **w != 0).map_or(usize::MAX, |(i, w)| i * 64 + w.trailing_zeros() as usize)
-        };
-        let best = self
-            .patterns
-            .iter()
-            .filter(|p| p.mask & need == 0)
-            .min_by_key(|p| (fit_score(p.mask, self.segments, a, b), lowest(p)))?;
-        Some(lowest(best))
+        fn lowest(p: &Pattern) -> usize {
+            let (i, w) = p.members.iter().enumerate().find(|(_, w)| **w != 0).expect("patterns are not empty");
+            i * 64 + w.trailing_zeros() as usize
+        }
+        let mut best: Option<(u32, usize, &Pattern)> = None;
+        for p in self.patterns.iter().filter(|p| p.mask & need == 0) {
+            let score = fit_score(p.mask, self.segments, a, b);
+            best = match best {
+                None => Some((score, lowest(p), p)),
+                Some((s, _, _)) if score < s => Some((score, lowest(p), p)),
+                Some((s, low, q)) if score == s => {
+                    let l = lowest(p);
+                    if l < low { Some((score, l, p)) } else { Some((s, low, q)) }
+                }
+                keep => keep,
+            };
+        }
+        best.map(|(_, seat, _)| seat)
     }
 
     /// Every free seat with its fit score, in seat order.
@@ -293,7 +304,7 @@ impl ClassInventory {
         let w = self.words;
         for s in 0..self.segments as usize {
             for seat in 0..self.len() {
-                let free = self.masks[seat] & (1u64 << s) == 0;
+                let free = self.mask(seat) & (1u64 << s) == 0;
                 if bit(&self.seg_free[s * w..(s + 1) * w], seat) != free {
                     return Err(format!("seg_free disagrees for seat {seat} segment {s}"));
                 }
@@ -305,8 +316,8 @@ impl ClassInventory {
             if members.len() != p.count as usize || p.count == 0 {
                 return Err(format!("pattern {:#x} count {} != members {}", p.mask, p.count, members.len()));
             }
-            if let Some(&m) = members.iter().find(|&&m| self.masks[m] != p.mask) {
-                return Err(format!("seat {m} in pattern {:#x} has mask {:#x}", p.mask, self.masks[m]));
+            if let Some(&m) = members.iter().find(|&&m| self.mask(m) != p.mask) {
+                return Err(format!("seat {m} in pattern {:#x} has mask {:#x}", p.mask, self.mask(m)));
             }
             seen += members.len();
         }

@@ -23,7 +23,7 @@ impl Rng {
     pub fn new(seed: u64) -> Rng {
         Rng(seed)
     }
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e3779b97f4a7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
@@ -31,7 +31,7 @@ impl Rng {
         z ^ (z >> 31)
     }
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+        self.next_u64() % n
     }
 }
 
@@ -191,14 +191,18 @@ impl Scenario {
                 }
             }
         }
-        let sold_km: u64 = stream.iter().zip(&sold).filter(|(_, s)| s.is_some()).map(|(r, _)| self.km(r.from, r.to)).sum();
+        let sold_km: u64 =
+            stream.iter().zip(&sold).filter(|(_, s)| s.is_some()).map(|(r, _)| self.km(r.from, r.to)).sum();
         Outcome { requests: stream.len(), accepted, load: sold_km as f64 / self.offered() as f64 }
     }
 
     /// The offline optimum over the requests that are never cancelled.
     pub fn optimum(&self, stream: &[Request]) -> Outcome {
-        let kept: Vec<(u8, u8, u64)> =
-            stream.iter().filter(|r| r.cancel_before.is_none()).map(|r| (r.from, r.to, self.km(r.from, r.to))).collect();
+        let kept: Vec<(u8, u8, u64)> = stream
+            .iter()
+            .filter(|r| r.cancel_before.is_none())
+            .map(|r| (r.from, r.to, self.km(r.from, r.to)))
+            .collect();
         let (weight, chosen) = max_weight_k_colourable(self.segments(), self.seats(), &kept);
         Outcome { requests: stream.len(), accepted: chosen, load: weight as f64 / self.offered() as f64 }
     }

@@ -31,6 +31,8 @@ pub(crate) enum Envelope {
     Snapshot(oneshot::Sender<Result<u64, crate::EngineError>>),
     /// Stats for benchmarks and metrics: (materialised runs, holds made).
     Stats(oneshot::Sender<(usize, usize)>),
+    /// Finish what is queued before this, then stop.
+    Stop,
 }
 
 #[derive(Clone, Debug)]
@@ -40,12 +42,21 @@ pub struct ShardConfig {
     pub tick: Duration,
 }
 
-pub(crate) fn run(mut sm: StateMachine, mut wal: Wal, rx: Receiver<Envelope>, config: ShardConfig, clock: Clock) {
+/// `_lock` is the shard directory's lock file; it is held as long as the loop runs.
+pub(crate) fn run(
+    mut sm: StateMachine,
+    mut wal: Wal,
+    rx: Receiver<Envelope>,
+    config: ShardConfig,
+    clock: Clock,
+    _lock: std::fs::File,
+) {
     let mut commands: Vec<Command> = Vec::with_capacity(config.batch_len_max);
     let mut waiters = Vec::with_capacity(config.batch_len_max);
     let mut others: Vec<Envelope> = Vec::new();
     let mut since_snapshot = 0u64;
-    loop {
+    let mut stopping = false;
+    while !stopping {
         let first = match rx.recv_timeout(config.tick) {
             Ok(e) => Some(e),
             Err(RecvTimeoutError::Timeout) => None,
@@ -88,6 +99,7 @@ pub(crate) fn run(mut sm: StateMachine, mut wal: Wal, rx: Receiver<Envelope>, co
                 Envelope::Stats(tx) => {
                     let _ = tx.send((sm.materialised_runs(), sm.holds_made()));
                 }
+                Envelope::Stop => stopping = true,
                 Envelope::Command(..) => unreachable!("commands are batched above"),
             }
         }

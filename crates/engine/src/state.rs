@@ -4,8 +4,8 @@
 //! randomness inside: time comes in as `now_ms`, and replaying the same batches with the same
 //! times rebuilds the same state, which is what the write-ahead log relies on.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::hash::BuildHasherDefault;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::OnceLock;
 
 use chepiao_domain::{RunId, SeatClass, TrainType};
@@ -14,8 +14,9 @@ use serde::{Deserialize, Serialize};
 use crate::command::*;
 use crate::inventory::{ClassInventory, Policy, SEGMENTS_MAX, SeatFacts, span_mask};
 
-/// SipHash with fixed keys: the same insertions give the same maps on every replay.
-type FixedState = BuildHasherDefault<std::collections::hash_map::DefaultHasher>;
+/// FxHash: fast and unseeded, so the same insertions give the same maps on every replay.
+/// (Keys are hold ids, run ids and idempotency keys the server derives, not raw client input.)
+type FixedState = rustc_hash::FxBuildHasher;
 
 /// Every bound the state machine enforces. Past one, a request is refused with
 /// `Reject::Limit` and has no effect.
@@ -74,7 +75,16 @@ struct HeldLeg {
 struct HoldRecord {
     state: HoldState,
     expires_at_ms: u64,
+    /// Kept after the hold ends (its seats are free again), so a retried hold request gets
+    /// the answer it got the first time.
     legs: Vec<HeldLeg>,
+}
+
+/// A remembered answer. A hold's answer is rebuilt from its record instead of being copied.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+enum Cached {
+    Held(u64),
+    Reply(Reply),
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -87,10 +97,11 @@ pub struct StateMachine {
     runs: Vec<RunInventory>,
     /// Every hold ever made, by sequence number (the hold id without its shard byte).
     holds: Vec<HoldRecord>,
-    /// Held holds by deadline.
-    expiry: BTreeSet<(u64, u64)>,
+    /// (deadline, hold seq) of held holds, earliest first. Entries of holds confirmed or
+    /// released before their deadline stay until popped and are then skipped.
+    expiry: BinaryHeap<Reverse<(u64, u64)>>,
     live_holds: u32,
-    keys: HashMap<IdemKey, (u64, Reply), FixedState>,
+    keys: HashMap<IdemKey, (u64, Cached), FixedState>,
     key_order: VecDeque<(u64, IdemKey)>,
 }
 
@@ -122,10 +133,43 @@ fn class_facts(t: TrainType) -> &'static [ClassFacts] {
     &all.iter().find(|(x, _)| *x == t).expect("every type has facts").1
 }
 
-/// FNV-1a over the command's encoding: a stable fingerprint to tell a retry from a reuse.
+/// FNV-1a, fed field by field.
+struct Fnv(u64);
+
+impl Fnv {
+    fn bytes(&mut self, bytes: &[u8]) -> &mut Self {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100000001b3);
+        }
+        self
+    }
+}
+
+/// A stable fingerprint of a command, to tell a retry (same key, same request) from a reuse
+/// (same key, another request). Written out field by field so it cannot change with a library.
 fn fingerprint(cmd: &Command) -> u64 {
-    let bytes = postcard::to_stdvec(cmd).expect("commands encode");
-    bytes.iter().fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100000001b3))
+    let mut h = Fnv(0xcbf29ce484222325);
+    match cmd {
+        Command::Hold { key, legs, ttl_ms } => {
+            h.bytes(&[0]).bytes(&key.to_le_bytes()).bytes(&ttl_ms.to_le_bytes());
+            for l in legs {
+                h.bytes(l.run.train.as_str().as_bytes()).bytes(&[0xff]);
+                h.bytes(&l.run.date.days_from_ce().to_le_bytes());
+                h.bytes(&[l.spec.train_type as u8, l.spec.segments, l.from, l.to, l.class as u8, l.passengers]);
+                h.bytes(&l.prefs).bytes(&[0xfe]);
+            }
+        }
+        Command::Confirm { key, hold } => {
+            h.bytes(&[1]).bytes(&key.to_le_bytes()).bytes(&hold.to_le_bytes());
+        }
+        Command::Release { key, hold } => {
+            h.bytes(&[2]).bytes(&key.to_le_bytes()).bytes(&hold.to_le_bytes());
+        }
+        Command::Return { key, hold, leg, passenger } => {
+            h.bytes(&[3]).bytes(&key.to_le_bytes()).bytes(&hold.to_le_bytes()).bytes(&[*leg, *passenger]);
+        }
+    }
+    h.0
 }
 
 fn invalid<T>(message: impl Into<String>) -> Result<T, Reject> {
@@ -146,7 +190,7 @@ impl StateMachine {
             run_index: HashMap::default(),
             runs: Vec::new(),
             holds: Vec::new(),
-            expiry: BTreeSet::new(),
+            expiry: BinaryHeap::new(),
             live_holds: 0,
             keys: HashMap::default(),
             key_order: VecDeque::new(),
@@ -181,12 +225,14 @@ impl StateMachine {
     /// Move time forward: expire due holds, forget keys past their time.
     pub fn advance(&mut self, now_ms: u64) {
         self.now_ms = self.now_ms.max(now_ms);
-        while let Some(&(at, seq)) = self.expiry.first() {
+        while let Some(&Reverse((at, seq))) = self.expiry.peek() {
             if at > self.now_ms {
                 break;
             }
-            self.expiry.pop_first();
-            self.end_hold(seq, HoldState::Expired);
+            self.expiry.pop();
+            if self.holds[seq as usize].state == HoldState::Held {
+                self.end_hold(seq, HoldState::Expired);
+            }
         }
         while let Some(&(at, key)) = self.key_order.front() {
             if at.saturating_add(self.limits.idempotency_ttl_ms) > self.now_ms {
@@ -199,8 +245,14 @@ impl StateMachine {
 
     fn execute(&mut self, cmd: &Command) -> Reply {
         let fp = fingerprint(cmd);
-        if let Some((known, reply)) = self.keys.get(&cmd.key()) {
-            return if *known == fp { reply.clone() } else { Reply::Rejected(Reject::KeyReused) };
+        if let Some((known, cached)) = self.keys.get(&cmd.key()) {
+            if *known != fp {
+                return Reply::Rejected(Reject::KeyReused);
+            }
+            return match cached {
+                Cached::Held(seq) => Reply::Held(self.held_reply(*seq)),
+                Cached::Reply(r) => r.clone(),
+            };
         }
         if self.keys.len() >= self.limits.idempotency_keys_max as usize {
             return Reply::Rejected(Reject::Limit("idempotency key memory is full".into()));
@@ -213,11 +265,28 @@ impl StateMachine {
         };
         let reply = reply.unwrap_or_else(Reply::Rejected);
         // A refusal for a limit had no effect; a retry may succeed, so it is not remembered.
-        if !matches!(reply, Reply::Rejected(Reject::Limit(_))) {
-            self.keys.insert(cmd.key(), (fp, reply.clone()));
-            self.key_order.push_back((self.now_ms, cmd.key()));
-        }
+        let cached = match &reply {
+            Reply::Rejected(Reject::Limit(_)) => return reply,
+            Reply::Held(h) => Cached::Held(h.hold >> 8),
+            other => Cached::Reply(other.clone()),
+        };
+        self.keys.insert(cmd.key(), (fp, cached));
+        self.key_order.push_back((self.now_ms, cmd.key()));
         reply
+    }
+
+    /// The answer hold `seq` was given: its id, deadline and seats.
+    fn held_reply(&self, seq: u64) -> Held {
+        let rec = &self.holds[seq as usize];
+        let legs = rec
+            .legs
+            .iter()
+            .map(|h| {
+                let first = self.runs[h.run as usize].spec.layout().class_ranges()[h.class as usize].first;
+                h.seats.iter().map(|s| first + s).collect()
+            })
+            .collect();
+        Held { hold: seq << 8 | u64::from(self.shard), expires_at_ms: rec.expires_at_ms, legs }
     }
 
     fn check_leg(&self, leg: &LegRequest) -> Result<usize, Reject> {
@@ -290,17 +359,10 @@ impl StateMachine {
         }
         let seq = self.holds.len() as u64;
         let expires_at_ms = self.now_ms + ttl_ms;
-        let seats = taken
-            .iter()
-            .map(|h| {
-                let first = self.runs[h.run as usize].spec.layout().class_ranges()[h.class as usize].first;
-                h.seats.iter().map(|s| first + s).collect()
-            })
-            .collect();
         self.holds.push(HoldRecord { state: HoldState::Held, expires_at_ms, legs: taken });
-        self.expiry.insert((expires_at_ms, seq));
+        self.expiry.push(Reverse((expires_at_ms, seq)));
         self.live_holds += 1;
-        Ok(Reply::Held(Held { hold: seq << 8 | u64::from(self.shard), expires_at_ms, legs: seats }))
+        Ok(Reply::Held(self.held_reply(seq)))
     }
 
     fn take(&mut self, leg_i: u8, leg: &LegRequest, class: usize) -> Result<HeldLeg, Reject> {
@@ -361,6 +423,7 @@ impl StateMachine {
         for leg in &legs {
             self.give_back(leg, |_| true);
         }
+        self.holds[seq as usize].legs = legs;
         self.live_holds -= 1;
     }
 
@@ -370,7 +433,6 @@ impl StateMachine {
         match rec.state {
             HoldState::Held => {
                 rec.state = HoldState::Sold;
-                self.expiry.remove(&(rec.expires_at_ms, seq));
                 self.live_holds -= 1;
                 Ok(Reply::Confirmed)
             }
@@ -385,7 +447,6 @@ impl StateMachine {
         let rec = &self.holds[seq as usize];
         match rec.state {
             HoldState::Held => {
-                self.expiry.remove(&(rec.expires_at_ms, seq));
                 self.end_hold(seq, HoldState::Released);
                 Ok(Reply::Released)
             }
@@ -411,6 +472,23 @@ impl StateMachine {
         self.give_back(&l, |p| p == passenger as usize);
         self.holds[seq as usize].legs[leg as usize].returned |= 1 << passenger;
         Ok(Reply::Returned)
+    }
+
+    /// Remaining seats of every class for every journey (a, b) of a materialised run, in the
+    /// order of `ClassInventory::remaining_all`; None for a run not materialised.
+    pub fn remaining_all(&self, run: &RunId) -> Option<Vec<Vec<u32>>> {
+        let inv = &self.runs[*self.run_index.get(run)? as usize];
+        let mut acc = Vec::new();
+        Some(
+            inv.classes
+                .iter()
+                .map(|c| {
+                    let mut out = Vec::with_capacity(inv.spec.segments as usize * (inv.spec.segments as usize + 1) / 2);
+                    c.remaining_all(&mut out, &mut acc);
+                    out
+                })
+                .collect(),
+        )
     }
 
     /// Answer a read-only question.
@@ -477,22 +555,21 @@ impl StateMachine {
     pub fn check_invariants(&self) -> Result<(), String> {
         let mut expected: Vec<Vec<Vec<u64>>> =
             self.runs.iter().map(|r| r.classes.iter().map(|c| vec![0; c.len()]).collect()).collect();
+        let timers: std::collections::HashSet<(u64, u64)> = self.expiry.iter().map(|Reverse(t)| *t).collect();
         let mut live = 0;
         for (seq, h) in self.holds.iter().enumerate() {
             match h.state {
                 HoldState::Held => {
                     live += 1;
-                    if !self.expiry.contains(&(h.expires_at_ms, seq as u64)) {
+                    if !timers.contains(&(h.expires_at_ms, seq as u64)) {
                         return Err(format!("held hold {seq} has no expiry timer"));
+                    }
+                    if h.expires_at_ms <= self.now_ms {
+                        return Err(format!("held hold {seq} is past its deadline"));
                     }
                 }
                 HoldState::Sold => {}
-                HoldState::Released | HoldState::Expired => {
-                    if !h.legs.is_empty() {
-                        return Err(format!("ended hold {seq} still has seats"));
-                    }
-                    continue;
-                }
+                HoldState::Released | HoldState::Expired => continue,
             }
             for leg in &h.legs {
                 let need = span_mask(leg.from, leg.to);
@@ -508,8 +585,8 @@ impl StateMachine {
                 }
             }
         }
-        if live != self.live_holds || self.expiry.len() != live as usize {
-            return Err(format!("live holds {live}, counter {}, timers {}", self.live_holds, self.expiry.len()));
+        if live != self.live_holds {
+            return Err(format!("live holds {live}, counter {}", self.live_holds));
         }
         for (r, run) in self.runs.iter().enumerate() {
             for (c, class) in run.classes.iter().enumerate() {

@@ -24,6 +24,8 @@ pub struct Config {
     /// `postgres://...` for PostgreSQL, `sqlite://...` for another SQLite file; unset: SQLite
     /// under `data_dir`.
     pub database_url: Option<String>,
+    /// Seat-engine shards (threads, each with its own log under `data_dir/engine`).
+    pub engine_shards: u8,
     /// Days after today that are on sale (12306 sells 15 days: today + 14).
     pub sale_window_days: u32,
     /// Largest request body accepted, bytes.
@@ -39,6 +41,7 @@ impl Default for Config {
             listen: "127.0.0.1:8080".parse().expect("valid default address"),
             data_dir: PathBuf::from("var"),
             database_url: None,
+            engine_shards: 2,
             sale_window_days: 14,
             body_len_max: 64 * 1024,
             request_timeout_ms: 10_000,
@@ -49,19 +52,36 @@ impl Default for Config {
 
 /// Limits on configuration values.
 pub const SALE_WINDOW_DAYS_MAX: u32 = 60;
+pub const ENGINE_SHARDS_MAX: u8 = 64;
 pub const BODY_LEN_MAX_MAX: usize = 16 * 1024 * 1024;
 
 impl Config {
     /// Every key, as the file and `CHEPIAO_<KEY>` spell it.
-    pub const KEYS: &'static [&'static str] =
-        &["listen", "data_dir", "database_url", "sale_window_days", "body_len_max", "request_timeout_ms", "log_format"];
+    pub const KEYS: &'static [&'static str] = &[
+        "listen",
+        "data_dir",
+        "database_url",
+        "engine_shards",
+        "sale_window_days",
+        "body_len_max",
+        "request_timeout_ms",
+        "log_format",
+    ];
 
     /// The database URL in effect.
     pub fn database_url(&self) -> String {
         self.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("chepiao.db").display()))
     }
 
+    /// Where the seat engine keeps its logs and snapshots.
+    pub fn engine_dir(&self) -> PathBuf {
+        self.data_dir.join("engine")
+    }
+
     pub fn validate(&self) -> Result<(), String> {
+        if !(1..=ENGINE_SHARDS_MAX).contains(&self.engine_shards) {
+            return Err(format!("engine_shards must be 1 to {ENGINE_SHARDS_MAX}"));
+        }
         if !(1..=SALE_WINDOW_DAYS_MAX).contains(&self.sale_window_days) {
             return Err(format!("sale_window_days must be 1 to {SALE_WINDOW_DAYS_MAX}"));
         }

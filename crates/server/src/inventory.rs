@@ -1,15 +1,16 @@
 //! Where search gets its remaining-seat counts, and which runs exist.
 //!
 //! [`Inventory`] is the seam the seat-inventory engine plugs into: search asks for the counts of
-//! all the journeys it found in one call, so an engine behind a channel answers a whole search
-//! with one message. Until the engine is wired in, [`CapacityOnly`] answers every journey with
-//! the run's full capacity (a fresh run's remaining is its capacity).
+//! all the journeys it found in one call, so the engine answers a whole search with one message
+//! per shard. [`EngineInventory`] is the real one; [`CapacityOnly`] (every run at full
+//! capacity) serves tests of the search alone.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chepiao_domain::network::{Network, TrainIdx};
-use chepiao_domain::{SeatClass, ServiceDate};
+use chepiao_domain::network::{Network, Train, TrainIdx};
+use chepiao_domain::{RunId, SeatClass, ServiceDate};
+use chepiao_engine::{Answer, Engine, EngineError, Query, RunSpec};
 use chepiao_store::{RunStatus, Store};
 
 use crate::error::ApiError;
@@ -41,6 +42,50 @@ pub struct CapacityOnly {
 impl Inventory for CapacityOnly {
     async fn remaining(&self, journeys: &[JourneyKey]) -> Result<Vec<ClassCounts>, ApiError> {
         Ok(journeys.iter().map(|j| self.network.train(j.train).layout().classes()).collect())
+    }
+}
+
+/// What the engine needs to know of a train's runs.
+pub fn run_spec(train: &Train) -> RunSpec {
+    RunSpec { train_type: train.train_type(), segments: (train.stops.len() - 1) as u8 }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        ApiError::unavailable(e.to_string())
+    }
+}
+
+/// Remaining places from the seat engine.
+pub struct EngineInventory {
+    pub network: Arc<Network>,
+    pub engine: Arc<Engine>,
+}
+
+#[async_trait]
+impl Inventory for EngineInventory {
+    async fn remaining(&self, journeys: &[JourneyKey]) -> Result<Vec<ClassCounts>, ApiError> {
+        let queries = journeys
+            .iter()
+            .map(|j| {
+                let train = self.network.train(j.train);
+                Query::Remaining {
+                    run: RunId::new(train.code.clone(), j.run_date),
+                    spec: run_spec(train),
+                    from: j.from_stop as u8,
+                    to: j.to_stop as u8,
+                }
+            })
+            .collect();
+        self.engine
+            .query(queries)
+            .await?
+            .into_iter()
+            .map(|a| match a {
+                Answer::Remaining(counts) => Ok(counts),
+                other => Err(ApiError::internal(format!("engine answered {other:?} to a count"))),
+            })
+            .collect()
     }
 }
 

@@ -6,8 +6,9 @@
 //!   the runs of the sale window exist and loads them into a [`RunCalendar`].
 //! - [`App::router`] wires the routes ([`routes`]) under the middleware ([`middleware`]):
 //!   request ids, body and time limits, panic capture, per-route metrics.
-//! - Search asks an [`Inventory`] for remaining places: [`CapacityOnly`] until the seat engine
-//!   plugs in behind the same trait.
+//! - The seat engine (`chepiao-engine`) is opened from `data_dir/engine`, recovering its log;
+//!   search asks it for remaining places through the [`Inventory`] trait, and the seat map
+//!   comes from it too.
 //! - [`App::serve`] runs until the shutdown future resolves, then drains in-flight requests.
 //!   A background task rolls the sale window forward at midnight, China time.
 
@@ -33,7 +34,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 pub use config::Config;
 pub use error::ApiError;
-pub use inventory::{CapacityOnly, Inventory, RunCalendar};
+pub use inventory::{CapacityOnly, EngineInventory, Inventory, RunCalendar};
 
 /// What every handler can reach. Cheap to clone.
 #[derive(Clone)]
@@ -42,6 +43,7 @@ pub struct AppState(Arc<Shared>);
 pub struct Shared {
     pub network: Arc<Network>,
     pub store: Arc<dyn Store>,
+    pub engine: Arc<chepiao_engine::Engine>,
     pub inventory: Arc<dyn Inventory>,
     pub config: Config,
     calendar: RwLock<Arc<RunCalendar>>,
@@ -69,6 +71,8 @@ pub enum StartError {
     Store(#[from] chepiao_store::StoreError),
     #[error("bad configuration: {0}")]
     Config(String),
+    #[error("seat engine: {0}")]
+    Engine(#[from] chepiao_engine::EngineError),
 }
 
 pub struct App {
@@ -86,8 +90,22 @@ impl App {
         let network = Arc::new(Network::new(data));
         let today = ServiceDate::today_in_china(chrono::Utc::now());
         let calendar = RunCalendar::load(store.as_ref(), &network, today, config.sale_window_days).await?;
-        let inventory = Arc::new(CapacityOnly { network: network.clone() });
-        let shared = Shared { network, store, inventory, config, calendar: RwLock::new(Arc::new(calendar)) };
+        let engine_config = chepiao_engine::EngineConfig {
+            shards: config.engine_shards,
+            ..chepiao_engine::EngineConfig::new(config.engine_dir())
+        };
+        // Recovery reads and replays the log: blocking work, off the async threads.
+        let (engine, reports) = tokio::task::spawn_blocking(move || {
+            chepiao_engine::Engine::open(engine_config, chepiao_engine::system_clock())
+        })
+        .await
+        .map_err(|e| StartError::Config(format!("engine recovery panicked: {e}")))??;
+        let replayed: u64 = reports.iter().map(|r| r.commands_replayed).sum();
+        let truncated: u64 = reports.iter().map(|r| r.bytes_truncated).sum();
+        tracing::info!(shards = reports.len(), replayed, truncated, "seat engine recovered");
+        let engine = Arc::new(engine);
+        let inventory = Arc::new(EngineInventory { network: network.clone(), engine: engine.clone() });
+        let shared = Shared { network, store, engine, inventory, config, calendar: RwLock::new(Arc::new(calendar)) };
         Ok(App { state: AppState(Arc::new(shared)) })
     }
 
@@ -110,6 +128,7 @@ impl App {
             .route("/api/v1/stations", get(network::stations))
             .route("/api/v1/trains", get(network::trains))
             .route("/api/v1/runs/{run_id}", get(network::run))
+            .route("/api/v1/runs/{run_id}/seats", get(network::seats))
             .route_layer(axum::middleware::from_fn(middleware::track_metrics))
             .fallback(|| async { ApiError::not_found("no such route") })
             .method_not_allowed_fallback(|| async { ApiError::method_not_allowed("method not allowed on this route") })
@@ -129,6 +148,9 @@ impl App {
         let roll = tokio::spawn(roll_sale_window(self.state.clone()));
         let result = axum::serve(listener, self.router()).with_graceful_shutdown(shutdown).await;
         roll.abort();
+        // In-flight requests are done: let the engine finish its queue and release its locks.
+        let engine = self.state.engine.clone();
+        tokio::task::spawn_blocking(move || engine.close()).await.ok();
         result
     }
 }

@@ -12,7 +12,7 @@ use crate::routes::{health, network};
     info(title = "chepiao", description = "chepiao (车票): train ticketing for the Spring Festival rush. \
         Money is integer fen; times are RFC 3339 in China time (UTC+8); dates are YYYY-MM-DD. \
         Every error is `{code, message, request_id}` with one of the codes below."),
-    paths(health::healthz, health::readyz, health::metrics, network::stations, network::trains, network::run),
+    paths(health::healthz, health::readyz, health::metrics, network::stations, network::trains, network::run, network::seats),
     components(schemas(ErrorBody)),
     tags((name = "network", description = "stations, train search with remaining tickets, runs"),
          (name = "operations", description = "health, readiness, metrics"))

@@ -162,6 +162,19 @@ async fn a_corrupt_snapshot_is_an_error_not_an_empty_engine() {
 }
 
 #[tokio::test]
+async fn a_second_engine_cannot_open_the_same_directory() {
+    let dir = temp_dir("lock");
+    let (clock, _) = manual_clock(1_000);
+    let (engine, _) = Engine::open(config(&dir), clock.clone()).unwrap();
+    let err = Engine::open(config(&dir), clock.clone()).err().expect("the directory is locked");
+    assert!(err.to_string().contains("in use"), "{err}");
+    engine.close();
+    assert!(matches!(engine.release(1, 0).await, Err(EngineError::Unavailable(_))));
+    let (again, _) = Engine::open(config(&dir), clock).unwrap();
+    again.shutdown();
+}
+
+#[tokio::test]
 async fn holds_expire_on_time_with_no_traffic() {
     let dir = temp_dir("expiry");
     let spec = g_spec(3);

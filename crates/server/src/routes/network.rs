@@ -244,3 +244,100 @@ pub async fn run(
         classes,
     }))
 }
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SeatView<'a> {
+    /// `05A`, `001`, `01L`.
+    pub seat: &'a str,
+    /// Free for the whole journey asked about.
+    pub free: bool,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CoachView<'a> {
+    pub coach: u8,
+    pub seats: Vec<SeatView<'a>>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SeatMapView<'a> {
+    #[schema(value_type = String)]
+    pub run_id: RunId,
+    #[schema(value_type = String, example = "SECOND")]
+    pub class: SeatClass,
+    pub from: &'a str,
+    pub to: &'a str,
+    /// Free seats of the class for this journey.
+    pub free: u32,
+    pub coaches: Vec<CoachView<'a>>,
+}
+
+/// Index of the stop at station `name` (a query parameter) on `train`.
+fn stop_index(train: &chepiao_domain::Train, params: &Params, name: &str) -> Result<usize, ApiError> {
+    let code: Telecode = params.required(name)?;
+    train
+        .stops
+        .iter()
+        .position(|s| s.telecode == code)
+        .ok_or_else(|| ApiError::bad_parameter(format!("parameter `{name}`: {code} is not a stop of {}", train.code)))
+}
+
+/// The seat map of one class for a journey on a run: which seats are free from `from` to `to`.
+#[utoipa::path(get, path = "/api/v1/runs/{run_id}/seats", tag = "network",
+    params(("run_id" = String, Path, description = "e.g. G1-20261121"),
+           ("from" = String, Query, description = "boarding stop telecode"),
+           ("to" = String, Query, description = "alighting stop telecode, after `from`"),
+           ("class" = String, Query, description = "seat class, e.g. SECOND (not STANDING: it has no seats)")),
+    responses((status = 200, body = SeatMapView), (status = 400, body = crate::error::ErrorBody),
+              (status = 404, body = crate::error::ErrorBody)))]
+pub async fn seats(
+    State(state): State<AppState>,
+    run_id: Result<Path<String>, PathRejection>,
+    params: Params,
+) -> Result<Response, ApiError> {
+    let Path(run_id) = run_id.map_err(|e| ApiError::bad_parameter(format!("run_id: {e}")))?;
+    let run: RunId = run_id.parse().map_err(|e| ApiError::bad_parameter(format!("run_id: {e}")))?;
+    let train_idx = state
+        .network
+        .train_idx(&run.train)
+        .filter(|t| state.calendar().runs(*t, run.date))
+        .ok_or_else(|| ApiError::unknown_run(format!("no run {run}")))?;
+    let train = state.network.train(train_idx);
+    let (from, to) = (stop_index(train, &params, "from")?, stop_index(train, &params, "to")?);
+    if from >= to {
+        return Err(ApiError::bad_parameter("parameter `to`: must be a stop after `from`"));
+    }
+    let class: SeatClass = params.required("class")?;
+    let layout = train.layout();
+    if class == SeatClass::Standing || layout.capacity(class) == 0 {
+        return Err(ApiError::bad_parameter(format!("parameter `class`: {} has no {class:?} seats", train.code)));
+    }
+    let query = chepiao_engine::Query::SeatMap {
+        run: run.clone(),
+        spec: crate::inventory::run_spec(train),
+        from: from as u8,
+        to: to as u8,
+        class,
+    };
+    let answer = state.engine.query(vec![query]).await?.pop();
+    let Some(chepiao_engine::Answer::SeatMap { first_seat, free }) = answer else {
+        return Err(ApiError::internal(format!("engine answered {answer:?} to a seat map")));
+    };
+    let mut coaches: Vec<CoachView> = Vec::new();
+    for (i, is_free) in free.iter().enumerate() {
+        let place = layout.seat_at(first_seat + i as u16).expect("the engine's seats are the layout's");
+        if coaches.last().is_none_or(|c| c.coach != place.coach) {
+            coaches.push(CoachView { coach: place.coach, seats: Vec::new() });
+        }
+        coaches.last_mut().expect("pushed above").seats.push(SeatView { seat: place.label, free: *is_free });
+    }
+    let view = SeatMapView {
+        run_id: run,
+        class,
+        from: train.stops[from].telecode.as_str(),
+        to: train.stops[to].telecode.as_str(),
+        free: free.iter().filter(|f| **f).count() as u32,
+        coaches,
+    };
+    Ok(JsonOut { value: view, capacity_hint: 64 + free.len() * 32 }.into_response())
+}

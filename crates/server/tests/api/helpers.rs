@@ -19,9 +19,22 @@ pub enum Backend {
 pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
-    _shutdown: tokio::sync::oneshot::Sender<()>,
+    pub state: chepiao_server::AppState,
+    /// The data directory (SQLite file and engine log).
+    pub dir: std::path::PathBuf,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    served: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     /// The PostgreSQL (url, schema) to drop when the test ends.
     pg_schema: Option<(String, String)>,
+}
+
+impl TestApp {
+    /// Shut the server down as SIGTERM would and wait until it has (engine closed).
+    pub async fn stop(mut self) -> std::path::PathBuf {
+        self.shutdown.take().map(|tx| tx.send(()));
+        self.served.take().unwrap().await.unwrap().unwrap();
+        self.dir.clone()
+    }
 }
 
 impl Drop for TestApp {
@@ -72,12 +85,10 @@ pub fn postgres_url() -> Option<String> {
     std::env::var("CHEPIAO_TEST_POSTGRES_URL").ok()
 }
 
-async fn fresh_store(backend: Backend) -> (Arc<dyn Store>, Option<(String, String)>) {
+async fn fresh_store(backend: Backend, dir: &std::path::Path) -> (Arc<dyn Store>, Option<(String, String)>) {
     let id = uuid::Uuid::new_v4().simple().to_string();
     match backend {
         Backend::Sqlite => {
-            let dir = std::env::temp_dir().join(format!("chepiao-test-{id}"));
-            std::fs::create_dir_all(&dir).unwrap();
             let url = dir.join("chepiao.db");
             (Arc::new(chepiao_store_sqlite::SqliteStore::open(url.to_str().unwrap()).await.unwrap()), None)
         }
@@ -96,19 +107,39 @@ async fn fresh_store(backend: Backend) -> (Arc<dyn Store>, Option<(String, Strin
     }
 }
 
-/// Start a server with a short sale window (runs for 3 days; tests stay quick).
+/// Start a server with a short sale window (runs for 3 days; tests stay quick) over a fresh
+/// store and a fresh data directory.
 pub async fn spawn_app(backend: Backend) -> TestApp {
-    let (store, pg_schema) = fresh_store(backend).await;
+    let dir = std::env::temp_dir().join(format!("chepiao-test-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (store, pg_schema) = fresh_store(backend, &dir).await;
     store.save_network(network()).await.unwrap();
-    let config = Config { listen: "127.0.0.1:0".parse().unwrap(), sale_window_days: 2, ..Config::default() };
+    start(store, dir, pg_schema).await
+}
+
+/// Start a server again on the data directory of a stopped one (SQLite backend).
+pub async fn restart_app(dir: std::path::PathBuf) -> TestApp {
+    let url = dir.join("chepiao.db");
+    let store: Arc<dyn Store> = Arc::new(chepiao_store_sqlite::SqliteStore::open(url.to_str().unwrap()).await.unwrap());
+    start(store, dir, None).await
+}
+
+async fn start(store: Arc<dyn Store>, dir: std::path::PathBuf, pg_schema: Option<(String, String)>) -> TestApp {
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        sale_window_days: 2,
+        data_dir: dir.clone(),
+        ..Config::default()
+    };
     let app = App::build(store, config).await.unwrap();
+    let state = app.state().clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(app.serve(listener, async {
+    let served = tokio::spawn(app.serve(listener, async {
         rx.await.ok();
     }));
-    TestApp { addr, client: reqwest::Client::new(), _shutdown: tx, pg_schema }
+    TestApp { addr, client: reqwest::Client::new(), state, dir, shutdown: Some(tx), served: Some(served), pg_schema }
 }
 
 /// Tomorrow in China time, always inside the sale window.

@@ -2,5 +2,6 @@
 //! speaks to it over the wire. One test binary for the crate (modules below) keeps link time down.
 
 mod helpers;
+mod inventory;
 mod network;
 mod robustness;
