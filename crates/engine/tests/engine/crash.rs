@@ -39,6 +39,11 @@ fn engine_config(dir: &str) -> EngineConfig {
 fn child_process() {
     let Ok(dir) = std::env::var(CHILD_DIR) else { return };
     let cycle: u64 = std::env::var(CHILD_CYCLE).unwrap().parse().unwrap();
+    // Never outlive a parent that failed to kill us.
+    std::thread::spawn(|| {
+        std::thread::sleep(std::time::Duration::from_secs(120));
+        std::process::exit(0);
+    });
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(async move {
         let (engine, _) = Engine::open(engine_config(&dir), system_clock()).unwrap();
@@ -49,10 +54,12 @@ fn child_process() {
             let (engine, out) = (engine.clone(), out.clone());
             tasks.push(tokio::spawn(async move {
                 let mut rng = cycle * 7919 + task * 104_729 + 1;
+                // If the parent is gone (broken pipe), stop at once.
                 let ack = |line: String| {
                     let mut o = out.lock().unwrap();
-                    writeln!(o, "ACK {line}").unwrap();
-                    o.flush().unwrap();
+                    if writeln!(o, "ACK {line}").and_then(|_| o.flush()).is_err() {
+                        std::process::exit(0);
+                    }
                 };
                 let mut held: Vec<HoldId> = Vec::new();
                 let mut sold: Vec<HoldId> = Vec::new();
@@ -104,6 +111,16 @@ fn child_process() {
     });
 }
 
+/// Kills the child when dropped, also when the parent test panics.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Expect {
     Held,
@@ -119,15 +136,17 @@ fn acknowledged_operations_survive_sigkill() {
     let mut expect: HashMap<HoldId, Expect> = HashMap::new();
     let mut rng = 0x9e3779b97f4a7c15u64;
     for cycle in 0..cycles {
-        let mut child = Process::new(std::env::current_exe().unwrap())
-            .args(["crash::child_process", "--exact", "--nocapture", "--test-threads=1"])
-            .env(CHILD_DIR, &dir)
-            .env(CHILD_CYCLE, cycle.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
+        let mut child = KillOnDrop(
+            Process::new(std::env::current_exe().unwrap())
+                .args(["crash::child_process", "--exact", "--nocapture", "--test-threads=1"])
+                .env(CHILD_DIR, &dir)
+                .env(CHILD_CYCLE, cycle.to_string())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let stdout = child.0.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel::<String>();
         let reader = std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
@@ -147,8 +166,7 @@ fn acknowledged_operations_survive_sigkill() {
                 lines.push(l);
             }
         }
-        child.kill().unwrap();
-        child.wait().unwrap();
+        drop(child);
         reader.join().unwrap();
         lines.extend(rx.try_iter());
         for line in lines.iter().filter_map(|l| l.strip_prefix("ACK ")) {
