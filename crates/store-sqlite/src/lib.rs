@@ -9,9 +9,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chepiao_domain::network::{NetworkData, Station, Stop, Train};
+use chepiao_domain::network::{NetworkData, Station, Train};
 use chepiao_domain::{RunId, ServiceDate};
-use chepiao_store::{RunRecord, RunStatus, Store, StoreError, check_window};
+use chepiao_store::{RunRecord, RunStatus, StationRow, StopRow, Store, StoreError, check_window, trains_from_rows};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, Sqlite, Transaction};
@@ -125,10 +125,6 @@ where
     s.parse().map_err(|e| corrupt(table, format!("{s:?}: {e}")))
 }
 
-fn minutes(table: &'static str, v: Option<i64>) -> Result<Option<u32>> {
-    v.map(|m| u32::try_from(m).map_err(|_| corrupt(table, format!("minutes {m}")))).transpose()
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     fn backend(&self) -> &'static str {
@@ -158,14 +154,15 @@ impl Store for SqliteStore {
         let stations = rows
             .iter()
             .map(|r| {
-                Ok(Station {
-                    telecode: parse("stations", r.get("telecode"))?,
+                StationRow {
+                    telecode: r.get("telecode"),
                     name: r.get("name"),
                     pinyin: r.get("pinyin"),
                     initials: r.get("initials"),
                     city: r.get("city"),
                     country: r.get("country"),
-                })
+                }
+                .into_station()
             })
             .collect::<Result<Vec<_>>>()?;
         let rows =
@@ -173,20 +170,13 @@ impl Store for SqliteStore {
                 .fetch_all(&self.reader)
                 .await
                 .map_err(db)?;
-        let mut trains: Vec<Train> = Vec::new();
-        for r in &rows {
-            let code: &str = r.get("train_code");
-            if trains.last().is_none_or(|t| t.code.as_str() != code) {
-                trains.push(Train { code: parse("stops", code)?, stops: Vec::new() });
-            }
-            let stop = Stop {
-                telecode: parse("stops", r.get("telecode"))?,
-                arrive_min: minutes("stops", r.get("arrive_min"))?,
-                depart_min: minutes("stops", r.get("depart_min"))?,
-                km: u32::try_from(r.get::<i64, _>("km")).map_err(|e| corrupt("stops", e))?,
-            };
-            trains.last_mut().expect("pushed above").stops.push(stop);
-        }
+        let trains = trains_from_rows(rows.iter().map(|r| StopRow {
+            train_code: r.get("train_code"),
+            telecode: r.get("telecode"),
+            arrive_min: r.get::<Option<i64>, _>("arrive_min"),
+            depart_min: r.get::<Option<i64>, _>("depart_min"),
+            km: r.get::<i64, _>("km"),
+        }))?;
         Ok(NetworkData { stations, trains })
     }
 

@@ -7,6 +7,7 @@
 //! each backend's tests call it with a fresh, empty store.
 
 use async_trait::async_trait;
+use chepiao_domain::network::{Station, Stop, Train};
 use chepiao_domain::{NetworkData, RunId, ServiceDate};
 
 #[cfg(feature = "testsuite")]
@@ -99,4 +100,65 @@ pub fn check_window(first: ServiceDate, last: ServiceDate) -> Result<()> {
         return Err(StoreError::Limit(format!("run window {first}..{last} must be 1 to {RUN_WINDOW_DAYS_MAX} days")));
     }
     Ok(())
+}
+
+fn parse<T: std::str::FromStr>(table: &'static str, s: &str) -> Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    s.parse().map_err(|e| StoreError::Corrupt { table, detail: format!("{s:?}: {e}") })
+}
+
+fn unsigned(table: &'static str, v: i64) -> Result<u32> {
+    u32::try_from(v).map_err(|_| StoreError::Corrupt { table, detail: format!("{v} is not a u32") })
+}
+
+/// A `stations` row as a backend reads it.
+pub struct StationRow<'a> {
+    pub telecode: &'a str,
+    pub name: String,
+    pub pinyin: String,
+    pub initials: String,
+    pub city: String,
+    pub country: Option<String>,
+}
+
+impl StationRow<'_> {
+    pub fn into_station(self) -> Result<Station> {
+        Ok(Station {
+            telecode: parse("stations", self.telecode)?,
+            name: self.name,
+            pinyin: self.pinyin,
+            initials: self.initials,
+            city: self.city,
+            country: self.country,
+        })
+    }
+}
+
+/// A `stops` row as a backend reads it (integers widened to i64).
+pub struct StopRow<'a> {
+    pub train_code: &'a str,
+    pub telecode: &'a str,
+    pub arrive_min: Option<i64>,
+    pub depart_min: Option<i64>,
+    pub km: i64,
+}
+
+/// Trains from `stops` rows ordered by (train code, seq): the shared half of `load_network`.
+pub fn trains_from_rows<'a>(rows: impl IntoIterator<Item = StopRow<'a>>) -> Result<Vec<Train>> {
+    let mut trains: Vec<Train> = Vec::new();
+    for r in rows {
+        if trains.last().is_none_or(|t| t.code.as_str() != r.train_code) {
+            trains.push(Train { code: parse("stops", r.train_code)?, stops: Vec::new() });
+        }
+        let stop = Stop {
+            telecode: parse("stops", r.telecode)?,
+            arrive_min: r.arrive_min.map(|m| unsigned("stops", m)).transpose()?,
+            depart_min: r.depart_min.map(|m| unsigned("stops", m)).transpose()?,
+            km: unsigned("stops", r.km)?,
+        };
+        trains.last_mut().expect("pushed above").stops.push(stop);
+    }
+    Ok(trains)
 }

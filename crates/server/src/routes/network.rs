@@ -174,6 +174,21 @@ fn train_result<'a>(state: &'a AppState, j: &Journey, counts: Vec<(SeatClass, u3
     }
 }
 
+/// The run named in the path, and its train: 400 for a malformed id, 404 for no such run.
+fn find_run(
+    state: &AppState,
+    run_id: Result<Path<String>, PathRejection>,
+) -> Result<(RunId, &chepiao_domain::Train), ApiError> {
+    let Path(run_id) = run_id.map_err(|e| ApiError::bad_parameter(format!("run_id: {e}")))?;
+    let run: RunId = run_id.parse().map_err(|e| ApiError::bad_parameter(format!("run_id: {e}")))?;
+    let train_idx = state
+        .network
+        .train_idx(&run.train)
+        .filter(|t| state.calendar().runs(*t, run.date))
+        .ok_or_else(|| ApiError::unknown_run(format!("no run {run}")))?;
+    Ok((run, state.network.train(train_idx)))
+}
+
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct StopView {
     pub index: u16,
@@ -212,14 +227,7 @@ pub async fn run(
     State(state): State<AppState>,
     run_id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<RunView>, ApiError> {
-    let Path(run_id) = run_id.map_err(|e| ApiError::bad_parameter(format!("run_id: {e}")))?;
-    let run: RunId = run_id.parse().map_err(|e| ApiError::bad_parameter(format!("run_id: {e}")))?;
-    let train_idx = state
-        .network
-        .train_idx(&run.train)
-        .filter(|t| state.calendar().runs(*t, run.date))
-        .ok_or_else(|| ApiError::unknown_run(format!("no run {run}")))?;
-    let train = state.network.train(train_idx);
+    let (run, train) = find_run(&state, run_id)?;
     let at = |m: Option<u32>| m.map(|m| run.date.at_minutes(m).to_rfc3339());
     let stops = train
         .stops
@@ -295,14 +303,7 @@ pub async fn seats(
     run_id: Result<Path<String>, PathRejection>,
     params: Params,
 ) -> Result<Response, ApiError> {
-    let Path(run_id) = run_id.map_err(|e| ApiError::bad_parameter(format!("run_id: {e}")))?;
-    let run: RunId = run_id.parse().map_err(|e| ApiError::bad_parameter(format!("run_id: {e}")))?;
-    let train_idx = state
-        .network
-        .train_idx(&run.train)
-        .filter(|t| state.calendar().runs(*t, run.date))
-        .ok_or_else(|| ApiError::unknown_run(format!("no run {run}")))?;
-    let train = state.network.train(train_idx);
+    let (run, train) = find_run(&state, run_id)?;
     let (from, to) = (stop_index(train, &params, "from")?, stop_index(train, &params, "to")?);
     if from >= to {
         return Err(ApiError::bad_parameter("parameter `to`: must be a stop after `from`"));
