@@ -7,6 +7,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::secrets::Secret;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -33,6 +35,12 @@ pub struct Config {
     /// Longest a request may take before the server answers 503, ms.
     pub request_timeout_ms: u64,
     pub log_format: LogFormat,
+    /// HS256 key for login tokens, base64 of 32 bytes; unset: `data_dir/secrets/jwt.key`.
+    pub jwt_secret: Option<Secret>,
+    /// Key for passenger PII at rest, base64 of 32 bytes; unset: `data_dir/secrets/pii.key`.
+    pub pii_key: Option<Secret>,
+    /// How long a login token lives, seconds.
+    pub token_ttl_s: u64,
 }
 
 impl Default for Config {
@@ -46,6 +54,9 @@ impl Default for Config {
             body_len_max: 64 * 1024,
             request_timeout_ms: 10_000,
             log_format: LogFormat::Text,
+            jwt_secret: None,
+            pii_key: None,
+            token_ttl_s: 2 * 3600,
         }
     }
 }
@@ -66,6 +77,9 @@ impl Config {
         "body_len_max",
         "request_timeout_ms",
         "log_format",
+        "jwt_secret",
+        "pii_key",
+        "token_ttl_s",
     ];
 
     /// The database URL in effect.
@@ -87,6 +101,9 @@ impl Config {
         }
         if !(1024..=BODY_LEN_MAX_MAX).contains(&self.body_len_max) {
             return Err(format!("body_len_max must be 1024 to {BODY_LEN_MAX_MAX}"));
+        }
+        if !(60..=30 * 24 * 3600).contains(&self.token_ttl_s) {
+            return Err("token_ttl_s must be 60 to 2592000".into());
         }
         if !(100..=600_000).contains(&self.request_timeout_ms) {
             return Err("request_timeout_ms must be 100 to 600000".into());

@@ -57,10 +57,13 @@ codes! {
     old_password_wrong = 40009, BAD_REQUEST, "old password wrong";
     outside_sale_window = 40010, BAD_REQUEST, "date outside the sale window";
     malformed_body = 40011, BAD_REQUEST, "request body is not valid JSON of the expected shape";
+    authentication_required = 40101, UNAUTHORIZED, "this needs a token from login (`Authorization: Bearer ...`)";
     not_found = 40401, NOT_FOUND, "no such route or resource";
     unknown_station = 40402, NOT_FOUND, "unknown station telecode";
     unknown_run = 40403, NOT_FOUND, "unknown run";
     method_not_allowed = 40501, METHOD_NOT_ALLOWED, "method not allowed on this route";
+    passenger_exists = 40901, CONFLICT, "that passenger is on the caller's list already";
+    passengers_full = 40902, CONFLICT, "the caller's passenger list is full";
     body_too_large = 41301, PAYLOAD_TOO_LARGE, "request body larger than the limit";
     unsupported_media_type = 41501, UNSUPPORTED_MEDIA_TYPE, "request body must be application/json";
     internal = 50001, INTERNAL_SERVER_ERROR, "internal error (a bug: the request id finds it in the logs)";

@@ -12,13 +12,16 @@
 //! - [`App::serve`] runs until the shutdown future resolves, then drains in-flight requests.
 //!   A background task rolls the sale window forward at midnight, China time.
 
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod inventory;
 pub mod metrics;
 pub mod middleware;
 pub mod openapi;
+pub mod pii;
 pub mod routes;
+pub mod secrets;
 
 use std::future::Future;
 use std::ops::Deref;
@@ -45,6 +48,8 @@ pub struct Shared {
     pub store: Arc<dyn Store>,
     pub engine: Arc<chepiao_engine::Engine>,
     pub inventory: Arc<dyn Inventory>,
+    pub auth: auth::Auth,
+    pub pii: pii::Pii,
     pub config: Config,
     calendar: RwLock<Arc<RunCalendar>>,
 }
@@ -105,7 +110,24 @@ impl App {
         tracing::info!(shards = reports.len(), replayed, truncated, "seat engine recovered");
         let engine = Arc::new(engine);
         let inventory = Arc::new(EngineInventory { network: network.clone(), engine: engine.clone() });
-        let shared = Shared { network, store, engine, inventory, config, calendar: RwLock::new(Arc::new(calendar)) };
+        let jwt_key = secrets::key(config.jwt_secret.as_ref(), &config.data_dir, "jwt").map_err(StartError::Config)?;
+        let pii_key = secrets::key(config.pii_key.as_ref(), &config.data_dir, "pii").map_err(StartError::Config)?;
+        let auth = tokio::task::spawn_blocking({
+            let ttl = config.token_ttl_s;
+            move || auth::Auth::new(jwt_key, ttl)
+        })
+        .await
+        .map_err(|e| StartError::Config(format!("auth setup panicked: {e}")))?;
+        let shared = Shared {
+            network,
+            store,
+            engine,
+            inventory,
+            auth,
+            pii: pii::Pii::new(pii_key),
+            config,
+            calendar: RwLock::new(Arc::new(calendar)),
+        };
         Ok(App { state: AppState(Arc::new(shared)) })
     }
 
@@ -114,7 +136,8 @@ impl App {
     }
 
     pub fn router(&self) -> Router {
-        use routes::{health, network, web};
+        use axum::routing::post;
+        use routes::{health, network, users, web};
         let limits = middleware::Limits {
             body_len_max: self.state.config.body_len_max,
             request_timeout: Duration::from_millis(self.state.config.request_timeout_ms),
@@ -129,6 +152,9 @@ impl App {
             .route("/api/v1/trains", get(network::trains))
             .route("/api/v1/runs/{run_id}", get(network::run))
             .route("/api/v1/runs/{run_id}/seats", get(network::seats))
+            .route("/api/v1/auth/register", post(users::register))
+            .route("/api/v1/auth/login", post(users::login))
+            .route("/api/v1/passengers", get(users::passengers).post(users::add_passenger))
             .route_layer(axum::middleware::from_fn(middleware::track_metrics))
             .fallback(|| async { ApiError::not_found("no such route") })
             .method_not_allowed_fallback(|| async { ApiError::method_not_allowed("method not allowed on this route") })

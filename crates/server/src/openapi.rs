@@ -2,22 +2,36 @@
 
 use std::sync::OnceLock;
 
-use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
 
 use crate::error::{CODES, ErrorBody};
-use crate::routes::{health, network};
+use crate::routes::{health, network, users};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "chepiao", description = "chepiao (车票): train ticketing for the Spring Festival rush. \
         Money is integer fen; times are RFC 3339 in China time (UTC+8); dates are YYYY-MM-DD. \
         Every error is `{code, message, request_id}` with one of the codes below."),
-    paths(health::healthz, health::readyz, health::metrics, network::stations, network::trains, network::run, network::seats),
+    paths(health::healthz, health::readyz, health::metrics, network::stations, network::trains, network::run, network::seats,
+        users::register, users::login, users::add_passenger, users::passengers),
     components(schemas(ErrorBody)),
+    modifiers(&BearerAuth),
     tags((name = "network", description = "stations, train search with remaining tickets, runs"),
+         (name = "users", description = "accounts, login tokens, passengers (PII encrypted at rest, masked)"),
          (name = "operations", description = "health, readiness, metrics"))
 )]
 struct ApiDoc;
+
+/// The `bearer` scheme the authenticated routes name: a JWT from `/api/v1/auth/login`.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let scheme = HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build();
+        doc.components.get_or_insert_with(Default::default).add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
+}
 
 /// The document as JSON, built once.
 pub fn json() -> &'static str {

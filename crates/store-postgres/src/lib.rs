@@ -8,7 +8,10 @@ use std::str::FromStr;
 use async_trait::async_trait;
 use chepiao_domain::network::{NetworkData, Station};
 use chepiao_domain::{RunId, ServiceDate};
-use chepiao_store::{RunRecord, RunStatus, StationRow, StopRow, Store, StoreError, check_window, trains_from_rows};
+use chepiao_store::{
+    AddPassenger, NewPassenger, PassengerRecord, RunRecord, RunStatus, StationRow, StopRow, Store, StoreError,
+    UserRecord, check_window, trains_from_rows,
+};
 use chrono::NaiveDate;
 use sqlx::Row;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -34,7 +37,10 @@ fn migrator() -> Migrator {
         Migration::new(version, Cow::Borrowed(description), MigrationType::Simple, Cow::Borrowed(sql), false)
     };
     Migrator {
-        migrations: Cow::Owned(vec![m(1, "network", include_str!("../migrations/0001_network.sql"))]),
+        migrations: Cow::Owned(vec![
+            m(1, "network", include_str!("../migrations/0001_network.sql")),
+            m(2, "users", include_str!("../migrations/0002_users.sql")),
+        ]),
         ..Migrator::DEFAULT
     }
 }
@@ -215,5 +221,78 @@ impl Store for PgStore {
             .await
             .map_err(db)?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn create_user(&self, username: &str, password_hash: &str, created_at_ms: i64) -> Result<Option<i64>> {
+        let row = sqlx::query(
+            "INSERT INTO users (username, password_hash, created_at_ms) VALUES ($1, $2, $3)
+             ON CONFLICT (username) DO NOTHING RETURNING id",
+        )
+        .bind(username)
+        .bind(password_hash)
+        .bind(created_at_ms)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(row.map(|r| r.get("id")))
+    }
+
+    async fn user_by_name(&self, username: &str) -> Result<Option<UserRecord>> {
+        let row = sqlx::query("SELECT id, username, password_hash FROM users WHERE username = $1")
+            .bind(username)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(row.map(|r| UserRecord {
+            id: r.get("id"),
+            username: r.get("username"),
+            password_hash: r.get("password_hash"),
+        }))
+    }
+
+    async fn add_passenger(&self, p: &NewPassenger, max_per_user: u32) -> Result<AddPassenger> {
+        // One statement: the count check and the insert cannot be split by another writer.
+        let done = sqlx::query(
+            "INSERT INTO passengers (user_id, name_enc, id_type, id_no_enc, id_no_index, created_at_ms)
+             SELECT $1, $2, $3, $4, $5, $6
+             WHERE (SELECT count(*) FROM passengers WHERE user_id = $7) < $8
+             RETURNING id",
+        )
+        .bind(p.user_id)
+        .bind(&p.name_enc)
+        .bind(&p.id_type)
+        .bind(&p.id_no_enc)
+        .bind(&p.id_no_index)
+        .bind(p.created_at_ms)
+        .bind(p.user_id)
+        .bind(i64::from(max_per_user))
+        .fetch_optional(&self.pool)
+        .await;
+        match done {
+            Ok(Some(r)) => Ok(AddPassenger::Added(r.get("id"))),
+            Ok(None) => Ok(AddPassenger::TooMany),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(AddPassenger::Duplicate),
+            Err(e) => Err(db(e)),
+        }
+    }
+
+    async fn passengers(&self, user_id: i64) -> Result<Vec<PassengerRecord>> {
+        let rows = sqlx::query(
+            "SELECT id, user_id, name_enc, id_type, id_no_enc FROM passengers WHERE user_id = $1 ORDER BY id",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(rows
+            .iter()
+            .map(|r| PassengerRecord {
+                id: r.get("id"),
+                user_id: r.get("user_id"),
+                name_enc: r.get("name_enc"),
+                id_type: r.get("id_type"),
+                id_no_enc: r.get("id_no_enc"),
+            })
+            .collect())
     }
 }

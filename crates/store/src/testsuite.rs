@@ -4,7 +4,7 @@
 use chepiao_domain::network::{NetworkData, Station, Stop, Train};
 use chepiao_domain::{RunId, ServiceDate};
 
-use crate::{RunStatus, Store, StoreError};
+use crate::{AddPassenger, NewPassenger, RunStatus, Store, StoreError};
 
 fn station(code: &str, name: &str, city: &str) -> Station {
     Station {
@@ -58,6 +58,40 @@ pub async fn run_all(store: &dyn Store) {
     runs_are_created_once_per_train_and_date(store).await;
     run_status_changes_stick(store).await;
     window_limits_are_enforced(store).await;
+    users_are_unique_by_name(store).await;
+    passengers_belong_to_their_user(store).await;
+}
+
+async fn users_are_unique_by_name(store: &dyn Store) {
+    let id = store.create_user("alice", "$argon2id$x", 1).await.unwrap().expect("created");
+    assert_eq!(store.create_user("alice", "$argon2id$y", 2).await.unwrap(), None, "{}", store.backend());
+    let u = store.user_by_name("alice").await.unwrap().unwrap();
+    assert_eq!((u.id, u.password_hash.as_str()), (id, "$argon2id$x"));
+    assert_eq!(store.user_by_name("bob").await.unwrap(), None);
+}
+
+async fn passengers_belong_to_their_user(store: &dyn Store) {
+    let alice = store.user_by_name("alice").await.unwrap().unwrap().id;
+    let bob = store.create_user("bob", "$argon2id$z", 3).await.unwrap().unwrap();
+    let p = |user_id, index: u8| NewPassenger {
+        user_id,
+        name_enc: vec![1, 2, 3, index],
+        id_type: "ID_CARD".into(),
+        id_no_enc: vec![4, 5, 6, index],
+        id_no_index: vec![index; 32],
+        created_at_ms: 10,
+    };
+    let AddPassenger::Added(first) = store.add_passenger(&p(alice, 1), 2).await.unwrap() else { panic!() };
+    assert_eq!(store.add_passenger(&p(alice, 1), 2).await.unwrap(), AddPassenger::Duplicate, "{}", store.backend());
+    // The same person may be on another user's list.
+    assert!(matches!(store.add_passenger(&p(bob, 1), 2).await.unwrap(), AddPassenger::Added(_)));
+    assert!(matches!(store.add_passenger(&p(alice, 2), 2).await.unwrap(), AddPassenger::Added(_)));
+    assert_eq!(store.add_passenger(&p(alice, 3), 2).await.unwrap(), AddPassenger::TooMany, "{}", store.backend());
+    let list = store.passengers(alice).await.unwrap();
+    assert_eq!(list.len(), 2);
+    assert_eq!((list[0].id, list[0].name_enc.as_slice()), (first, &[1, 2, 3, 1][..]));
+    assert!(list.iter().all(|x| x.user_id == alice));
+    assert_eq!(store.passengers(bob).await.unwrap().len(), 1);
 }
 
 async fn empty_store_has_no_network(store: &dyn Store) {

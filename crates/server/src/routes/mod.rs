@@ -2,12 +2,14 @@
 
 pub mod health;
 pub mod network;
+pub mod users;
 pub mod web;
 
 use std::collections::HashMap;
 use std::str::FromStr;
 
-use axum::extract::{FromRequestParts, Query};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::header;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
@@ -61,6 +63,24 @@ impl<T: Serialize> IntoResponse for JsonOut<T> {
         match serde_json::to_writer(&mut buf, &self.value) {
             Ok(()) => ([(header::CONTENT_TYPE, "application/json")], buf).into_response(),
             Err(e) => ApiError::internal(format!("serialising the response: {e}")).into_response(),
+        }
+    }
+}
+
+/// A JSON request body; every way it can be wrong answers in the error model (415 without a
+/// JSON content type, 413 over the size limit, 400 with code 40011 naming what is malformed).
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(ApiJson(v)),
+            Err(JsonRejection::MissingJsonContentType(_)) => {
+                Err(ApiError::unsupported_media_type("send `Content-Type: application/json`"))
+            }
+            Err(JsonRejection::BytesRejection(e)) => Err(ApiError::body_too_large(e.body_text())),
+            Err(e) => Err(ApiError::malformed_body(e.body_text())),
         }
     }
 }

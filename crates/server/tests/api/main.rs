@@ -5,3 +5,4 @@ mod helpers;
 mod inventory;
 mod network;
 mod robustness;
+mod users;

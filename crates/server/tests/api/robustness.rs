@@ -107,7 +107,18 @@ async fn operations_endpoints() {
     assert!(metrics.contains("http_request_duration_seconds_bucket"), "{metrics}");
     let (status, doc) = app.get_json("/openapi.json").await;
     assert_eq!(status, 200);
-    for path in ["/api/v1/stations", "/api/v1/trains", "/api/v1/runs/{run_id}", "/healthz", "/readyz"] {
+    assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    for path in [
+        "/api/v1/stations",
+        "/api/v1/trains",
+        "/api/v1/runs/{run_id}",
+        "/api/v1/runs/{run_id}/seats",
+        "/api/v1/auth/register",
+        "/api/v1/auth/login",
+        "/api/v1/passengers",
+        "/healthz",
+        "/readyz",
+    ] {
         assert!(doc["paths"][path].is_object(), "{path} missing from the OpenAPI document");
     }
     assert!(doc["info"]["description"].as_str().unwrap().contains("40010"));
