@@ -1,8 +1,11 @@
 //! The SQLite implementation of [`Store`]: chepiao's embedded default. One database file under
 //! the data directory, WAL mode, `synchronous = FULL` (a commit is on disk before it is
 //! acknowledged), and exactly one writer connection: SQLite serialises writers anyway, and one
-//! connection makes that explicit instead of a `SQLITE_BUSY` retry storm. Reads use a separate
-//! small pool, which WAL lets run beside the writer.
+//! connection makes that explicit instead of a `SQLITE_BUSY` retry storm. Writes are group
+//! committed by [`writer::GroupWriter`]: many callers' writes share one transaction and one
+//! fsync. Reads use a separate small pool, which WAL lets run beside the writer.
+
+mod writer;
 
 use std::borrow::Cow;
 use std::str::FromStr;
@@ -17,7 +20,8 @@ use chepiao_store::{
 };
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Connection, Row, SqliteConnection};
+use writer::GroupWriter;
 
 type Result<T> = chepiao_store::Result<T>;
 
@@ -49,7 +53,7 @@ fn migrator() -> Migrator {
 }
 
 pub struct SqliteStore {
-    writer: SqlitePool,
+    writer: GroupWriter,
     reader: SqlitePool,
 }
 
@@ -65,8 +69,9 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
-        let writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await.map_err(db)?;
-        migrator().run(&writer).await.map_err(|e| StoreError::Migration(e.to_string()))?;
+        let mut conn = SqliteConnection::connect_with(&options).await.map_err(db)?;
+        migrator().run(&mut conn).await.map_err(|e| StoreError::Migration(e.to_string()))?;
+        let writer = GroupWriter::start(conn).map_err(|e| StoreError::Database(format!("starting the writer: {e}")))?;
         let reader = SqlitePoolOptions::new()
             .max_connections(READERS_MAX)
             .connect_with(options.read_only(true))
@@ -75,7 +80,7 @@ impl SqliteStore {
         Ok(SqliteStore { writer, reader })
     }
 
-    async fn upsert_stations(tx: &mut Transaction<'_, Sqlite>, stations: &[Station]) -> Result<()> {
+    async fn upsert_stations(tx: &mut SqliteConnection, stations: &[Station]) -> sqlx::Result<()> {
         for s in stations {
             sqlx::query(
                 "INSERT INTO stations (telecode, name, pinyin, initials, city, country) VALUES (?, ?, ?, ?, ?, ?)
@@ -88,24 +93,18 @@ impl SqliteStore {
             .bind(&s.initials)
             .bind(&s.city)
             .bind(&s.country)
-            .execute(&mut **tx)
-            .await
-            .map_err(db)?;
+            .execute(&mut *tx)
+            .await?;
         }
         Ok(())
     }
 
-    async fn replace_train(tx: &mut Transaction<'_, Sqlite>, t: &Train) -> Result<()> {
+    async fn replace_train(tx: &mut SqliteConnection, t: &Train) -> sqlx::Result<()> {
         sqlx::query("INSERT INTO trains (code) VALUES (?) ON CONFLICT DO NOTHING")
             .bind(t.code.as_str())
-            .execute(&mut **tx)
-            .await
-            .map_err(db)?;
-        sqlx::query("DELETE FROM stops WHERE train_code = ?")
-            .bind(t.code.as_str())
-            .execute(&mut **tx)
-            .await
-            .map_err(db)?;
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM stops WHERE train_code = ?").bind(t.code.as_str()).execute(&mut *tx).await?;
         for (seq, s) in t.stops.iter().enumerate() {
             sqlx::query(
                 "INSERT INTO stops (train_code, seq, telecode, arrive_min, depart_min, km) VALUES (?, ?, ?, ?, ?, ?)",
@@ -116,9 +115,8 @@ impl SqliteStore {
             .bind(s.arrive_min.map(i64::from))
             .bind(s.depart_min.map(i64::from))
             .bind(i64::from(s.km))
-            .execute(&mut **tx)
-            .await
-            .map_err(db)?;
+            .execute(&mut *tx)
+            .await?;
         }
         Ok(())
     }
@@ -143,12 +141,21 @@ impl Store for SqliteStore {
     }
 
     async fn save_network(&self, data: &NetworkData) -> Result<()> {
-        let mut tx = self.writer.begin().await.map_err(db)?;
-        Self::upsert_stations(&mut tx, &data.stations).await?;
-        for t in &data.trains {
-            Self::replace_train(&mut tx, t).await?;
-        }
-        tx.commit().await.map_err(db)
+        // One job, so the whole network is one atomic write.
+        let data = std::sync::Arc::new(data.clone());
+        self.writer
+            .write(move |conn| {
+                let data = data.clone();
+                Box::pin(async move {
+                    Self::upsert_stations(conn, &data.stations).await?;
+                    for t in &data.trains {
+                        Self::replace_train(conn, t).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .await
+            .map_err(db)
     }
 
     async fn load_network(&self) -> Result<NetworkData> {
@@ -189,16 +196,25 @@ impl Store for SqliteStore {
     async fn ensure_runs(&self, first: ServiceDate, last: ServiceDate) -> Result<u64> {
         check_window(first, last)?;
         // `WHERE true` keeps SQLite's parser from reading ON CONFLICT as a join constraint.
-        let done = sqlx::query(
-            "WITH RECURSIVE d(day) AS (SELECT date(?1) UNION ALL SELECT date(day, '+1 day') FROM d WHERE day < date(?2))
-             INSERT INTO runs (train_code, service_date) SELECT t.code, d.day FROM trains t CROSS JOIN d WHERE true
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(first.to_string())
-        .bind(last.to_string())
-        .execute(&self.writer)
-        .await
-        .map_err(db)?;
+        let (first, last) = (first.to_string(), last.to_string());
+        let done = self
+            .writer
+            .write(move |conn| {
+                let (first, last) = (first.clone(), last.clone());
+                Box::pin(async move {
+                    sqlx::query(
+                        "WITH RECURSIVE d(day) AS (SELECT date(?1) UNION ALL SELECT date(day, '+1 day') FROM d WHERE day < date(?2))
+                         INSERT INTO runs (train_code, service_date) SELECT t.code, d.day FROM trains t CROSS JOIN d WHERE true
+                         ON CONFLICT DO NOTHING",
+                    )
+                    .bind(first)
+                    .bind(last)
+                    .execute(&mut *conn)
+                    .await
+                })
+            })
+            .await
+            .map_err(db)?;
         Ok(done.rows_affected())
     }
 
@@ -222,28 +238,45 @@ impl Store for SqliteStore {
     }
 
     async fn set_run_status(&self, run: &RunId, status: RunStatus) -> Result<bool> {
-        let done = sqlx::query("UPDATE runs SET status = ? WHERE train_code = ? AND service_date = ?")
-            .bind(status.as_str())
-            .bind(run.train.as_str())
-            .bind(run.date.to_string())
-            .execute(&self.writer)
+        let (status, train, date) = (status.as_str(), run.train.to_string(), run.date.to_string());
+        let done = self
+            .writer
+            .write(move |conn| {
+                let (train, date) = (train.clone(), date.clone());
+                Box::pin(async move {
+                    sqlx::query("UPDATE runs SET status = ? WHERE train_code = ? AND service_date = ?")
+                        .bind(status)
+                        .bind(train)
+                        .bind(date)
+                        .execute(&mut *conn)
+                        .await
+                })
+            })
             .await
             .map_err(db)?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn create_user(&self, username: &str, password_hash: &str, created_at_ms: i64) -> Result<Option<i64>> {
-        let row = sqlx::query(
-            "INSERT INTO users (username, password_hash, created_at_ms) VALUES (?, ?, ?)
-             ON CONFLICT (username) DO NOTHING RETURNING id",
-        )
-        .bind(username)
-        .bind(password_hash)
-        .bind(created_at_ms)
-        .fetch_optional(&self.writer)
-        .await
-        .map_err(db)?;
-        Ok(row.map(|r| r.get("id")))
+        let (username, hash) = (username.to_string(), password_hash.to_string());
+        self.writer
+            .write(move |conn| {
+                let (username, hash) = (username.clone(), hash.clone());
+                Box::pin(async move {
+                    let row = sqlx::query(
+                        "INSERT INTO users (username, password_hash, created_at_ms) VALUES (?, ?, ?)
+                         ON CONFLICT (username) DO NOTHING RETURNING id",
+                    )
+                    .bind(username)
+                    .bind(hash)
+                    .bind(created_at_ms)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                    Ok(row.map(|r| r.get::<i64, _>("id")))
+                })
+            })
+            .await
+            .map_err(db)
     }
 
     async fn user_by_name(&self, username: &str) -> Result<Option<UserRecord>> {
@@ -260,29 +293,38 @@ impl Store for SqliteStore {
     }
 
     async fn add_passenger(&self, p: &NewPassenger, max_per_user: u32) -> Result<AddPassenger> {
-        // One statement: the count check and the insert cannot be split by another writer.
-        let done = sqlx::query(
-            "INSERT INTO passengers (user_id, name_enc, id_type, id_no_enc, id_no_index, created_at_ms)
-             SELECT ?, ?, ?, ?, ?, ?
-             WHERE (SELECT count(*) FROM passengers WHERE user_id = ?) < ?
-             RETURNING id",
-        )
-        .bind(p.user_id)
-        .bind(&p.name_enc)
-        .bind(&p.id_type)
-        .bind(&p.id_no_enc)
-        .bind(&p.id_no_index)
-        .bind(p.created_at_ms)
-        .bind(p.user_id)
-        .bind(i64::from(max_per_user))
-        .fetch_optional(&self.writer)
-        .await;
-        match done {
-            Ok(Some(r)) => Ok(AddPassenger::Added(r.get("id"))),
-            Ok(None) => Ok(AddPassenger::TooMany),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(AddPassenger::Duplicate),
-            Err(e) => Err(db(e)),
-        }
+        let p = std::sync::Arc::new(p.clone());
+        self.writer
+            .write(move |conn| {
+                let p = p.clone();
+                Box::pin(async move {
+                    // One statement: the count check and the insert cannot be split by another writer.
+                    let done = sqlx::query(
+                        "INSERT INTO passengers (user_id, name_enc, id_type, id_no_enc, id_no_index, created_at_ms)
+                         SELECT ?, ?, ?, ?, ?, ?
+                         WHERE (SELECT count(*) FROM passengers WHERE user_id = ?) < ?
+                         RETURNING id",
+                    )
+                    .bind(p.user_id)
+                    .bind(&p.name_enc)
+                    .bind(&p.id_type)
+                    .bind(&p.id_no_enc)
+                    .bind(&p.id_no_index)
+                    .bind(p.created_at_ms)
+                    .bind(p.user_id)
+                    .bind(i64::from(max_per_user))
+                    .fetch_optional(&mut *conn)
+                    .await;
+                    match done {
+                        Ok(Some(r)) => Ok(AddPassenger::Added(r.get("id"))),
+                        Ok(None) => Ok(AddPassenger::TooMany),
+                        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(AddPassenger::Duplicate),
+                        Err(e) => Err(e),
+                    }
+                })
+            })
+            .await
+            .map_err(db)
     }
 
     async fn passengers(&self, user_id: i64) -> Result<Vec<PassengerRecord>> {

@@ -11,3 +11,63 @@ async fn sqlite_passes_the_store_suite() {
     drop(store);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Many writers at once share transactions; each gets its own answer, and one that fails is
+/// rolled back alone while the rest of its batch commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn group_commit_answers_each_writer_and_isolates_failures() {
+    use chepiao_store::{AddPassenger, NewPassenger, Store};
+    use std::sync::Arc;
+
+    let dir = std::env::temp_dir().join(format!("chepiao-sqlite-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("test.db");
+    let store = Arc::new(SqliteStore::open(path.to_str().unwrap()).await.unwrap());
+    let mut tasks = Vec::new();
+    for i in 0..300 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            // Every tenth name is taken twice.
+            let name = format!("user{}", if i % 10 == 0 { 0 } else { i });
+            store.create_user(&name, "$argon2id$h", i).await.unwrap()
+        }));
+    }
+    let mut created = 0;
+    for t in tasks {
+        created += usize::from(t.await.unwrap().is_some());
+    }
+    assert_eq!(created, 300 - 30 + 1, "each distinct name once");
+
+    let user = store.user_by_name("user1").await.unwrap().unwrap().id;
+    let passenger = |user_id, i: u8| NewPassenger {
+        user_id,
+        name_enc: vec![i],
+        id_type: "PASSPORT".into(),
+        id_no_enc: vec![i],
+        id_no_index: vec![i; 32],
+        created_at_ms: 0,
+    };
+    let mut tasks = Vec::new();
+    for i in 0..12u8 {
+        let store = store.clone();
+        // Passenger 5 names a user that does not exist: a foreign-key failure in mid-batch.
+        let owner = if i == 5 { 999_999 } else { user };
+        tasks.push(tokio::spawn(async move { store.add_passenger(&passenger(owner, i), 15).await }));
+    }
+    let mut failed = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(AddPassenger::Added(_)) => {}
+            Ok(other) => panic!("{other:?}"),
+            Err(_) => failed += 1,
+        }
+    }
+    assert_eq!(failed, 1);
+    assert_eq!(store.passengers(user).await.unwrap().len(), 11, "the others committed");
+    // And it is all on disk: a fresh store on the same file sees it.
+    drop(store);
+    let again = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+    assert_eq!(again.passengers(user).await.unwrap().len(), 11);
+    assert!(again.user_by_name("user299").await.unwrap().is_some());
+    std::fs::remove_dir_all(&dir).ok();
+}

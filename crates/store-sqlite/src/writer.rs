@@ -1,0 +1,135 @@
+//! Group commit for SQLite. One thread owns the only write connection. Write jobs queue to it;
+//! it takes whatever is queued (up to `BATCH_LEN_MAX`), runs the jobs in one transaction,
+//! commits once (one fsync for the whole batch with `synchronous = FULL`), and only then
+//! answers every job.
+//!
+//! Jobs are run optimistically with no per-job savepoint (each extra statement costs a round
+//! trip to SQLite's worker thread). If any job fails, the whole batch is rolled back and every
+//! job is run again in a transaction of its own, so a failure is its job's alone. Jobs are
+//! therefore closures that can run more than once. A commit that fails fails every job of its
+//! batch: none of them is acknowledged.
+//!
+//! Jobs are closures given the connection, so a store method's SQL stays in the store method.
+
+use std::any::Any;
+use std::future::Future;
+use std::pin::Pin;
+
+use sqlx::{Connection, SqliteConnection};
+use tokio::sync::{mpsc, oneshot};
+
+/// Jobs waiting for the writer before callers wait for room.
+pub const QUEUE_LEN_MAX: usize = 8_192;
+/// Jobs per transaction.
+pub const BATCH_LEN_MAX: usize = 1_024;
+
+type Output = Box<dyn Any + Send>;
+type JobFuture<'c> = Pin<Box<dyn Future<Output = Result<Output, sqlx::Error>> + Send + 'c>>;
+type JobFn = Box<dyn for<'c> FnMut(&'c mut SqliteConnection) -> JobFuture<'c> + Send>;
+
+struct Job {
+    run: JobFn,
+    reply: oneshot::Sender<Result<Output, sqlx::Error>>,
+}
+
+#[derive(Clone)]
+pub struct GroupWriter {
+    tx: mpsc::Sender<Job>,
+}
+
+impl GroupWriter {
+    /// Start the writer on `conn`, on a thread of its own (like an engine shard) with a
+    /// single-threaded runtime. It stops when the last `GroupWriter` clone is dropped.
+    pub fn start(conn: SqliteConnection) -> std::io::Result<GroupWriter> {
+        let (tx, rx) = mpsc::channel(QUEUE_LEN_MAX);
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        std::thread::Builder::new().name("sqlite-writer".into()).spawn(move || rt.block_on(run(conn, rx)))?;
+        Ok(GroupWriter { tx })
+    }
+
+    /// Run `job` in the next batch; resolves once its batch is committed. `job` may be run
+    /// twice (see the module doc), so it must not consume what it captures.
+    pub async fn write<T, F>(&self, mut job: F) -> Result<T, sqlx::Error>
+    where
+        T: Send + 'static,
+        F: for<'c> FnMut(&'c mut SqliteConnection) -> Pin<Box<dyn Future<Output = Result<T, sqlx::Error>> + Send + 'c>>
+            + Send
+            + 'static,
+    {
+        let run: JobFn = Box::new(move |conn| {
+            let fut = job(conn);
+            Box::pin(async move { fut.await.map(|v| Box::new(v) as Output) })
+        });
+        let (reply, answer) = oneshot::channel();
+        self.tx.send(Job { run, reply }).await.map_err(|_| sqlx::Error::PoolClosed)?;
+        let out = answer.await.map_err(|_| sqlx::Error::PoolClosed)??;
+        Ok(*out.downcast::<T>().expect("a job answers with its own type"))
+    }
+}
+
+async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
+    let mut batch: Vec<Job> = Vec::with_capacity(BATCH_LEN_MAX);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < BATCH_LEN_MAX {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        commit_batch(&mut conn, &mut batch).await;
+    }
+    let _ = conn.close().await;
+}
+
+async fn commit_batch(conn: &mut SqliteConnection, batch: &mut Vec<Job>) {
+    match run_in_transaction(conn, batch).await {
+        Ok(Outcome::Committed(results)) => {
+            for (job, result) in batch.drain(..).zip(results) {
+                let _ = job.reply.send(Ok(result));
+            }
+        }
+        Ok(Outcome::JobFailed(_)) => {
+            // The batch was rolled back: each job again, in a transaction of its own.
+            for mut job in batch.drain(..) {
+                let result = match run_in_transaction(conn, std::slice::from_mut(&mut job)).await {
+                    Ok(Outcome::Committed(mut r)) => Ok(r.pop().expect("one job, one result")),
+                    Ok(Outcome::JobFailed(e)) | Err(e) => Err(e),
+                };
+                let _ = job.reply.send(result);
+            }
+        }
+        Err(e) => {
+            for job in batch.drain(..) {
+                let _ = job.reply.send(Err(sqlx::Error::Protocol(format!("transaction failed: {e}"))));
+            }
+        }
+    }
+}
+
+enum Outcome {
+    /// Every job succeeded and the commit did.
+    Committed(Vec<Output>),
+    /// A job failed; the transaction was rolled back.
+    JobFailed(sqlx::Error),
+}
+
+/// Run `jobs` in one transaction. Err only when beginning or committing fails.
+async fn run_in_transaction(conn: &mut SqliteConnection, jobs: &mut [Job]) -> Result<Outcome, sqlx::Error> {
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+    let mut results = Vec::with_capacity(jobs.len());
+    for job in jobs.iter_mut() {
+        match (job.run)(conn).await {
+            Ok(v) => results.push(v),
+            Err(e) => {
+                sqlx::query("ROLLBACK").execute(&mut *conn).await?;
+                return Ok(Outcome::JobFailed(e));
+            }
+        }
+    }
+    if let Err(e) = sqlx::query("COMMIT").execute(&mut *conn).await {
+        let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+        return Err(e);
+    }
+    Ok(Outcome::Committed(results))
+}
