@@ -65,11 +65,24 @@ struct HeldLeg {
     class: u8,
     from: u8,
     to: u8,
-    /// Seat offsets within the class, one per passenger.
-    seats: Vec<u16>,
+    /// Seat offsets within the class, one per passenger: the first `count` entries. Inline,
+    /// so that a hold record costs no allocation per leg.
+    seat_ids: [u16; PASSENGERS_PER_LEG_CAP],
+    count: u8,
     /// Bit p set: passenger p's seat was returned.
     returned: u8,
 }
+
+impl HeldLeg {
+    fn seats(&self) -> &[u16] {
+        &self.seat_ids[..self.count as usize]
+    }
+}
+
+/// The most passengers a leg can ever carry (`Limits::passengers_per_leg_max` is at most this).
+pub const PASSENGERS_PER_LEG_CAP: usize = 8;
+/// The most legs a hold can ever have (`Limits::legs_per_hold_max` is at most this).
+pub const LEGS_PER_HOLD_CAP: usize = 4;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct HoldRecord {
@@ -182,6 +195,8 @@ impl StateMachine {
     }
 
     pub fn with_policy(shard: u8, limits: Limits, policy: Policy) -> StateMachine {
+        assert!(usize::from(limits.passengers_per_leg_max) <= PASSENGERS_PER_LEG_CAP);
+        assert!(usize::from(limits.legs_per_hold_max) <= LEGS_PER_HOLD_CAP);
         StateMachine {
             shard,
             policy,
@@ -283,7 +298,7 @@ impl StateMachine {
             .iter()
             .map(|h| {
                 let first = self.runs[h.run as usize].spec.layout().class_ranges()[h.class as usize].first;
-                h.seats.iter().map(|s| first + s).collect()
+                h.seats().iter().map(|s| first + s).collect()
             })
             .collect();
         Held { hold: seq << 8 | u64::from(self.shard), expires_at_ms: rec.expires_at_ms, legs }
@@ -343,9 +358,12 @@ impl StateMachine {
         if self.live_holds >= self.limits.holds_live_max {
             return Err(Reject::Limit(format!("{} holds awaiting payment", self.limits.holds_live_max)));
         }
-        let classes: Vec<usize> = legs.iter().map(|l| self.check_leg(l)).collect::<Result<_, _>>()?;
+        let mut classes = [0usize; LEGS_PER_HOLD_CAP];
+        for (i, l) in legs.iter().enumerate() {
+            classes[i] = self.check_leg(l)?;
+        }
         let mut taken: Vec<HeldLeg> = Vec::with_capacity(legs.len());
-        for (i, (leg, class)) in legs.iter().zip(classes).enumerate() {
+        for (i, (leg, &class)) in legs.iter().zip(&classes).enumerate() {
             match self.take(i as u8, leg, class) {
                 Ok(h) => taken.push(h),
                 Err(reject) => {
@@ -382,15 +400,18 @@ impl StateMachine {
             .choose(leg.from, leg.to, leg.passengers as usize, &leg.prefs, &facts, self.policy)
             .ok_or(Reject::NotEnoughSeats { leg: leg_i })?;
         let need = span_mask(leg.from, leg.to);
-        for &s in &seats {
+        let mut seat_ids = [0u16; PASSENGERS_PER_LEG_CAP];
+        for (i, &s) in seats.iter().enumerate() {
             ci.occupy(s, need);
+            seat_ids[i] = s as u16;
         }
         Ok(HeldLeg {
             run,
             class: class as u8,
             from: leg.from,
             to: leg.to,
-            seats: seats.into_iter().map(|s| s as u16).collect(),
+            seat_ids,
+            count: seats.len() as u8,
             returned: 0,
         })
     }
@@ -399,7 +420,7 @@ impl StateMachine {
     fn give_back(&mut self, leg: &HeldLeg, which: impl Fn(usize) -> bool) {
         let need = span_mask(leg.from, leg.to);
         let ci = &mut self.runs[leg.run as usize].classes[leg.class as usize];
-        for (p, &s) in leg.seats.iter().enumerate() {
+        for (p, &s) in leg.seats().iter().enumerate() {
             if which(p) && leg.returned & (1 << p) == 0 {
                 ci.vacate(s as usize, need);
             }
@@ -462,7 +483,7 @@ impl StateMachine {
             return Err(Reject::NotSold);
         }
         let Some(l) = rec.legs.get(leg as usize) else { return invalid(format!("the hold has no leg {leg}")) };
-        if passenger as usize >= l.seats.len() {
+        if passenger as usize >= l.seats().len() {
             return invalid(format!("leg {leg} has no passenger {passenger}"));
         }
         if l.returned & (1 << passenger) != 0 {
@@ -573,7 +594,7 @@ impl StateMachine {
             }
             for leg in &h.legs {
                 let need = span_mask(leg.from, leg.to);
-                for (p, &s) in leg.seats.iter().enumerate() {
+                for (p, &s) in leg.seats().iter().enumerate() {
                     if leg.returned & (1 << p) != 0 {
                         continue;
                     }
