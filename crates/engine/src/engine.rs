@@ -131,8 +131,12 @@ impl Engine {
         self.shards.len()
     }
 
+    /// The shard that owns `run`: a hash of its train code and day number (no allocation: this
+    /// runs for every hold and every journey of every search).
     pub fn shard_of(&self, run: &RunId) -> usize {
-        (fnv(run.to_string().as_bytes()) % self.shards.len() as u64) as usize
+        let code = fnv(run.train.as_str().as_bytes());
+        let h = fnv(&[code.to_le_bytes(), u64::from(run.date.days_from_ce() as u32).to_le_bytes()].concat());
+        (h % self.shards.len() as u64) as usize
     }
 
     fn send(&self, shard: usize, e: Envelope) -> Result<(), EngineError> {

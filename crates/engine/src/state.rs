@@ -542,16 +542,18 @@ impl StateMachine {
         };
         let layout = spec.layout();
         let ranges = layout.class_ranges();
-        let count = |i: usize| inv.map_or(u32::from(ranges[i].len), |inv| inv.classes[i].remaining(from, to));
+        let counts: Vec<u32> = (0..ranges.len())
+            .map(|i| inv.map_or(u32::from(ranges[i].len), |inv| inv.classes[i].remaining(from, to)))
+            .collect();
         let waits = ranges.iter().position(|r| r.class == layout.standing_waits_on());
-        let seated_left = waits.is_some_and(|w| count(w) > 0);
+        let seated_left = waits.is_some_and(|w| counts[w] > 0);
         let out = ranges
             .iter()
-            .enumerate()
-            .filter(|(_, r)| r.len > 0)
-            .map(|(i, r)| match r.class {
+            .zip(counts)
+            .filter(|(r, _)| r.len > 0)
+            .map(|(r, n)| match r.class {
                 SeatClass::Standing if seated_left => (r.class, 0),
-                _ => (r.class, count(i)),
+                _ => (r.class, n),
             })
             .collect();
         Answer::Remaining(out)

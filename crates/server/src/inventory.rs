@@ -2,8 +2,7 @@
 //!
 //! [`Inventory`] is the seam the seat-inventory engine plugs into: search asks for the counts of
 //! all the journeys it found in one call, so the engine answers a whole search with one message
-//! per shard. [`EngineInventory`] is the real one; [`CapacityOnly`] (every run at full
-//! capacity) serves tests of the search alone.
+//! per shard. [`EngineInventory`] answers from the seat engine.
 
 use std::sync::Arc;
 
@@ -31,18 +30,6 @@ pub type ClassCounts = Vec<(SeatClass, u32)>;
 pub trait Inventory: Send + Sync + 'static {
     /// Remaining places for each journey, in the order asked.
     async fn remaining(&self, journeys: &[JourneyKey]) -> Result<Vec<ClassCounts>, ApiError>;
-}
-
-/// Every run at full capacity: the answer before anything has been sold.
-pub struct CapacityOnly {
-    pub network: Arc<Network>,
-}
-
-#[async_trait]
-impl Inventory for CapacityOnly {
-    async fn remaining(&self, journeys: &[JourneyKey]) -> Result<Vec<ClassCounts>, ApiError> {
-        Ok(journeys.iter().map(|j| self.network.train(j.train).layout().classes()).collect())
-    }
 }
 
 /// What the engine needs to know of a train's runs.

@@ -37,7 +37,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 pub use config::Config;
 pub use error::ApiError;
-pub use inventory::{CapacityOnly, EngineInventory, Inventory, RunCalendar};
+pub use inventory::{EngineInventory, Inventory, RunCalendar};
 
 /// What every handler can reach. Cheap to clone.
 #[derive(Clone)]

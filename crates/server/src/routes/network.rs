@@ -147,7 +147,8 @@ fn train_result<'a>(state: &'a AppState, j: &Journey, counts: Vec<(SeatClass, u3
     let (a, b) = (&train.stops[j.from_stop as usize], &train.stops[j.to_stop as usize]);
     let depart = a.depart_min.expect("journeys board where the train departs");
     let arrive = b.arrive_min.expect("journeys alight where the train arrives");
-    let station = |code| state.network.station_by_code(code).expect("indexed stops have stations");
+    let [from, to] =
+        [a.telecode, b.telecode].map(|c| state.network.station_by_code(c).expect("indexed stops have stations"));
     let km = b.km - a.km;
     let classes = counts
         .into_iter()
@@ -158,16 +159,8 @@ fn train_result<'a>(state: &'a AppState, j: &Journey, counts: Vec<(SeatClass, u3
     TrainResult {
         run_id: RunId::new(train.code.clone(), j.run_date),
         train_code: train.code.as_str(),
-        from: Departure {
-            telecode: station(a.telecode).telecode.as_str(),
-            name: &station(a.telecode).name,
-            departs_at: j.run_date.time_at(depart),
-        },
-        to: Arrival {
-            telecode: station(b.telecode).telecode.as_str(),
-            name: &station(b.telecode).name,
-            arrives_at: j.run_date.time_at(arrive),
-        },
+        from: Departure { telecode: from.telecode.as_str(), name: &from.name, departs_at: j.run_date.time_at(depart) },
+        to: Arrival { telecode: to.telecode.as_str(), name: &to.name, arrives_at: j.run_date.time_at(arrive) },
         duration_min: arrive - depart,
         distance_km: km,
         classes,
