@@ -1,6 +1,7 @@
 //! The PostgreSQL implementation of [`Store`], selected with `--database-url postgres://...`.
 //! Bulk writes go as one statement per table with `UNNEST` over arrays, so an import is a
-//! handful of round trips, not tens of thousands.
+//! handful of round trips, not tens of thousands. The purchase flow's writes go through a
+//! group writer (one connection, many callers' writes per transaction), like SQLite's.
 
 use std::borrow::Cow;
 use std::str::FromStr;
@@ -13,7 +14,9 @@ use chepiao_store::{
     UserRecord, check_window, trains_from_rows,
 };
 use chrono::NaiveDate;
-use sqlx::Row;
+use chepiao_store::flow_sql::TxFuture;
+use chepiao_store::writer::{GroupWriter, TxControl};
+use sqlx::{Connection, PgConnection, Row};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
@@ -40,6 +43,7 @@ fn migrator() -> Migrator {
         migrations: Cow::Owned(vec![
             m(1, "network", include_str!("../migrations/0001_network.sql")),
             m(2, "users", include_str!("../migrations/0002_users.sql")),
+            m(3, "flow", include_str!("../migrations/0003_flow.sql")),
         ]),
         ..Migrator::DEFAULT
     }
@@ -47,7 +51,14 @@ fn migrator() -> Migrator {
 
 pub struct PgStore {
     pool: PgPool,
+    writer: GroupWriter<PgConnection>,
 }
+
+fn exec<'a>(c: &'a mut PgConnection, sql: &'static str) -> TxFuture<'a, ()> {
+    Box::pin(async move { sqlx::query(sql).execute(c).await.map(drop) })
+}
+
+chepiao_store::impl_flow_store!(PgStore, PgConnection, sqlx::postgres::PgRow, " FOR UPDATE");
 
 impl PgStore {
     /// Connect to `url` and bring the schema up to date.
@@ -57,9 +68,34 @@ impl PgStore {
 
     /// Connect with explicit options (tests use this to give each test its own schema).
     pub async fn connect_with(options: PgConnectOptions) -> Result<PgStore> {
-        let pool = PgPoolOptions::new().max_connections(CONNECTIONS_MAX).connect_with(options).await.map_err(db)?;
+        let pool =
+            PgPoolOptions::new().max_connections(CONNECTIONS_MAX).connect_with(options.clone()).await.map_err(db)?;
         migrator().run(&pool).await.map_err(|e| StoreError::Migration(e.to_string()))?;
-        Ok(PgStore { pool })
+        let conn = PgConnection::connect_with(&options).await.map_err(db)?;
+        let control = TxControl { begin: "BEGIN", exec };
+        let writer = GroupWriter::start("postgres-writer", conn, control)
+            .map_err(|e| StoreError::Database(format!("starting the writer: {e}")))?;
+        Ok(PgStore { pool, writer })
+    }
+
+    fn reader(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Run `f` with `data` in the writer's next batch.
+    async fn write_tx<D, T>(&self, data: D, f: for<'c> fn(&'c mut PgConnection, &'c D) -> TxFuture<'c, T>) -> Result<T>
+    where
+        D: Send + Sync + 'static,
+        T: Send + 'static,
+    {
+        let data = std::sync::Arc::new(data);
+        self.writer
+            .write(move |conn| {
+                let data = data.clone();
+                Box::pin(async move { f(conn, &data).await })
+            })
+            .await
+            .map_err(db)
     }
 }
 

@@ -2,10 +2,8 @@
 //! the data directory, WAL mode, `synchronous = FULL` (a commit is on disk before it is
 //! acknowledged), and exactly one writer connection: SQLite serialises writers anyway, and one
 //! connection makes that explicit instead of a `SQLITE_BUSY` retry storm. Writes are group
-//! committed by [`writer::GroupWriter`]: many callers' writes share one transaction and one
+//! committed by [`GroupWriter`]: many callers' writes share one transaction and one
 //! fsync. Reads use a separate small pool, which WAL lets run beside the writer.
-
-mod writer;
 
 use std::borrow::Cow;
 use std::str::FromStr;
@@ -21,7 +19,8 @@ use chepiao_store::{
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, Row, SqliteConnection};
-use writer::GroupWriter;
+use chepiao_store::flow_sql::TxFuture;
+use chepiao_store::writer::{GroupWriter, TxControl};
 
 type Result<T> = chepiao_store::Result<T>;
 
@@ -47,15 +46,22 @@ fn migrator() -> Migrator {
         migrations: Cow::Owned(vec![
             m(1, "network", include_str!("../migrations/0001_network.sql")),
             m(2, "users", include_str!("../migrations/0002_users.sql")),
+            m(3, "flow", include_str!("../migrations/0003_flow.sql")),
         ]),
         ..Migrator::DEFAULT
     }
 }
 
 pub struct SqliteStore {
-    writer: GroupWriter,
+    writer: GroupWriter<SqliteConnection>,
     reader: SqlitePool,
 }
+
+fn exec<'a>(c: &'a mut SqliteConnection, sql: &'static str) -> TxFuture<'a, ()> {
+    Box::pin(async move { sqlx::query(sql).execute(c).await.map(drop) })
+}
+
+chepiao_store::impl_flow_store!(SqliteStore, SqliteConnection, sqlx::sqlite::SqliteRow, "");
 
 impl SqliteStore {
     /// Open (creating if missing) the database at `url` (`sqlite://path/to/file.db` or a plain
@@ -71,13 +77,39 @@ impl SqliteStore {
             .busy_timeout(BUSY_TIMEOUT);
         let mut conn = SqliteConnection::connect_with(&options).await.map_err(db)?;
         migrator().run(&mut conn).await.map_err(|e| StoreError::Migration(e.to_string()))?;
-        let writer = GroupWriter::start(conn).map_err(|e| StoreError::Database(format!("starting the writer: {e}")))?;
+        let control = TxControl { begin: "BEGIN IMMEDIATE", exec };
+        let writer = GroupWriter::start("sqlite-writer", conn, control).map_err(|e| StoreError::Database(format!("starting the writer: {e}")))?;
         let reader = SqlitePoolOptions::new()
             .max_connections(READERS_MAX)
             .connect_with(options.read_only(true))
             .await
             .map_err(db)?;
         Ok(SqliteStore { writer, reader })
+    }
+
+    fn reader(&self) -> &SqlitePool {
+        &self.reader
+    }
+
+    /// Run `f` with `data` in the writer's next batch.
+    async fn write_tx<D, T>(&self, data: D, f: for<'c> fn(&'c mut SqliteConnection, &'c D) -> TxFuture<'c, T>) -> Result<T>
+    where
+        D: Send + Sync + 'static,
+        T: Send + 'static,
+    {
+        let data = std::sync::Arc::new(data);
+        self.writer
+            .write(move |conn| {
+                let data = data.clone();
+                Box::pin(async move { f(conn, &data).await })
+            })
+            .await
+            .map_err(db)
+    }
+
+    /// For tests that check what is stored: a raw connection to the same file.
+    pub fn reader_pool(&self) -> &SqlitePool {
+        &self.reader
     }
 
     async fn upsert_stations(tx: &mut SqliteConnection, stations: &[Station]) -> sqlx::Result<()> {

@@ -10,8 +10,14 @@ use async_trait::async_trait;
 use chepiao_domain::network::{Station, Stop, Train};
 use chepiao_domain::{NetworkData, RunId, ServiceDate};
 
+pub mod flow;
+#[doc(hidden)]
+pub mod flow_sql;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;
+pub mod writer;
+
+pub use flow::*;
 
 /// Errors a store reports. Backends map their driver errors into these.
 #[derive(Debug, thiserror::Error)]
@@ -104,9 +110,61 @@ pub enum AddPassenger {
 /// Longest date window one `ensure_runs`/`runs_between` call may cover.
 pub const RUN_WINDOW_DAYS_MAX: i64 = 366;
 
+/// The purchase flow's rows: orders, payments, the outbox, tickets and the audit log. Both
+/// backends implement it with the same SQL (see `flow_sql`).
+#[async_trait]
+pub trait FlowStore: Send + Sync + 'static {
+    /// Record a new order, or return the user's order with the same idempotency key.
+    async fn create_order(&self, o: &NewOrder) -> Result<CreateOrder>;
+    async fn order(&self, order_no: &str) -> Result<Option<OrderRecord>>;
+    /// A user's orders, newest first; `page` from 1, `page_size` up to [`PAGE_SIZE_MAX`].
+    async fn orders_of(&self, user_id: i64, status: Option<OrderStatus>, page: u32, page_size: u32)
+    -> Result<OrderPage>;
+    /// Move `order` to `to` if it is still as read (status and version): optimistic locking.
+    /// None when another writer moved it first. Panics on a transition the state machine forbids.
+    async fn transition_order(&self, order: &OrderRecord, to: OrderStatus, now_ms: i64) -> Result<Option<OrderRecord>>;
+    /// Expire up to `limit` unpaid orders whose pay window closed; returns them.
+    async fn expire_orders(&self, now_ms: i64, limit: u32) -> Result<Vec<OrderRecord>>;
+    /// Cancelled or expired orders whose seats were not yet given back.
+    async fn unreleased_orders(&self, limit: u32) -> Result<Vec<OrderRecord>>;
+    async fn mark_seats_released(&self, order_no: &str) -> Result<()>;
+
+    async fn create_payment(&self, p: &NewPayment) -> Result<()>;
+    async fn payment(&self, payment_no: &str) -> Result<Option<PaymentRecord>>;
+    async fn payments_of(&self, order_no: &str) -> Result<Vec<PaymentRecord>>;
+    /// Apply a verified notify in one transaction: nonce, payment, order, outbox, audit.
+    async fn apply_notify(&self, n: &Notify) -> Result<NotifyOutcome>;
+    /// Forget nonces seen before `before_ms` (older notifies fail the timestamp check anyway).
+    async fn prune_nonces(&self, before_ms: i64) -> Result<u64>;
+
+    /// The oldest outbox rows not yet handled, at most `limit` (capped at [`OUTBOX_BATCH_MAX`]).
+    async fn outbox_pending(&self, limit: u32) -> Result<Vec<OutboxRow>>;
+    /// Rows handled: remove them.
+    async fn outbox_done(&self, ids: &[i64]) -> Result<()>;
+
+    /// PAID → TICKETED with its tickets, in one transaction. False when the order was not PAID
+    /// (another issuer got there first).
+    async fn issue_tickets(&self, order_no: &str, tickets: &[TicketRecord], now_ms: i64) -> Result<bool>;
+    /// PAID → REFUNDED when its seats could not be confirmed; its payments go to the refund
+    /// outbox. False when the order was not PAID.
+    async fn refund_unticketable(&self, order_no: &str, reason: &str, now_ms: i64) -> Result<bool>;
+    /// REFUND_PENDING → REFUNDED once the channel gave the money back. False when it was not pending.
+    async fn complete_refund(&self, payment_no: &str, refund_id: &str, now_ms: i64) -> Result<bool>;
+    async fn tickets_of(&self, order_no: &str) -> Result<Vec<TicketRecord>>;
+    async fn ticket(&self, ticket_sn: &str) -> Result<Option<TicketRecord>>;
+    /// Tickets in ticket_sn order after `after_sn`, for audits.
+    async fn tickets_after(&self, after_sn: &str, limit: u32) -> Result<Vec<TicketRecord>>;
+    /// Where every captured payment stands (I2).
+    async fn payment_audit(&self) -> Result<PaymentAudit>;
+
+    async fn audit_append(&self, e: &AuditEntry) -> Result<i64>;
+    /// Audit entries after `after_seq`, in order.
+    async fn audit_range(&self, after_seq: i64, limit: u32) -> Result<Vec<AuditRecord>>;
+}
+
 /// Everything chepiao keeps in its relational database.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: FlowStore + Send + Sync + 'static {
     /// `"sqlite"` or `"postgres"`, for logs and `/readyz`.
     fn backend(&self) -> &'static str;
 

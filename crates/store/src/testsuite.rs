@@ -4,6 +4,7 @@
 use chepiao_domain::network::{NetworkData, Station, Stop, Train};
 use chepiao_domain::{RunId, ServiceDate};
 
+use crate::flow::*;
 use crate::{AddPassenger, NewPassenger, RunStatus, Store, StoreError};
 
 fn station(code: &str, name: &str, city: &str) -> Station {
@@ -60,6 +61,192 @@ pub async fn run_all(store: &dyn Store) {
     window_limits_are_enforced(store).await;
     users_are_unique_by_name(store).await;
     passengers_belong_to_their_user(store).await;
+    orders_are_idempotent_per_user_and_key(store).await;
+    orders_move_only_along_the_state_machine(store).await;
+    notifies_pay_once_refuse_replays_and_refund_late_payments(store).await;
+    tickets_issue_once(store).await;
+    audit_chain_verifies(store).await;
+}
+
+fn new_order(user_id: i64, no: &str, key: &str, pay_before_ms: i64) -> NewOrder {
+    NewOrder {
+        order_no: no.into(),
+        user_id,
+        idem_key: key.into(),
+        request_hash: vec![7; 32],
+        amount_fen: 55_300,
+        pay_before_ms,
+        created_at_ms: pay_before_ms - 600_000,
+        legs_json: "[]".into(),
+    }
+}
+
+async fn orders_are_idempotent_per_user_and_key(store: &dyn Store) {
+    let name = store.backend();
+    let alice = store.user_by_name("alice").await.unwrap().unwrap().id;
+    let bob = store.user_by_name("bob").await.unwrap().unwrap().id;
+    let CreateOrder::Created(first) = store.create_order(&new_order(alice, "E1", "k1", 1_000_000)).await.unwrap() else {
+        panic!("{name}: first order not created")
+    };
+    assert_eq!((first.status, first.version), (OrderStatus::PendingPayment, 0));
+    // The same key again, even with another order number: the first order.
+    let again = store.create_order(&new_order(alice, "E2", "k1", 2_000_000)).await.unwrap();
+    assert_eq!(again, CreateOrder::Existing(first.clone()), "{name}");
+    // Another user may use the same key.
+    assert!(matches!(store.create_order(&new_order(bob, "E3", "k1", 1_000_000)).await.unwrap(), CreateOrder::Created(_)));
+    for i in 0..5 {
+        store.create_order(&new_order(alice, &format!("E1{i}"), &format!("k1{i}"), 1_000_000 + i)).await.unwrap();
+    }
+    let page = store.orders_of(alice, None, 1, 4).await.unwrap();
+    assert_eq!((page.items.len(), page.total), (4, 6), "{name}");
+    assert_eq!(page.items[0].order_no, "E14", "{name}: newest first");
+    let page2 = store.orders_of(alice, None, 2, 4).await.unwrap();
+    assert_eq!(page2.items.len(), 2);
+    let pending = store.orders_of(alice, Some(OrderStatus::Paid), 1, 10).await.unwrap();
+    assert_eq!(pending.total, 0);
+    assert!(matches!(store.orders_of(alice, None, 0, 10).await, Err(StoreError::Limit(_))));
+    assert_eq!(store.order("E1").await.unwrap(), Some(first));
+    assert_eq!(store.order("nope").await.unwrap(), None);
+}
+
+async fn orders_move_only_along_the_state_machine(store: &dyn Store) {
+    let name = store.backend();
+    let order = store.order("E10").await.unwrap().unwrap();
+    let cancelled = store.transition_order(&order, OrderStatus::Cancelled, 5).await.unwrap().expect("cancelled");
+    assert_eq!((cancelled.status, cancelled.version), (OrderStatus::Cancelled, 1), "{name}");
+    // A second writer holding the old version loses.
+    assert_eq!(store.transition_order(&order, OrderStatus::Expired, 6).await.unwrap(), None, "{name}");
+    // Expiry takes only unpaid orders past their window.
+    let expired = store.expire_orders(1_000_002, 100).await.unwrap();
+    let mut nos: Vec<_> = expired.iter().map(|o| o.order_no.as_str()).collect();
+    nos.sort();
+    assert_eq!(nos, ["E1", "E11", "E12", "E3"], "{name}");
+    assert!(store.expire_orders(1_000_002, 100).await.unwrap().is_empty(), "{name}: expired once");
+    let mut unreleased: Vec<_> = store.unreleased_orders(100).await.unwrap().into_iter().map(|o| o.order_no).collect();
+    unreleased.sort();
+    assert_eq!(unreleased, ["E1", "E10", "E11", "E12", "E3"], "{name}");
+    for no in &unreleased {
+        store.mark_seats_released(no).await.unwrap();
+    }
+    assert!(store.unreleased_orders(100).await.unwrap().is_empty());
+}
+
+fn notify(payment_no: &str, amount_fen: i64, nonce: &str, at_ms: i64) -> Notify {
+    Notify {
+        channel: "mockpay".into(),
+        payment_no: payment_no.into(),
+        amount_fen,
+        success: true,
+        txn_id: format!("T-{nonce}"),
+        nonce: nonce.into(),
+        raw: format!("{{\"nonce\":\"{nonce}\"}}"),
+        received_at_ms: at_ms,
+    }
+}
+
+fn new_payment(payment_no: &str, order_no: &str) -> NewPayment {
+    NewPayment {
+        payment_no: payment_no.into(),
+        order_no: order_no.into(),
+        channel: "mockpay".into(),
+        amount_fen: 55_300,
+        created_at_ms: 10,
+    }
+}
+
+async fn notifies_pay_once_refuse_replays_and_refund_late_payments(store: &dyn Store) {
+    let name = store.backend();
+    store.create_payment(&new_payment("P13", "E13")).await.unwrap();
+    assert_eq!(store.apply_notify(&notify("P13", 1, "n0", 20)).await.unwrap(), NotifyOutcome::AmountMismatch {
+        expected_fen: 55_300
+    });
+    assert_eq!(store.order("E13").await.unwrap().unwrap().status, OrderStatus::PendingPayment, "{name}");
+    let paid = store.apply_notify(&notify("P13", 55_300, "n1", 21)).await.unwrap();
+    assert_eq!(paid, NotifyOutcome::Paid { order_no: "E13".into() }, "{name}");
+    assert_eq!(store.apply_notify(&notify("P13", 55_300, "n1", 22)).await.unwrap(), NotifyOutcome::Replayed);
+    let dup = store.apply_notify(&notify("P13", 55_300, "n2", 23)).await.unwrap();
+    assert_eq!(dup, NotifyOutcome::Duplicate { status: PaymentStatus::Success }, "{name}");
+    assert_eq!(store.apply_notify(&notify("P404", 1, "n3", 24)).await.unwrap(), NotifyOutcome::UnknownPayment);
+    let order = store.order("E13").await.unwrap().unwrap();
+    assert_eq!(order.status, OrderStatus::Paid, "{name}");
+    let payments = store.payments_of("E13").await.unwrap();
+    assert_eq!(payments[0].status, PaymentStatus::Success);
+    assert_eq!(payments[0].txn_id.as_deref(), Some("T-n1"));
+
+    // A payment for the cancelled E10 is captured, then refunded through the outbox.
+    store.create_payment(&new_payment("P10", "E10")).await.unwrap();
+    let late = store.apply_notify(&notify("P10", 55_300, "n4", 25)).await.unwrap();
+    assert_eq!(late, NotifyOutcome::RefundDue { order_no: "E10".into(), order_status: OrderStatus::Cancelled });
+    let outbox = store.outbox_pending(100).await.unwrap();
+    let events: Vec<_> = outbox.iter().map(|r| r.event.clone()).collect();
+    assert_eq!(
+        events,
+        [OutboxEvent::Ticket { order_no: "E13".into() }, OutboxEvent::Refund { payment_no: "P10".into() }],
+        "{name}"
+    );
+    assert!(outbox[0].id < outbox[1].id);
+    assert!(store.complete_refund("P10", "R1", 30).await.unwrap());
+    assert!(!store.complete_refund("P10", "R1", 31).await.unwrap(), "{name}: refunded once");
+    store.outbox_done(&[outbox[1].id]).await.unwrap();
+    assert_eq!(store.outbox_pending(100).await.unwrap().len(), 1);
+    assert_eq!(store.prune_nonces(24).await.unwrap(), 3, "{name}: n0, n1 and n2 were seen before 24");
+}
+
+async fn tickets_issue_once(store: &dyn Store) {
+    let name = store.backend();
+    let order = store.order("E13").await.unwrap().unwrap();
+    let ticket = |i: i64| TicketRecord {
+        ticket_sn: format!("E13{i}"),
+        order_no: "E13".into(),
+        user_id: order.user_id,
+        leg: 0,
+        passenger_idx: i,
+        passenger_id: 1,
+        run_id: "G1-20261122".into(),
+        from_station: "VNP".into(),
+        to_station: "AOH".into(),
+        class: "SECOND".into(),
+        coach: 5,
+        seat: format!("0{i}A"),
+        price_fen: 55_300,
+        status: TicketStatus::Issued,
+        qr: "qr".into(),
+        issued_at_ms: 40,
+    };
+    assert!(store.issue_tickets("E13", &[ticket(0), ticket(1)], 40).await.unwrap());
+    assert!(!store.issue_tickets("E13", &[ticket(0), ticket(1)], 41).await.unwrap(), "{name}: issued once");
+    assert_eq!(store.order("E13").await.unwrap().unwrap().status, OrderStatus::Ticketed);
+    assert_eq!(store.tickets_of("E13").await.unwrap(), [ticket(0), ticket(1)], "{name}");
+    assert_eq!(store.ticket("E131").await.unwrap(), Some(ticket(1)));
+    assert_eq!(store.tickets_after("E130", 10).await.unwrap(), [ticket(1)]);
+    // A paid order whose seats are gone is refunded.
+    let e14 = store.order("E14").await.unwrap().unwrap();
+    store.create_payment(&new_payment("P14", "E14")).await.unwrap();
+    store.apply_notify(&notify("P14", 55_300, "n5", 50)).await.unwrap();
+    assert!(store.refund_unticketable("E14", "hold expired", 51).await.unwrap());
+    assert!(!store.refund_unticketable("E14", "hold expired", 52).await.unwrap());
+    assert_eq!(store.order("E14").await.unwrap().unwrap().status, OrderStatus::Refunded);
+    assert_eq!(store.payment("P14").await.unwrap().unwrap().status, PaymentStatus::RefundPending);
+    let audit = store.payment_audit().await.unwrap();
+    assert_eq!((audit.captured, audit.ticketed, audit.refunded, audit.in_flight_total), (3, 1, 1, 1), "{name}");
+    assert_eq!(audit.in_flight, ["P14"]);
+    assert!(store.complete_refund("P14", "R2", 53).await.unwrap());
+    assert_eq!(store.payment_audit().await.unwrap().in_flight_total, 0);
+    assert_eq!(e14.status, OrderStatus::PendingPayment);
+}
+
+async fn audit_chain_verifies(store: &dyn Store) {
+    let name = store.backend();
+    let entry = AuditEntry { at_ms: 60, kind: "admin.test".into(), subject: "x".into(), detail: "y".into() };
+    let seq = store.audit_append(&entry).await.unwrap();
+    let all = store.audit_range(0, 1000).await.unwrap();
+    assert_eq!(all.last().unwrap().seq, seq, "{name}");
+    assert!(all.len() >= 10, "{name}: every notify and refund is audited");
+    let (_, last) = verify_chain((AUDIT_GENESIS.to_vec(), 0), &all).unwrap();
+    assert_eq!(last, seq);
+    // Paging continues the chain.
+    let (head, at) = verify_chain((AUDIT_GENESIS.to_vec(), 0), &all[..3]).unwrap();
+    verify_chain((head, at), &store.audit_range(3, 1000).await.unwrap()).unwrap();
 }
 
 async fn users_are_unique_by_name(store: &dyn Store) {

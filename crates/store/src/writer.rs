@@ -1,7 +1,9 @@
-//! Group commit for SQLite. One thread owns the only write connection. Write jobs queue to it;
-//! it takes whatever is queued (up to `BATCH_LEN_MAX`), runs the jobs in one transaction,
-//! commits once (one fsync for the whole batch with `synchronous = FULL`), and only then
-//! answers every job.
+//! Group commit, for every backend. One thread owns one write connection. Write jobs queue to
+//! it; it takes whatever is queued (up to `BATCH_LEN_MAX`), runs the jobs in one transaction,
+//! commits once (one fsync for the whole batch), and only then answers every job. For SQLite
+//! this is the only writer (SQLite serialises writers anyway); for PostgreSQL it turns many
+//! small transactions into few, which is what keeps a durable path off the 1-sync-per-request
+//! ceiling.
 //!
 //! Jobs are run optimistically with no per-job savepoint (each extra statement costs a round
 //! trip to SQLite's worker thread). If any job fails, the whole batch is rolled back and every
@@ -15,8 +17,23 @@ use std::any::Any;
 use std::future::Future;
 use std::pin::Pin;
 
-use sqlx::{Connection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
+
+/// How the writer drives its connection: it only runs the transaction's own statements.
+pub struct TxControl<C> {
+    /// The statement that opens a write transaction (`BEGIN IMMEDIATE` for SQLite, so the write
+    /// lock is taken up front).
+    pub begin: &'static str,
+    /// Run one statement without parameters.
+    pub exec: for<'a> fn(&'a mut C, &'static str) -> Pin<Box<dyn Future<Output = Result<(), sqlx::Error>> + Send + 'a>>,
+}
+
+impl<C> Clone for TxControl<C> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<C> Copy for TxControl<C> {}
 
 /// Jobs waiting for the writer before callers wait for room.
 pub const QUEUE_LEN_MAX: usize = 8_192;
@@ -25,25 +42,30 @@ pub const BATCH_LEN_MAX: usize = 1_024;
 
 type Output = Box<dyn Any + Send>;
 type JobFuture<'c> = Pin<Box<dyn Future<Output = Result<Output, sqlx::Error>> + Send + 'c>>;
-type JobFn = Box<dyn for<'c> FnMut(&'c mut SqliteConnection) -> JobFuture<'c> + Send>;
+type JobFn<C> = Box<dyn for<'c> FnMut(&'c mut C) -> JobFuture<'c> + Send>;
 
-struct Job {
-    run: JobFn,
+struct Job<C> {
+    run: JobFn<C>,
     reply: oneshot::Sender<Result<Output, sqlx::Error>>,
 }
 
-#[derive(Clone)]
-pub struct GroupWriter {
-    tx: mpsc::Sender<Job>,
+pub struct GroupWriter<C> {
+    tx: mpsc::Sender<Job<C>>,
 }
 
-impl GroupWriter {
+impl<C> Clone for GroupWriter<C> {
+    fn clone(&self) -> Self {
+        GroupWriter { tx: self.tx.clone() }
+    }
+}
+
+impl<C: Send + 'static> GroupWriter<C> {
     /// Start the writer on `conn`, on a thread of its own (like an engine shard) with a
     /// single-threaded runtime. It stops when the last `GroupWriter` clone is dropped.
-    pub fn start(conn: SqliteConnection) -> std::io::Result<GroupWriter> {
+    pub fn start(name: &str, conn: C, control: TxControl<C>) -> std::io::Result<GroupWriter<C>> {
         let (tx, rx) = mpsc::channel(QUEUE_LEN_MAX);
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        std::thread::Builder::new().name("sqlite-writer".into()).spawn(move || rt.block_on(run(conn, rx)))?;
+        std::thread::Builder::new().name(name.into()).spawn(move || rt.block_on(run(conn, control, rx)))?;
         Ok(GroupWriter { tx })
     }
 
@@ -52,11 +74,11 @@ impl GroupWriter {
     pub async fn write<T, F>(&self, mut job: F) -> Result<T, sqlx::Error>
     where
         T: Send + 'static,
-        F: for<'c> FnMut(&'c mut SqliteConnection) -> Pin<Box<dyn Future<Output = Result<T, sqlx::Error>> + Send + 'c>>
+        F: for<'c> FnMut(&'c mut C) -> Pin<Box<dyn Future<Output = Result<T, sqlx::Error>> + Send + 'c>>
             + Send
             + 'static,
     {
-        let run: JobFn = Box::new(move |conn| {
+        let run: JobFn<C> = Box::new(move |conn| {
             let fut = job(conn);
             Box::pin(async move { fut.await.map(|v| Box::new(v) as Output) })
         });
@@ -67,8 +89,8 @@ impl GroupWriter {
     }
 }
 
-async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
-    let mut batch: Vec<Job> = Vec::with_capacity(BATCH_LEN_MAX);
+async fn run<C>(mut conn: C, control: TxControl<C>, mut rx: mpsc::Receiver<Job<C>>) {
+    let mut batch: Vec<Job<C>> = Vec::with_capacity(BATCH_LEN_MAX);
     while let Some(first) = rx.recv().await {
         batch.push(first);
         while batch.len() < BATCH_LEN_MAX {
@@ -77,13 +99,12 @@ async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        commit_batch(&mut conn, &mut batch).await;
+        commit_batch(&mut conn, control, &mut batch).await;
     }
-    let _ = conn.close().await;
 }
 
-async fn commit_batch(conn: &mut SqliteConnection, batch: &mut Vec<Job>) {
-    match run_in_transaction(conn, batch).await {
+async fn commit_batch<C>(conn: &mut C, control: TxControl<C>, batch: &mut Vec<Job<C>>) {
+    match run_in_transaction(conn, control, batch).await {
         Ok(Outcome::Committed(results)) => {
             for (job, result) in batch.drain(..).zip(results) {
                 let _ = job.reply.send(Ok(result));
@@ -92,7 +113,7 @@ async fn commit_batch(conn: &mut SqliteConnection, batch: &mut Vec<Job>) {
         Ok(Outcome::JobFailed(_)) => {
             // The batch was rolled back: each job again, in a transaction of its own.
             for mut job in batch.drain(..) {
-                let result = match run_in_transaction(conn, std::slice::from_mut(&mut job)).await {
+                let result = match run_in_transaction(conn, control, std::slice::from_mut(&mut job)).await {
                     Ok(Outcome::Committed(mut r)) => Ok(r.pop().expect("one job, one result")),
                     Ok(Outcome::JobFailed(e)) | Err(e) => Err(e),
                 };
@@ -115,20 +136,25 @@ enum Outcome {
 }
 
 /// Run `jobs` in one transaction. Err only when beginning or committing fails.
-async fn run_in_transaction(conn: &mut SqliteConnection, jobs: &mut [Job]) -> Result<Outcome, sqlx::Error> {
-    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+async fn run_in_transaction<C>(
+    conn: &mut C,
+    control: TxControl<C>,
+    jobs: &mut [Job<C>],
+) -> Result<Outcome, sqlx::Error> {
+    let exec = control.exec;
+    exec(conn, control.begin).await?;
     let mut results = Vec::with_capacity(jobs.len());
     for job in jobs.iter_mut() {
         match (job.run)(conn).await {
             Ok(v) => results.push(v),
             Err(e) => {
-                sqlx::query("ROLLBACK").execute(&mut *conn).await?;
+                exec(conn, "ROLLBACK").await?;
                 return Ok(Outcome::JobFailed(e));
             }
         }
     }
-    if let Err(e) = sqlx::query("COMMIT").execute(&mut *conn).await {
-        let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+    if let Err(e) = exec(conn, "COMMIT").await {
+        let _ = exec(conn, "ROLLBACK").await;
         return Err(e);
     }
     Ok(Outcome::Committed(results))

@@ -1,0 +1,644 @@
+//! The purchase flow's SQL, shared by both backends.
+//!
+//! SQLite and PostgreSQL agree on everything this SQL uses (`$n` parameters, `RETURNING`,
+//! `ON CONFLICT`, partial indexes, 64-bit integers and byte strings), so the statements are
+//! written once. The Rust around them names concrete driver types, so it cannot be a generic
+//! function without a wall of trait bounds; [`impl_flow_store!`] instead expands the same
+//! code once per backend. Each backend still owns its migrations (`0003_flow.sql`), and each
+//! runs the shared store suite.
+//!
+//! A backend provides `fn reader(&self) -> &sqlx::Pool<DB>` and `async fn write_tx(...)` (a job
+//! for its group writer), then calls the macro with its store type, connection type, row type
+//! and the row-locking suffix it supports (`" FOR UPDATE"` on PostgreSQL; SQLite's writer is
+//! alone, so `""`).
+
+/// The columns of an order, in the order `order_row` reads them.
+pub const ORDER_COLS: &str = "order_no, user_id, idem_key, request_hash, status, version, amount_fen, pay_before_ms, \
+     created_at_ms, updated_at_ms, legs_json, seats_released";
+
+pub const PAYMENT_COLS: &str = "payment_no, order_no, channel, amount_fen, status, txn_id, created_at_ms, updated_at_ms";
+
+pub const TICKET_COLS: &str = "ticket_sn, order_no, user_id, leg, passenger_idx, passenger_id, run_id, from_station, \
+     to_station, class, coach, seat, price_fen, status, qr, issued_at_ms";
+
+/// A write job's future, as a backend's group writer runs it.
+pub type TxFuture<'c, T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, sqlx::Error>> + Send + 'c>>;
+
+pub fn decode_error(table: &str, what: &str) -> sqlx::Error {
+    sqlx::Error::Decode(format!("{table}: unexpected value {what:?}").into())
+}
+
+#[macro_export]
+macro_rules! impl_flow_store {
+    ($store:ty, $conn:ty, $row:ty, $for_update:literal) => {
+        const _: () = {
+            use sqlx::Row as _;
+            use $crate::flow::*;
+            use $crate::flow_sql::{ORDER_COLS, PAYMENT_COLS, TICKET_COLS, TxFuture, decode_error};
+            use $crate::{FlowStore, Result, StoreError};
+
+            fn db(e: sqlx::Error) -> StoreError {
+                StoreError::Database(e.to_string())
+            }
+
+            fn order_row(r: &$row) -> sqlx::Result<OrderRecord> {
+                let status: String = r.try_get("status")?;
+                Ok(OrderRecord {
+                    order_no: r.try_get("order_no")?,
+                    user_id: r.try_get("user_id")?,
+                    idem_key: r.try_get("idem_key")?,
+                    request_hash: r.try_get("request_hash")?,
+                    status: OrderStatus::parse(&status).ok_or_else(|| decode_error("orders", &status))?,
+                    version: r.try_get("version")?,
+                    amount_fen: r.try_get("amount_fen")?,
+                    pay_before_ms: r.try_get("pay_before_ms")?,
+                    created_at_ms: r.try_get("created_at_ms")?,
+                    updated_at_ms: r.try_get("updated_at_ms")?,
+                    legs_json: r.try_get("legs_json")?,
+                    seats_released: r.try_get::<i64, _>("seats_released")? != 0,
+                })
+            }
+
+            fn payment_row(r: &$row) -> sqlx::Result<PaymentRecord> {
+                let status: String = r.try_get("status")?;
+                Ok(PaymentRecord {
+                    payment_no: r.try_get("payment_no")?,
+                    order_no: r.try_get("order_no")?,
+                    channel: r.try_get("channel")?,
+                    amount_fen: r.try_get("amount_fen")?,
+                    status: PaymentStatus::parse(&status).ok_or_else(|| decode_error("payments", &status))?,
+                    txn_id: r.try_get("txn_id")?,
+                    created_at_ms: r.try_get("created_at_ms")?,
+                    updated_at_ms: r.try_get("updated_at_ms")?,
+                })
+            }
+
+            fn ticket_row(r: &$row) -> sqlx::Result<TicketRecord> {
+                let status: String = r.try_get("status")?;
+                Ok(TicketRecord {
+                    ticket_sn: r.try_get("ticket_sn")?,
+                    order_no: r.try_get("order_no")?,
+                    user_id: r.try_get("user_id")?,
+                    leg: r.try_get("leg")?,
+                    passenger_idx: r.try_get("passenger_idx")?,
+                    passenger_id: r.try_get("passenger_id")?,
+                    run_id: r.try_get("run_id")?,
+                    from_station: r.try_get("from_station")?,
+                    to_station: r.try_get("to_station")?,
+                    class: r.try_get("class")?,
+                    coach: r.try_get("coach")?,
+                    seat: r.try_get("seat")?,
+                    price_fen: r.try_get("price_fen")?,
+                    status: TicketStatus::parse(&status).ok_or_else(|| decode_error("tickets", &status))?,
+                    qr: r.try_get("qr")?,
+                    issued_at_ms: r.try_get("issued_at_ms")?,
+                })
+            }
+
+            fn audit_row(r: &$row) -> sqlx::Result<AuditRecord> {
+                Ok(AuditRecord {
+                    seq: r.try_get("seq")?,
+                    entry: AuditEntry {
+                        at_ms: r.try_get("at_ms")?,
+                        kind: r.try_get("kind")?,
+                        subject: r.try_get("subject")?,
+                        detail: r.try_get("detail")?,
+                    },
+                    prev_hash: r.try_get("prev_hash")?,
+                    hash: r.try_get("hash")?,
+                })
+            }
+
+            /// Append to the hash chain. The head row is locked for the rest of the
+            /// transaction, so chains written from several nodes never fork.
+            async fn append_audit(c: &mut $conn, e: &AuditEntry) -> sqlx::Result<i64> {
+                let head = sqlx::query(concat!("SELECT seq, hash FROM audit_head WHERE id = 1", $for_update))
+                    .fetch_one(&mut *c)
+                    .await?;
+                let (prev_seq, prev_hash): (i64, Vec<u8>) = (head.try_get("seq")?, head.try_get("hash")?);
+                let seq = prev_seq + 1;
+                let hash = audit_hash(&prev_hash, seq, e);
+                sqlx::query(
+                    "INSERT INTO audit_log (seq, at_ms, kind, subject, detail, prev_hash, hash)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(seq)
+                .bind(e.at_ms)
+                .bind(&e.kind)
+                .bind(&e.subject)
+                .bind(&e.detail)
+                .bind(&prev_hash)
+                .bind(&hash)
+                .execute(&mut *c)
+                .await?;
+                sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+                    .bind(seq)
+                    .bind(&hash)
+                    .execute(&mut *c)
+                    .await?;
+                Ok(seq)
+            }
+
+            async fn insert_outbox(c: &mut $conn, event: &OutboxEvent, now_ms: i64) -> sqlx::Result<()> {
+                sqlx::query("INSERT INTO outbox (kind, subject, created_at_ms) VALUES ($1, $2, $3)")
+                    .bind(event.kind())
+                    .bind(event.subject())
+                    .bind(now_ms)
+                    .execute(&mut *c)
+                    .await?;
+                Ok(())
+            }
+
+            fn tx_create_order<'c>(c: &'c mut $conn, o: &'c NewOrder) -> TxFuture<'c, CreateOrder> {
+                Box::pin(async move {
+                    let sql = format!(
+                        "INSERT INTO orders ({ORDER_COLS}) VALUES ($1, $2, $3, $4, 'PENDING_PAYMENT', 0, $5, $6, $7, $7, $8, 0)
+                         ON CONFLICT (user_id, idem_key) DO NOTHING RETURNING {ORDER_COLS}"
+                    );
+                    let created = sqlx::query(&sql)
+                        .bind(&o.order_no)
+                        .bind(o.user_id)
+                        .bind(&o.idem_key)
+                        .bind(&o.request_hash)
+                        .bind(o.amount_fen)
+                        .bind(o.pay_before_ms)
+                        .bind(o.created_at_ms)
+                        .bind(&o.legs_json)
+                        .fetch_optional(&mut *c)
+                        .await?;
+                    if let Some(row) = created {
+                        return Ok(CreateOrder::Created(order_row(&row)?));
+                    }
+                    let sql = format!("SELECT {ORDER_COLS} FROM orders WHERE user_id = $1 AND idem_key = $2");
+                    let row = sqlx::query(&sql).bind(o.user_id).bind(&o.idem_key).fetch_one(&mut *c).await?;
+                    Ok(CreateOrder::Existing(order_row(&row)?))
+                })
+            }
+
+            /// (order_no, from, version, to, now_ms)
+            type Transition = (String, OrderStatus, i64, OrderStatus, i64);
+
+            fn tx_transition<'c>(c: &'c mut $conn, t: &'c Transition) -> TxFuture<'c, Option<OrderRecord>> {
+                Box::pin(async move {
+                    let (order_no, from, version, to, now_ms) = t;
+                    let sql = format!(
+                        "UPDATE orders SET status = $1, version = version + 1, updated_at_ms = $2
+                         WHERE order_no = $3 AND status = $4 AND version = $5 RETURNING {ORDER_COLS}"
+                    );
+                    let row = sqlx::query(&sql)
+                        .bind(to.as_str())
+                        .bind(now_ms)
+                        .bind(order_no)
+                        .bind(from.as_str())
+                        .bind(version)
+                        .fetch_optional(&mut *c)
+                        .await?;
+                    row.as_ref().map(order_row).transpose()
+                })
+            }
+
+            fn tx_expire<'c>(c: &'c mut $conn, a: &'c (i64, i64)) -> TxFuture<'c, Vec<OrderRecord>> {
+                Box::pin(async move {
+                    let sql = format!(
+                        "UPDATE orders SET status = 'EXPIRED', version = version + 1, updated_at_ms = $1
+                         WHERE order_no IN (SELECT order_no FROM orders WHERE status = 'PENDING_PAYMENT'
+                                            AND pay_before_ms <= $1 ORDER BY pay_before_ms LIMIT $2)
+                         AND status = 'PENDING_PAYMENT' RETURNING {ORDER_COLS}"
+                    );
+                    let rows = sqlx::query(&sql).bind(a.0).bind(a.1).fetch_all(&mut *c).await?;
+                    rows.iter().map(order_row).collect()
+                })
+            }
+
+            fn tx_mark_released<'c>(c: &'c mut $conn, order_no: &'c String) -> TxFuture<'c, ()> {
+                Box::pin(async move {
+                    sqlx::query("UPDATE orders SET seats_released = 1 WHERE order_no = $1")
+                        .bind(order_no)
+                        .execute(&mut *c)
+                        .await?;
+                    Ok(())
+                })
+            }
+
+            fn tx_create_payment<'c>(c: &'c mut $conn, p: &'c NewPayment) -> TxFuture<'c, ()> {
+                Box::pin(async move {
+                    sqlx::query(
+                        "INSERT INTO payments (payment_no, order_no, channel, amount_fen, status, created_at_ms, updated_at_ms)
+                         VALUES ($1, $2, $3, $4, 'CREATED', $5, $5)",
+                    )
+                    .bind(&p.payment_no)
+                    .bind(&p.order_no)
+                    .bind(&p.channel)
+                    .bind(p.amount_fen)
+                    .bind(p.created_at_ms)
+                    .execute(&mut *c)
+                    .await?;
+                    Ok(())
+                })
+            }
+
+            fn tx_notify<'c>(c: &'c mut $conn, n: &'c Notify) -> TxFuture<'c, NotifyOutcome> {
+                Box::pin(async move {
+                    let audit = |outcome: &NotifyOutcome| AuditEntry {
+                        at_ms: n.received_at_ms,
+                        kind: format!("payment.notify.{}", n.channel),
+                        subject: n.payment_no.clone(),
+                        detail: format!("{outcome:?} {}", n.raw),
+                    };
+                    let fresh = sqlx::query(
+                        "INSERT INTO notify_nonces (channel, nonce, seen_at_ms) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(&n.channel)
+                    .bind(&n.nonce)
+                    .bind(n.received_at_ms)
+                    .execute(&mut *c)
+                    .await?
+                    .rows_affected();
+                    if fresh == 0 {
+                        append_audit(c, &audit(&NotifyOutcome::Replayed)).await?;
+                        return Ok(NotifyOutcome::Replayed);
+                    }
+                    let sql = format!(
+                        "SELECT p.payment_no, p.order_no, p.channel, p.amount_fen, p.status, p.txn_id, p.created_at_ms,
+                                p.updated_at_ms, o.status AS order_status
+                         FROM payments p JOIN orders o ON o.order_no = p.order_no
+                         WHERE p.payment_no = $1 AND p.channel = $2{}",
+                        $for_update
+                    );
+                    let row = sqlx::query(&sql).bind(&n.payment_no).bind(&n.channel).fetch_optional(&mut *c).await?;
+                    let (payment, order_status) = match &row {
+                        Some(r) => {
+                            let s: String = r.try_get("order_status")?;
+                            (Some(payment_row(r)?), Some(OrderStatus::parse(&s).ok_or_else(|| decode_error("orders", &s))?))
+                        }
+                        None => (None, None),
+                    };
+                    let effect = decide_notify(n, payment.as_ref(), order_status);
+                    if let Some(to) = effect.payment_to {
+                        sqlx::query(
+                            "UPDATE payments SET status = $1, txn_id = $2, updated_at_ms = $3
+                             WHERE payment_no = $4 AND status = 'CREATED'",
+                        )
+                        .bind(to.as_str())
+                        .bind(&n.txn_id)
+                        .bind(n.received_at_ms)
+                        .bind(&n.payment_no)
+                        .execute(&mut *c)
+                        .await?;
+                    }
+                    if let (Some(to), Some(p)) = (effect.order_to, &payment) {
+                        let done = sqlx::query(
+                            "UPDATE orders SET status = $1, version = version + 1, updated_at_ms = $2
+                             WHERE order_no = $3 AND status = 'PENDING_PAYMENT'",
+                        )
+                        .bind(to.as_str())
+                        .bind(n.received_at_ms)
+                        .bind(&p.order_no)
+                        .execute(&mut *c)
+                        .await?;
+                        // The row was read (and, on PostgreSQL, locked) in this transaction.
+                        assert_eq!(done.rows_affected(), 1, "order {} changed under its lock", p.order_no);
+                    }
+                    if let Some(event) = &effect.outbox {
+                        insert_outbox(c, event, n.received_at_ms).await?;
+                    }
+                    append_audit(c, &audit(&effect.outcome)).await?;
+                    Ok(effect.outcome)
+                })
+            }
+
+            fn tx_outbox_done<'c>(c: &'c mut $conn, ids: &'c Vec<i64>) -> TxFuture<'c, ()> {
+                Box::pin(async move {
+                    for id in ids {
+                        sqlx::query("DELETE FROM outbox WHERE id = $1").bind(id).execute(&mut *c).await?;
+                    }
+                    Ok(())
+                })
+            }
+
+            fn tx_issue<'c>(c: &'c mut $conn, a: &'c (String, Vec<TicketRecord>, i64)) -> TxFuture<'c, bool> {
+                Box::pin(async move {
+                    let (order_no, tickets, now_ms) = a;
+                    let done = sqlx::query(
+                        "UPDATE orders SET status = 'TICKETED', version = version + 1, updated_at_ms = $1
+                         WHERE order_no = $2 AND status = 'PAID'",
+                    )
+                    .bind(now_ms)
+                    .bind(order_no)
+                    .execute(&mut *c)
+                    .await?;
+                    if done.rows_affected() == 0 {
+                        return Ok(false);
+                    }
+                    let sql = format!(
+                        "INSERT INTO tickets ({TICKET_COLS})
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+                    );
+                    for t in tickets {
+                        sqlx::query(&sql)
+                            .bind(&t.ticket_sn)
+                            .bind(&t.order_no)
+                            .bind(t.user_id)
+                            .bind(t.leg)
+                            .bind(t.passenger_idx)
+                            .bind(t.passenger_id)
+                            .bind(&t.run_id)
+                            .bind(&t.from_station)
+                            .bind(&t.to_station)
+                            .bind(&t.class)
+                            .bind(t.coach)
+                            .bind(&t.seat)
+                            .bind(t.price_fen)
+                            .bind(t.status.as_str())
+                            .bind(&t.qr)
+                            .bind(t.issued_at_ms)
+                            .execute(&mut *c)
+                            .await?;
+                    }
+                    Ok(true)
+                })
+            }
+
+            fn tx_unticketable<'c>(c: &'c mut $conn, a: &'c (String, String, i64)) -> TxFuture<'c, bool> {
+                Box::pin(async move {
+                    let (order_no, reason, now_ms) = a;
+                    let done = sqlx::query(
+                        "UPDATE orders SET status = 'REFUNDED', version = version + 1, updated_at_ms = $1
+                         WHERE order_no = $2 AND status = 'PAID'",
+                    )
+                    .bind(now_ms)
+                    .bind(order_no)
+                    .execute(&mut *c)
+                    .await?;
+                    if done.rows_affected() == 0 {
+                        return Ok(false);
+                    }
+                    let rows = sqlx::query(
+                        "UPDATE payments SET status = 'REFUND_PENDING', updated_at_ms = $1
+                         WHERE order_no = $2 AND status = 'SUCCESS' RETURNING payment_no",
+                    )
+                    .bind(now_ms)
+                    .bind(order_no)
+                    .fetch_all(&mut *c)
+                    .await?;
+                    for r in &rows {
+                        let payment_no: String = r.try_get("payment_no")?;
+                        insert_outbox(c, &OutboxEvent::Refund { payment_no }, *now_ms).await?;
+                    }
+                    let entry = AuditEntry {
+                        at_ms: *now_ms,
+                        kind: "order.unticketable".into(),
+                        subject: order_no.clone(),
+                        detail: reason.clone(),
+                    };
+                    append_audit(c, &entry).await?;
+                    Ok(true)
+                })
+            }
+
+            fn tx_complete_refund<'c>(c: &'c mut $conn, a: &'c (String, String, i64)) -> TxFuture<'c, bool> {
+                Box::pin(async move {
+                    let (payment_no, refund_id, now_ms) = a;
+                    let done = sqlx::query(
+                        "UPDATE payments SET status = 'REFUNDED', updated_at_ms = $1
+                         WHERE payment_no = $2 AND status = 'REFUND_PENDING'",
+                    )
+                    .bind(now_ms)
+                    .bind(payment_no)
+                    .execute(&mut *c)
+                    .await?;
+                    if done.rows_affected() == 0 {
+                        return Ok(false);
+                    }
+                    let entry = AuditEntry {
+                        at_ms: *now_ms,
+                        kind: "payment.refund".into(),
+                        subject: payment_no.clone(),
+                        detail: format!("refund {refund_id}"),
+                    };
+                    append_audit(c, &entry).await?;
+                    Ok(true)
+                })
+            }
+
+            fn tx_audit<'c>(c: &'c mut $conn, e: &'c AuditEntry) -> TxFuture<'c, i64> {
+                Box::pin(append_audit(c, e))
+            }
+
+            fn tx_prune_nonces<'c>(c: &'c mut $conn, before_ms: &'c i64) -> TxFuture<'c, u64> {
+                Box::pin(async move {
+                    let done = sqlx::query("DELETE FROM notify_nonces WHERE seen_at_ms < $1")
+                        .bind(before_ms)
+                        .execute(&mut *c)
+                        .await?;
+                    Ok(done.rows_affected())
+                })
+            }
+
+            #[async_trait::async_trait]
+            impl FlowStore for $store {
+                async fn create_order(&self, o: &NewOrder) -> Result<CreateOrder> {
+                    self.write_tx(o.clone(), tx_create_order).await
+                }
+
+                async fn order(&self, order_no: &str) -> Result<Option<OrderRecord>> {
+                    let sql = format!("SELECT {ORDER_COLS} FROM orders WHERE order_no = $1");
+                    let row = sqlx::query(&sql).bind(order_no).fetch_optional(self.reader()).await.map_err(db)?;
+                    row.as_ref().map(order_row).transpose().map_err(db)
+                }
+
+                async fn orders_of(
+                    &self,
+                    user_id: i64,
+                    status: Option<OrderStatus>,
+                    page: u32,
+                    page_size: u32,
+                ) -> Result<OrderPage> {
+                    if page == 0 || !(1..=PAGE_SIZE_MAX).contains(&page_size) {
+                        return Err(StoreError::Limit(format!("page from 1, page_size 1 to {PAGE_SIZE_MAX}")));
+                    }
+                    let status = status.map(|s| s.as_str()).unwrap_or("");
+                    let filter = "user_id = $1 AND ($2 = '' OR status = $2)";
+                    let sql = format!(
+                        "SELECT {ORDER_COLS} FROM orders WHERE {filter}
+                         ORDER BY created_at_ms DESC, order_no DESC LIMIT $3 OFFSET $4"
+                    );
+                    let offset = i64::from(page - 1) * i64::from(page_size);
+                    let rows = sqlx::query(&sql)
+                        .bind(user_id)
+                        .bind(status)
+                        .bind(i64::from(page_size))
+                        .bind(offset)
+                        .fetch_all(self.reader())
+                        .await
+                        .map_err(db)?;
+                    let items = rows.iter().map(order_row).collect::<sqlx::Result<_>>().map_err(db)?;
+                    let total: i64 = sqlx::query(&format!("SELECT count(*) AS n FROM orders WHERE {filter}"))
+                        .bind(user_id)
+                        .bind(status)
+                        .fetch_one(self.reader())
+                        .await
+                        .and_then(|r| r.try_get("n"))
+                        .map_err(db)?;
+                    Ok(OrderPage { items, total: total as u64 })
+                }
+
+                async fn transition_order(
+                    &self,
+                    order: &OrderRecord,
+                    to: OrderStatus,
+                    now_ms: i64,
+                ) -> Result<Option<OrderRecord>> {
+                    assert!(order.status.can_become(to), "{} -> {to} is not a transition", order.status);
+                    let t = (order.order_no.clone(), order.status, order.version, to, now_ms);
+                    self.write_tx(t, tx_transition).await
+                }
+
+                async fn expire_orders(&self, now_ms: i64, limit: u32) -> Result<Vec<OrderRecord>> {
+                    self.write_tx((now_ms, i64::from(limit)), tx_expire).await
+                }
+
+                async fn unreleased_orders(&self, limit: u32) -> Result<Vec<OrderRecord>> {
+                    let sql = format!(
+                        "SELECT {ORDER_COLS} FROM orders
+                         WHERE seats_released = 0 AND status IN ('CANCELLED', 'EXPIRED') LIMIT $1"
+                    );
+                    let rows = sqlx::query(&sql).bind(i64::from(limit)).fetch_all(self.reader()).await.map_err(db)?;
+                    rows.iter().map(order_row).collect::<sqlx::Result<_>>().map_err(db)
+                }
+
+                async fn mark_seats_released(&self, order_no: &str) -> Result<()> {
+                    self.write_tx(order_no.to_string(), tx_mark_released).await
+                }
+
+                async fn create_payment(&self, p: &NewPayment) -> Result<()> {
+                    self.write_tx(p.clone(), tx_create_payment).await
+                }
+
+                async fn payment(&self, payment_no: &str) -> Result<Option<PaymentRecord>> {
+                    let sql = format!("SELECT {PAYMENT_COLS} FROM payments WHERE payment_no = $1");
+                    let row = sqlx::query(&sql).bind(payment_no).fetch_optional(self.reader()).await.map_err(db)?;
+                    row.as_ref().map(payment_row).transpose().map_err(db)
+                }
+
+                async fn payments_of(&self, order_no: &str) -> Result<Vec<PaymentRecord>> {
+                    let sql =
+                        format!("SELECT {PAYMENT_COLS} FROM payments WHERE order_no = $1 ORDER BY created_at_ms, payment_no");
+                    let rows = sqlx::query(&sql).bind(order_no).fetch_all(self.reader()).await.map_err(db)?;
+                    rows.iter().map(payment_row).collect::<sqlx::Result<_>>().map_err(db)
+                }
+
+                async fn apply_notify(&self, n: &Notify) -> Result<NotifyOutcome> {
+                    self.write_tx(n.clone(), tx_notify).await
+                }
+
+                async fn prune_nonces(&self, before_ms: i64) -> Result<u64> {
+                    self.write_tx(before_ms, tx_prune_nonces).await
+                }
+
+                async fn outbox_pending(&self, limit: u32) -> Result<Vec<OutboxRow>> {
+                    let limit = limit.min(OUTBOX_BATCH_MAX);
+                    let rows = sqlx::query("SELECT id, kind, subject, created_at_ms FROM outbox ORDER BY id LIMIT $1")
+                        .bind(i64::from(limit))
+                        .fetch_all(self.reader())
+                        .await
+                        .map_err(db)?;
+                    rows.iter()
+                        .map(|r| {
+                            let (kind, subject): (String, String) =
+                                (r.try_get("kind").map_err(db)?, r.try_get("subject").map_err(db)?);
+                            Ok(OutboxRow {
+                                id: r.try_get("id").map_err(db)?,
+                                event: OutboxEvent::from_parts(&kind, &subject).ok_or_else(|| StoreError::Corrupt {
+                                    table: "outbox",
+                                    detail: format!("kind {kind:?}"),
+                                })?,
+                                created_at_ms: r.try_get("created_at_ms").map_err(db)?,
+                            })
+                        })
+                        .collect()
+                }
+
+                async fn outbox_done(&self, ids: &[i64]) -> Result<()> {
+                    if ids.is_empty() {
+                        return Ok(());
+                    }
+                    self.write_tx(ids.to_vec(), tx_outbox_done).await
+                }
+
+                async fn issue_tickets(&self, order_no: &str, tickets: &[TicketRecord], now_ms: i64) -> Result<bool> {
+                    self.write_tx((order_no.to_string(), tickets.to_vec(), now_ms), tx_issue).await
+                }
+
+                async fn refund_unticketable(&self, order_no: &str, reason: &str, now_ms: i64) -> Result<bool> {
+                    self.write_tx((order_no.to_string(), reason.to_string(), now_ms), tx_unticketable).await
+                }
+
+                async fn complete_refund(&self, payment_no: &str, refund_id: &str, now_ms: i64) -> Result<bool> {
+                    self.write_tx((payment_no.to_string(), refund_id.to_string(), now_ms), tx_complete_refund).await
+                }
+
+                async fn tickets_of(&self, order_no: &str) -> Result<Vec<TicketRecord>> {
+                    let sql = format!("SELECT {TICKET_COLS} FROM tickets WHERE order_no = $1 ORDER BY leg, passenger_idx");
+                    let rows = sqlx::query(&sql).bind(order_no).fetch_all(self.reader()).await.map_err(db)?;
+                    rows.iter().map(ticket_row).collect::<sqlx::Result<_>>().map_err(db)
+                }
+
+                async fn ticket(&self, ticket_sn: &str) -> Result<Option<TicketRecord>> {
+                    let sql = format!("SELECT {TICKET_COLS} FROM tickets WHERE ticket_sn = $1");
+                    let row = sqlx::query(&sql).bind(ticket_sn).fetch_optional(self.reader()).await.map_err(db)?;
+                    row.as_ref().map(ticket_row).transpose().map_err(db)
+                }
+
+                async fn tickets_after(&self, after_sn: &str, limit: u32) -> Result<Vec<TicketRecord>> {
+                    let sql = format!("SELECT {TICKET_COLS} FROM tickets WHERE ticket_sn > $1 ORDER BY ticket_sn LIMIT $2");
+                    let rows = sqlx::query(&sql)
+                        .bind(after_sn)
+                        .bind(i64::from(limit.min(PAGE_SIZE_MAX * 100)))
+                        .fetch_all(self.reader())
+                        .await
+                        .map_err(db)?;
+                    rows.iter().map(ticket_row).collect::<sqlx::Result<_>>().map_err(db)
+                }
+
+                async fn payment_audit(&self) -> Result<PaymentAudit> {
+                    let rows = sqlx::query(
+                        "SELECT p.payment_no, p.status, o.status AS order_status FROM payments p
+                         JOIN orders o ON o.order_no = p.order_no
+                         WHERE p.status IN ('SUCCESS', 'REFUND_PENDING', 'REFUNDED')",
+                    )
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(db)?;
+                    let mut audit = PaymentAudit::default();
+                    for r in &rows {
+                        let (payment_no, status, order_status): (String, String, String) = (
+                            r.try_get("payment_no").map_err(db)?,
+                            r.try_get("status").map_err(db)?,
+                            r.try_get("order_status").map_err(db)?,
+                        );
+                        audit.count(&payment_no, &status, &order_status);
+                    }
+                    Ok(audit)
+                }
+
+                async fn audit_append(&self, e: &AuditEntry) -> Result<i64> {
+                    self.write_tx(e.clone(), tx_audit).await
+                }
+
+                async fn audit_range(&self, after_seq: i64, limit: u32) -> Result<Vec<AuditRecord>> {
+                    let rows = sqlx::query(
+                        "SELECT seq, at_ms, kind, subject, detail, prev_hash, hash FROM audit_log
+                         WHERE seq > $1 ORDER BY seq LIMIT $2",
+                    )
+                    .bind(after_seq)
+                    .bind(i64::from(limit.min(PAGE_SIZE_MAX * 100)))
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(db)?;
+                    rows.iter().map(audit_row).collect::<sqlx::Result<_>>().map_err(db)
+                }
+            }
+        };
+    };
+}
