@@ -41,6 +41,28 @@ pub struct Config {
     pub pii_key: Option<Secret>,
     /// How long a login token lives, seconds.
     pub token_ttl_s: u64,
+    /// How long an order waits for payment before it expires and its seats go back, seconds.
+    pub pay_window_s: u64,
+    /// How much longer than the pay window the engine keeps a hold, so that a payment taken
+    /// at the last second can still be confirmed, seconds.
+    pub hold_grace_s: u64,
+    /// `nats://host:port` to carry outbox events over NATS JetStream; unset: in-process.
+    pub nats_url: Option<String>,
+    /// JetStream stream (and subject prefix) for the events.
+    pub nats_stream: String,
+    /// HMAC key the `mockpay` channel signs its notifies with (any string; the
+    /// `CHEPIAO_MOCKPAY_SECRET` environment variable overrides it). Unset: a key file.
+    pub mockpay_secret: Option<Secret>,
+    /// Ed25519 seed for ticket QR signatures, base64 of 32 bytes; unset: a key file.
+    pub ticket_key: Option<Secret>,
+    /// Public keys (base64) of retired ticket keys, still published for gates.
+    pub ticket_keys_retired: Vec<String>,
+    /// Base URL the payment pages are reached at (`http://host:port`); unset: from the
+    /// request's Host header.
+    pub public_url: Option<String>,
+    /// Start with the outbox relay paused: payments still commit and queue in the outbox, and
+    /// nothing is published until an operator resumes it (event-bus maintenance).
+    pub relay_paused: bool,
 }
 
 impl Default for Config {
@@ -57,6 +79,15 @@ impl Default for Config {
             jwt_secret: None,
             pii_key: None,
             token_ttl_s: 2 * 3600,
+            pay_window_s: 600,
+            hold_grace_s: 900,
+            nats_url: None,
+            nats_stream: "CHEPIAO".into(),
+            mockpay_secret: None,
+            ticket_key: None,
+            ticket_keys_retired: Vec::new(),
+            public_url: None,
+            relay_paused: false,
         }
     }
 }
@@ -80,6 +111,15 @@ impl Config {
         "jwt_secret",
         "pii_key",
         "token_ttl_s",
+        "pay_window_s",
+        "hold_grace_s",
+        "nats_url",
+        "nats_stream",
+        "mockpay_secret",
+        "ticket_key",
+        "ticket_keys_retired",
+        "public_url",
+        "relay_paused",
     ];
 
     /// The database URL in effect.
@@ -104,6 +144,15 @@ impl Config {
         }
         if !(60..=30 * 24 * 3600).contains(&self.token_ttl_s) {
             return Err("token_ttl_s must be 60 to 2592000".into());
+        }
+        if !(1..=24 * 3600).contains(&self.pay_window_s) {
+            return Err("pay_window_s must be 1 to 86400".into());
+        }
+        if !(10..=24 * 3600).contains(&self.hold_grace_s) {
+            return Err("hold_grace_s must be 10 to 86400".into());
+        }
+        if self.nats_stream.is_empty() || !self.nats_stream.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err("nats_stream must be letters, digits and _".into());
         }
         if !(100..=600_000).contains(&self.request_timeout_ms) {
             return Err("request_timeout_ms must be 100 to 600000".into());

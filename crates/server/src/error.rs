@@ -57,18 +57,32 @@ codes! {
     old_password_wrong = 40009, BAD_REQUEST, "old password wrong";
     outside_sale_window = 40010, BAD_REQUEST, "date outside the sale window";
     malformed_body = 40011, BAD_REQUEST, "request body is not valid JSON of the expected shape";
+    stale_notify = 40012, BAD_REQUEST, "payment notify `ts` more than 5 minutes from the server's clock";
+    amount_mismatch = 40013, BAD_REQUEST, "payment notify amount differs from the payment's (refused and audited)";
+    departed = 40014, BAD_REQUEST, "the train leaves the boarding station too soon (or has left)";
     authentication_required = 40101, UNAUTHORIZED, "this needs a token from login (`Authorization: Bearer ...`)";
+    bad_signature = 40102, UNAUTHORIZED, "payment notify signature missing or wrong";
     not_found = 40401, NOT_FOUND, "no such route or resource";
     unknown_station = 40402, NOT_FOUND, "unknown station telecode";
     unknown_run = 40403, NOT_FOUND, "unknown run";
+    unknown_order = 40404, NOT_FOUND, "no such order (or not the caller's)";
+    unknown_payment = 40405, NOT_FOUND, "no such payment on that channel";
+    unknown_ticket = 40406, NOT_FOUND, "no such ticket (or not the caller's)";
+    unknown_channel = 40407, NOT_FOUND, "no such payment channel";
     method_not_allowed = 40501, METHOD_NOT_ALLOWED, "method not allowed on this route";
     passenger_exists = 40901, CONFLICT, "that passenger is on the caller's list already";
     passengers_full = 40902, CONFLICT, "the caller's passenger list is full";
+    sold_out = 40903, CONFLICT, "not enough seats for the order (nothing was held)";
+    idempotency_key_reused = 40904, CONFLICT, "that idempotency key was used for a different order";
+    order_not_cancellable = 40905, CONFLICT, "the order is paid or closed: it cannot be cancelled";
+    order_not_payable = 40906, CONFLICT, "the order is not waiting for payment (paid, expired or cancelled)";
+    notify_replayed = 40907, CONFLICT, "payment notify replayed (its nonce was seen before)";
     body_too_large = 41301, PAYLOAD_TOO_LARGE, "request body larger than the limit";
     unsupported_media_type = 41501, UNSUPPORTED_MEDIA_TYPE, "request body must be application/json";
     internal = 50001, INTERNAL_SERVER_ERROR, "internal error (a bug: the request id finds it in the logs)";
     unavailable = 50301, SERVICE_UNAVAILABLE, "a store is unreachable; retry later";
     timeout = 50302, SERVICE_UNAVAILABLE, "the request took longer than the server's limit; retry later";
+    busy = 50303, SERVICE_UNAVAILABLE, "the seat engine's queue is full; retry shortly";
 }
 
 impl IntoResponse for ApiError {

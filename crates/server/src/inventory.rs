@@ -39,7 +39,10 @@ pub fn run_spec(train: &Train) -> RunSpec {
 
 impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
-        ApiError::unavailable(e.to_string())
+        match e {
+            EngineError::Busy => ApiError::busy(e.to_string()),
+            EngineError::Unavailable(_) => ApiError::unavailable(e.to_string()),
+        }
     }
 }
 

@@ -9,12 +9,18 @@
 //! - The seat engine (`chepiao-engine`) is opened from `data_dir/engine`, recovering its log;
 //!   search asks it for remaining places through the [`Inventory`] trait, and the seat map
 //!   comes from it too.
+//! - The purchase flow ([`flow`]): orders hold seats in the engine and are recorded in the
+//!   store; payment notifies write the payment, the order and an outbox row in one
+//!   transaction; a relay publishes the outbox to the event bus (in-process, or NATS
+//!   JetStream when `nats_url` is set) and the issuer confirms seats and signs tickets.
 //! - [`App::serve`] runs until the shutdown future resolves, then drains in-flight requests.
-//!   A background task rolls the sale window forward at midnight, China time.
+//!   Background tasks: the sale-window roll at midnight (China time), the order-expiry
+//!   sweeper, the outbox relay, the NATS consumer, and the nonce pruner.
 
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod flow;
 pub mod inventory;
 pub mod metrics;
 pub mod middleware;
@@ -51,6 +57,12 @@ pub struct Shared {
     pub auth: auth::Auth,
     pub pii: pii::Pii,
     pub config: Config,
+    pub channels: flow::payments::Channels,
+    pub mockpay: Arc<flow::payments::Mockpay>,
+    pub signer: Arc<flow::signing::TicketSigner>,
+    pub issuer: Arc<flow::issuer::Issuer>,
+    pub relay: Arc<flow::relay::Relay>,
+    pub nats: Option<Arc<flow::bus::NatsBus>>,
     calendar: RwLock<Arc<RunCalendar>>,
 }
 
@@ -118,6 +130,39 @@ impl App {
         })
         .await
         .map_err(|e| StartError::Config(format!("auth setup panicked: {e}")))?;
+        let mockpay_secret =
+            match std::env::var("CHEPIAO_MOCKPAY_SECRET").ok().or(config.mockpay_secret.clone().map(|s| s.0)) {
+                Some(s) if !s.is_empty() => s.into_bytes(),
+                _ => secrets::key(None, &config.data_dir, "mockpay").map_err(StartError::Config)?.to_vec(),
+            };
+        let mockpay = Arc::new(flow::payments::Mockpay::new(mockpay_secret));
+        let channels = flow::payments::Channels::default().with(mockpay.clone());
+        let ticket_seed =
+            secrets::key(config.ticket_key.as_ref(), &config.data_dir, "ticket-ed25519").map_err(StartError::Config)?;
+        let signer = Arc::new(
+            flow::signing::TicketSigner::new(ticket_seed, &config.ticket_keys_retired).map_err(StartError::Config)?,
+        );
+        let issuer = Arc::new(flow::issuer::Issuer {
+            store: store.clone(),
+            engine: engine.clone(),
+            signer: signer.clone(),
+            pii: pii::Pii::new(pii_key),
+            channels: channels.clone(),
+        });
+        let (bus, nats): (Arc<dyn flow::bus::EventBus>, _) = match &config.nats_url {
+            Some(url) => {
+                let nats = Arc::new(
+                    flow::bus::NatsBus::connect(url, &config.nats_stream)
+                        .await
+                        .map_err(|e| StartError::Config(e.to_string()))?,
+                );
+                (nats.clone(), Some(nats))
+            }
+            None => (Arc::new(flow::bus::InProcessBus { issuer: issuer.clone() }), None),
+        };
+        let relay = Arc::new(flow::relay::Relay::new(store.clone(), bus));
+        relay.set_paused(config.relay_paused);
+        tracing::info!(bus = relay.bus_name(), ticket_key = signer.kid(), "purchase flow ready");
         let shared = Shared {
             network,
             store,
@@ -126,6 +171,12 @@ impl App {
             auth,
             pii: pii::Pii::new(pii_key),
             config,
+            channels,
+            mockpay,
+            signer,
+            issuer,
+            relay,
+            nats,
             calendar: RwLock::new(Arc::new(calendar)),
         };
         Ok(App { state: AppState(Arc::new(shared)) })
@@ -137,7 +188,7 @@ impl App {
 
     pub fn router(&self) -> Router {
         use axum::routing::post;
-        use routes::{health, network, users, web};
+        use routes::{health, network, orders, payments, tickets, users, web};
         let limits = middleware::Limits {
             body_len_max: self.state.config.body_len_max,
             request_timeout: Duration::from_millis(self.state.config.request_timeout_ms),
@@ -155,6 +206,15 @@ impl App {
             .route("/api/v1/auth/register", post(users::register))
             .route("/api/v1/auth/login", post(users::login))
             .route("/api/v1/passengers", get(users::passengers).post(users::add_passenger))
+            .route("/api/v1/orders", get(orders::list).post(orders::create))
+            .route("/api/v1/orders/{order_no}", get(orders::get))
+            .route("/api/v1/orders/{order_no}/cancel", post(orders::cancel))
+            .route("/api/v1/orders/{order_no}/payments", post(orders::pay))
+            .route("/api/v1/payments/notify/{channel}", post(payments::notify))
+            .route("/mockpay/pay/{payment_no}", post(payments::mockpay_pay))
+            .route("/api/v1/tickets/{ticket_sn}", get(tickets::get))
+            .route("/api/v1/tickets/{ticket_sn}/qr.svg", get(tickets::qr_svg))
+            .route("/api/v1/checkin/keys", get(tickets::keys))
             .route_layer(axum::middleware::from_fn(middleware::track_metrics))
             .fallback(|| async { ApiError::not_found("no such route") })
             .method_not_allowed_fallback(|| async { ApiError::method_not_allowed("method not allowed on this route") })
@@ -171,13 +231,43 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         crate::metrics::handle();
-        let roll = tokio::spawn(roll_sale_window(self.state.clone()));
+        let tasks = self.spawn_background();
         let result = axum::serve(listener, self.router()).with_graceful_shutdown(shutdown).await;
-        roll.abort();
+        for t in tasks {
+            t.abort();
+        }
         // In-flight requests are done: let the engine finish its queue and release its locks.
         let engine = self.state.engine.clone();
         tokio::task::spawn_blocking(move || engine.close()).await.ok();
         result
+    }
+}
+
+impl App {
+    /// Start the background tasks (see the crate doc); `serve` aborts them when it returns.
+    pub fn spawn_background(&self) -> Vec<tokio::task::JoinHandle<()>> {
+        let state = self.state.clone();
+        let mut tasks = vec![
+            tokio::spawn(roll_sale_window(state.clone())),
+            tokio::spawn(flow::orders::sweep_forever(state.clone(), Duration::from_millis(500))),
+            tokio::spawn(state.relay.clone().run_forever(Duration::from_millis(200))),
+            tokio::spawn(prune_nonces(state.clone())),
+        ];
+        if let Some(nats) = &state.nats {
+            tasks.push(tokio::spawn(nats.clone().consume_forever(state.issuer.clone())));
+        }
+        tasks
+    }
+}
+
+/// Forget notify nonces older than the notify time window (older notifies fail the `ts` check).
+async fn prune_nonces(state: AppState) {
+    loop {
+        let horizon_ms = flow::orders::now_ms() - 2 * flow::payments::NOTIFY_SKEW_S * 1000;
+        if let Err(e) = state.store.prune_nonces(horizon_ms).await {
+            tracing::warn!(error = %e, "pruning notify nonces failed");
+        }
+        tokio::time::sleep(Duration::from_secs(60)).await;
     }
 }
 

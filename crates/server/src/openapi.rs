@@ -6,7 +6,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{CODES, ErrorBody};
-use crate::routes::{health, network, users};
+use crate::routes::{health, network, orders, payments, tickets, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -14,11 +14,16 @@ use crate::routes::{health, network, users};
         Money is integer fen; times are RFC 3339 in China time (UTC+8); dates are YYYY-MM-DD. \
         Every error is `{code, message, request_id}` with one of the codes below."),
     paths(health::healthz, health::readyz, health::metrics, network::stations, network::trains, network::run, network::seats,
-        users::register, users::login, users::add_passenger, users::passengers),
+        users::register, users::login, users::add_passenger, users::passengers,
+        orders::create, orders::get, orders::list, orders::cancel, orders::pay,
+        payments::notify, payments::mockpay_pay, tickets::get, tickets::qr_svg, tickets::keys),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth),
     tags((name = "network", description = "stations, train search with remaining tickets, runs"),
          (name = "users", description = "accounts, login tokens, passengers (PII encrypted at rest, masked)"),
+         (name = "orders", description = "orders: a seat hold with a pay window; idempotent per (user, key)"),
+         (name = "payments", description = "payment channels, signed notifies, the mock provider"),
+         (name = "tickets", description = "tickets with Ed25519-signed QR codes, and the public keys"),
          (name = "operations", description = "health, readiness, metrics"))
 )]
 struct ApiDoc;

@@ -9,16 +9,16 @@ use std::str::FromStr;
 use async_trait::async_trait;
 use chepiao_domain::network::{NetworkData, Station};
 use chepiao_domain::{RunId, ServiceDate};
+use chepiao_store::flow_sql::TxFuture;
+use chepiao_store::writer::{GroupWriter, TxControl};
 use chepiao_store::{
     AddPassenger, NewPassenger, PassengerRecord, RunRecord, RunStatus, StationRow, StopRow, Store, StoreError,
     UserRecord, check_window, trains_from_rows,
 };
 use chrono::NaiveDate;
-use chepiao_store::flow_sql::TxFuture;
-use chepiao_store::writer::{GroupWriter, TxControl};
-use sqlx::{Connection, PgConnection, Row};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Connection, PgConnection, Row};
 
 pub use sqlx::postgres::PgConnectOptions as ConnectOptions;
 

@@ -12,6 +12,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chepiao_domain::network::{NetworkData, Station, Train};
 use chepiao_domain::{RunId, ServiceDate};
+use chepiao_store::flow_sql::TxFuture;
+use chepiao_store::writer::{GroupWriter, TxControl};
 use chepiao_store::{
     AddPassenger, NewPassenger, PassengerRecord, RunRecord, RunStatus, StationRow, StopRow, Store, StoreError,
     UserRecord, check_window, trains_from_rows,
@@ -19,8 +21,6 @@ use chepiao_store::{
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, Row, SqliteConnection};
-use chepiao_store::flow_sql::TxFuture;
-use chepiao_store::writer::{GroupWriter, TxControl};
 
 type Result<T> = chepiao_store::Result<T>;
 
@@ -78,7 +78,8 @@ impl SqliteStore {
         let mut conn = SqliteConnection::connect_with(&options).await.map_err(db)?;
         migrator().run(&mut conn).await.map_err(|e| StoreError::Migration(e.to_string()))?;
         let control = TxControl { begin: "BEGIN IMMEDIATE", exec };
-        let writer = GroupWriter::start("sqlite-writer", conn, control).map_err(|e| StoreError::Database(format!("starting the writer: {e}")))?;
+        let writer = GroupWriter::start("sqlite-writer", conn, control)
+            .map_err(|e| StoreError::Database(format!("starting the writer: {e}")))?;
         let reader = SqlitePoolOptions::new()
             .max_connections(READERS_MAX)
             .connect_with(options.read_only(true))
@@ -92,7 +93,11 @@ impl SqliteStore {
     }
 
     /// Run `f` with `data` in the writer's next batch.
-    async fn write_tx<D, T>(&self, data: D, f: for<'c> fn(&'c mut SqliteConnection, &'c D) -> TxFuture<'c, T>) -> Result<T>
+    async fn write_tx<D, T>(
+        &self,
+        data: D,
+        f: for<'c> fn(&'c mut SqliteConnection, &'c D) -> TxFuture<'c, T>,
+    ) -> Result<T>
     where
         D: Send + Sync + 'static,
         T: Send + 'static,

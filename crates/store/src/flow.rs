@@ -201,7 +201,12 @@ pub fn decide_notify(n: &Notify, payment: Option<&PaymentRecord>, order_status: 
     let order_no = p.order_no.clone();
     if order_status == OrderStatus::PendingPayment {
         let outbox = OutboxEvent::Ticket { order_no: order_no.clone() };
-        return effect(NotifyOutcome::Paid { order_no }, Some(PaymentStatus::Success), Some(OrderStatus::Paid), Some(outbox));
+        return effect(
+            NotifyOutcome::Paid { order_no },
+            Some(PaymentStatus::Success),
+            Some(OrderStatus::Paid),
+            Some(outbox),
+        );
     }
     let outbox = OutboxEvent::Refund { payment_no: p.payment_no.clone() };
     effect(NotifyOutcome::RefundDue { order_no, order_status }, Some(PaymentStatus::RefundPending), None, Some(outbox))

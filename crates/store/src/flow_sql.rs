@@ -16,7 +16,8 @@
 pub const ORDER_COLS: &str = "order_no, user_id, idem_key, request_hash, status, version, amount_fen, pay_before_ms, \
      created_at_ms, updated_at_ms, legs_json, seats_released";
 
-pub const PAYMENT_COLS: &str = "payment_no, order_no, channel, amount_fen, status, txn_id, created_at_ms, updated_at_ms";
+pub const PAYMENT_COLS: &str =
+    "payment_no, order_no, channel, amount_fen, status, txn_id, created_at_ms, updated_at_ms";
 
 pub const TICKET_COLS: &str = "ticket_sn, order_no, user_id, leg, passenger_idx, passenger_id, run_id, from_station, \
      to_station, class, coach, seat, price_fen, status, qr, issued_at_ms";
@@ -444,6 +445,17 @@ macro_rules! impl_flow_store {
                 async fn order(&self, order_no: &str) -> Result<Option<OrderRecord>> {
                     let sql = format!("SELECT {ORDER_COLS} FROM orders WHERE order_no = $1");
                     let row = sqlx::query(&sql).bind(order_no).fetch_optional(self.reader()).await.map_err(db)?;
+                    row.as_ref().map(order_row).transpose().map_err(db)
+                }
+
+                async fn order_by_key(&self, user_id: i64, idem_key: &str) -> Result<Option<OrderRecord>> {
+                    let sql = format!("SELECT {ORDER_COLS} FROM orders WHERE user_id = $1 AND idem_key = $2");
+                    let row = sqlx::query(&sql)
+                        .bind(user_id)
+                        .bind(idem_key)
+                        .fetch_optional(self.reader())
+                        .await
+                        .map_err(db)?;
                     row.as_ref().map(order_row).transpose().map_err(db)
                 }
 

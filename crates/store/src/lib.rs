@@ -117,9 +117,16 @@ pub trait FlowStore: Send + Sync + 'static {
     /// Record a new order, or return the user's order with the same idempotency key.
     async fn create_order(&self, o: &NewOrder) -> Result<CreateOrder>;
     async fn order(&self, order_no: &str) -> Result<Option<OrderRecord>>;
+    /// The user's order with this idempotency key.
+    async fn order_by_key(&self, user_id: i64, idem_key: &str) -> Result<Option<OrderRecord>>;
     /// A user's orders, newest first; `page` from 1, `page_size` up to [`PAGE_SIZE_MAX`].
-    async fn orders_of(&self, user_id: i64, status: Option<OrderStatus>, page: u32, page_size: u32)
-    -> Result<OrderPage>;
+    async fn orders_of(
+        &self,
+        user_id: i64,
+        status: Option<OrderStatus>,
+        page: u32,
+        page_size: u32,
+    ) -> Result<OrderPage>;
     /// Move `order` to `to` if it is still as read (status and version): optimistic locking.
     /// None when another writer moved it first. Panics on a transition the state machine forbids.
     async fn transition_order(&self, order: &OrderRecord, to: OrderStatus, now_ms: i64) -> Result<Option<OrderRecord>>;

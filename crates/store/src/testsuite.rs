@@ -85,7 +85,8 @@ async fn orders_are_idempotent_per_user_and_key(store: &dyn Store) {
     let name = store.backend();
     let alice = store.user_by_name("alice").await.unwrap().unwrap().id;
     let bob = store.user_by_name("bob").await.unwrap().unwrap().id;
-    let CreateOrder::Created(first) = store.create_order(&new_order(alice, "E1", "k1", 1_000_000)).await.unwrap() else {
+    let CreateOrder::Created(first) = store.create_order(&new_order(alice, "E1", "k1", 1_000_000)).await.unwrap()
+    else {
         panic!("{name}: first order not created")
     };
     assert_eq!((first.status, first.version), (OrderStatus::PendingPayment, 0));
@@ -93,7 +94,10 @@ async fn orders_are_idempotent_per_user_and_key(store: &dyn Store) {
     let again = store.create_order(&new_order(alice, "E2", "k1", 2_000_000)).await.unwrap();
     assert_eq!(again, CreateOrder::Existing(first.clone()), "{name}");
     // Another user may use the same key.
-    assert!(matches!(store.create_order(&new_order(bob, "E3", "k1", 1_000_000)).await.unwrap(), CreateOrder::Created(_)));
+    assert!(matches!(
+        store.create_order(&new_order(bob, "E3", "k1", 1_000_000)).await.unwrap(),
+        CreateOrder::Created(_)
+    ));
     for i in 0..5 {
         store.create_order(&new_order(alice, &format!("E1{i}"), &format!("k1{i}"), 1_000_000 + i)).await.unwrap();
     }
@@ -105,6 +109,8 @@ async fn orders_are_idempotent_per_user_and_key(store: &dyn Store) {
     let pending = store.orders_of(alice, Some(OrderStatus::Paid), 1, 10).await.unwrap();
     assert_eq!(pending.total, 0);
     assert!(matches!(store.orders_of(alice, None, 0, 10).await, Err(StoreError::Limit(_))));
+    assert_eq!(store.order_by_key(alice, "k1").await.unwrap().as_ref(), Some(&first), "{name}");
+    assert_eq!(store.order_by_key(alice, "k9").await.unwrap(), None);
     assert_eq!(store.order("E1").await.unwrap(), Some(first));
     assert_eq!(store.order("nope").await.unwrap(), None);
 }
@@ -157,9 +163,10 @@ fn new_payment(payment_no: &str, order_no: &str) -> NewPayment {
 async fn notifies_pay_once_refuse_replays_and_refund_late_payments(store: &dyn Store) {
     let name = store.backend();
     store.create_payment(&new_payment("P13", "E13")).await.unwrap();
-    assert_eq!(store.apply_notify(&notify("P13", 1, "n0", 20)).await.unwrap(), NotifyOutcome::AmountMismatch {
-        expected_fen: 55_300
-    });
+    assert_eq!(
+        store.apply_notify(&notify("P13", 1, "n0", 20)).await.unwrap(),
+        NotifyOutcome::AmountMismatch { expected_fen: 55_300 }
+    );
     assert_eq!(store.order("E13").await.unwrap().unwrap().status, OrderStatus::PendingPayment, "{name}");
     let paid = store.apply_notify(&notify("P13", 55_300, "n1", 21)).await.unwrap();
     assert_eq!(paid, NotifyOutcome::Paid { order_no: "E13".into() }, "{name}");

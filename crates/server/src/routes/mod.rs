@@ -2,6 +2,9 @@
 
 pub mod health;
 pub mod network;
+pub mod orders;
+pub mod payments;
+pub mod tickets;
 pub mod users;
 pub mod web;
 

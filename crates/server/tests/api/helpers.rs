@@ -110,27 +110,42 @@ async fn fresh_store(backend: Backend, dir: &std::path::Path) -> (Arc<dyn Store>
 /// Start a server with a short sale window (runs for 3 days; tests stay quick) over a fresh
 /// store and a fresh data directory.
 pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |_| {}).await
+}
+
+/// The secret the test servers' mockpay signs with (tests sign notifies of their own).
+pub const MOCKPAY_SECRET: &str = "test-mockpay-secret";
+
+/// `spawn_app` with configuration changes.
+pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> TestApp {
     let dir = std::env::temp_dir().join(format!("chepiao-test-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
     let (store, pg_schema) = fresh_store(backend, &dir).await;
     store.save_network(network()).await.unwrap();
-    start(store, dir, pg_schema).await
+    start(store, dir, pg_schema, tweak).await
 }
 
 /// Start a server again on the data directory of a stopped one (SQLite backend).
 pub async fn restart_app(dir: std::path::PathBuf) -> TestApp {
     let url = dir.join("chepiao.db");
     let store: Arc<dyn Store> = Arc::new(chepiao_store_sqlite::SqliteStore::open(url.to_str().unwrap()).await.unwrap());
-    start(store, dir, None).await
+    start(store, dir, None, |_| {}).await
 }
 
-async fn start(store: Arc<dyn Store>, dir: std::path::PathBuf, pg_schema: Option<(String, String)>) -> TestApp {
-    let config = Config {
+async fn start(
+    store: Arc<dyn Store>,
+    dir: std::path::PathBuf,
+    pg_schema: Option<(String, String)>,
+    tweak: impl FnOnce(&mut Config),
+) -> TestApp {
+    let mut config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         sale_window_days: 2,
         data_dir: dir.clone(),
+        mockpay_secret: Some(chepiao_server::secrets::Secret(MOCKPAY_SECRET.into())),
         ..Config::default()
     };
+    tweak(&mut config);
     let app = App::build(store, config).await.unwrap();
     let state = app.state().clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

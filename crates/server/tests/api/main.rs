@@ -4,5 +4,6 @@
 mod helpers;
 mod inventory;
 mod network;
+mod orders;
 mod robustness;
 mod users;

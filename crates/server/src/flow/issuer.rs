@@ -1,0 +1,181 @@
+//! The issuer: consumes outbox events (at least once, so every step is idempotent).
+//!
+//! - `ticket`: the order is PAID. Confirm each of its holds in the engine (a confirm is keyed by
+//!   the hold, so a redelivery repeats it harmlessly), sign one QR per passenger and leg, and in
+//!   one transaction store the tickets and move the order to TICKETED. If a hold can no longer
+//!   be confirmed (it expired while the bus was down longer than `hold_grace_s`), the seats of
+//!   any part already confirmed go back on sale and the order is refunded: money is never kept
+//!   without a ticket (I2).
+//! - `refund`: give a captured payment back through its channel, then mark it REFUNDED.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chepiao_engine::{Engine, Reject, Reply};
+use chepiao_store::{OrderStatus, OutboxEvent, PaymentStatus, Store, TicketRecord, TicketStatus};
+
+use crate::flow::orders::{StoredLeg, engine_key, legs_of, now_ms};
+use crate::flow::payments::Channels;
+use crate::flow::signing::{QrPayload, TicketSigner};
+use crate::pii::{Pii, mask_id_no, mask_name};
+
+/// How long before departure a ticket's code becomes valid, and after arrival it stays valid.
+pub const QR_VALID_BEFORE_S: i64 = 24 * 3600;
+pub const QR_VALID_AFTER_S: i64 = 3600;
+
+#[derive(Debug, thiserror::Error)]
+#[error("issuer: {0}")]
+pub struct IssueError(pub String);
+
+fn err(e: impl std::fmt::Display) -> IssueError {
+    IssueError(e.to_string())
+}
+
+pub struct Issuer {
+    pub store: Arc<dyn Store>,
+    pub engine: Arc<Engine>,
+    pub signer: Arc<TicketSigner>,
+    pub pii: Pii,
+    pub channels: Channels,
+}
+
+impl Issuer {
+    /// Handle one event. Ok means done (or nothing left to do); Err means retry later.
+    pub async fn handle(&self, event: &OutboxEvent) -> Result<(), IssueError> {
+        match event {
+            OutboxEvent::Ticket { order_no } => self.ticket(order_no).await,
+            OutboxEvent::Refund { payment_no } => self.refund(payment_no).await,
+        }
+    }
+
+    async fn ticket(&self, order_no: &str) -> Result<(), IssueError> {
+        let Some(order) = self.store.order(order_no).await.map_err(err)? else {
+            tracing::error!(order_no, "ticket event for an unknown order");
+            return Ok(());
+        };
+        if order.status != OrderStatus::Paid {
+            return Ok(()); // ticketed (or refunded) by an earlier delivery
+        }
+        let legs = legs_of(&order).map_err(|e| err(e.message))?;
+        let mut holds: Vec<u64> = legs.iter().map(|l| l.hold).collect();
+        holds.dedup();
+        let mut confirmed = Vec::new();
+        for &hold in &holds {
+            let key = engine_key(&[b"confirm", &hold.to_le_bytes()]);
+            match self.engine.confirm(key, hold).await.map_err(err)? {
+                Reply::Confirmed | Reply::Rejected(Reject::AlreadySold) => confirmed.push(hold),
+                Reply::Rejected(r @ (Reject::HoldExpired | Reject::HoldReleased | Reject::UnknownHold)) => {
+                    self.return_confirmed(&legs, &confirmed).await?;
+                    let reason = format!("hold {hold}: {r}");
+                    tracing::warn!(order_no, %reason, "paid order cannot be ticketed; refunding");
+                    self.store.refund_unticketable(order_no, &reason, now_ms()).await.map_err(err)?;
+                    return Ok(());
+                }
+                other => return Err(IssueError(format!("confirming hold {hold}: {other:?}"))),
+            }
+        }
+        let tickets = self.make_tickets(&order.order_no, order.user_id, &legs).await?;
+        if self.store.issue_tickets(order_no, &tickets, now_ms()).await.map_err(err)? {
+            metrics::counter!("chepiao_tickets_issued_total").increment(tickets.len() as u64);
+        }
+        Ok(())
+    }
+
+    /// Put back on sale the seats of holds confirmed before another part of the order failed.
+    async fn return_confirmed(&self, legs: &[StoredLeg], confirmed: &[u64]) -> Result<(), IssueError> {
+        for leg in legs.iter().filter(|l| confirmed.contains(&l.hold)) {
+            for p in 0..leg.seats.len() as u8 {
+                let key = engine_key(&[b"unticketable", &leg.hold.to_le_bytes(), &[leg.hold_leg, p]]);
+                match self.engine.return_seat(key, leg.hold, leg.hold_leg, p).await.map_err(err)? {
+                    Reply::Returned | Reply::Rejected(Reject::AlreadyReturned) => {}
+                    other => return Err(IssueError(format!("returning hold {}: {other:?}", leg.hold))),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn make_tickets(
+        &self,
+        order_no: &str,
+        user_id: i64,
+        legs: &[StoredLeg],
+    ) -> Result<Vec<TicketRecord>, IssueError> {
+        let passengers: HashMap<i64, String> = self
+            .store
+            .passengers(user_id)
+            .await
+            .map_err(err)?
+            .into_iter()
+            .map(|p| {
+                let hint = match (self.pii.decrypt(&p.name_enc), self.pii.decrypt(&p.id_no_enc)) {
+                    (Ok(name), Ok(id_no)) => format!("{} {}", mask_name(&name), mask_id_no(&id_no)),
+                    _ => String::new(),
+                };
+                (p.id, hint)
+            })
+            .collect();
+        let issued_at_ms = now_ms();
+        let mut tickets = Vec::new();
+        for (li, leg) in legs.iter().enumerate() {
+            let (nbf, exp) = validity(leg);
+            for (pi, seat) in leg.seats.iter().enumerate() {
+                let ticket_sn = format!("{order_no}{li}{pi}");
+                let payload = QrPayload {
+                    sn: ticket_sn.clone(),
+                    run: leg.run_id.clone(),
+                    from: leg.from.clone(),
+                    to: leg.to.clone(),
+                    class: leg.class.as_str().to_string(),
+                    coach: seat.coach,
+                    seat: seat.seat.clone(),
+                    pax: passengers.get(&seat.passenger_id).cloned().unwrap_or_default(),
+                    nbf,
+                    exp,
+                    kid: self.signer.kid().to_string(),
+                };
+                tickets.push(TicketRecord {
+                    ticket_sn,
+                    order_no: order_no.to_string(),
+                    user_id,
+                    leg: li as i64,
+                    passenger_idx: pi as i64,
+                    passenger_id: seat.passenger_id,
+                    run_id: leg.run_id.clone(),
+                    from_station: leg.from.clone(),
+                    to_station: leg.to.clone(),
+                    class: leg.class.as_str().to_string(),
+                    coach: i64::from(seat.coach),
+                    seat: seat.seat.clone(),
+                    price_fen: seat.price_fen,
+                    status: TicketStatus::Issued,
+                    qr: self.signer.sign(&payload),
+                    issued_at_ms,
+                });
+            }
+        }
+        Ok(tickets)
+    }
+
+    async fn refund(&self, payment_no: &str) -> Result<(), IssueError> {
+        let Some(p) = self.store.payment(payment_no).await.map_err(err)? else {
+            tracing::error!(payment_no, "refund event for an unknown payment");
+            return Ok(());
+        };
+        if p.status != PaymentStatus::RefundPending {
+            return Ok(());
+        }
+        let channel = self.channels.get(&p.channel).ok_or_else(|| IssueError(format!("no channel {}", p.channel)))?;
+        let refund_id = channel.refund(&p).await.map_err(err)?;
+        if self.store.complete_refund(payment_no, &refund_id, now_ms()).await.map_err(err)? {
+            metrics::counter!("chepiao_payments_refunded_total").increment(1);
+        }
+        Ok(())
+    }
+}
+
+/// (not before, expires) of a leg's tickets, Unix seconds.
+fn validity(leg: &StoredLeg) -> (i64, i64) {
+    let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).map(|t| t.timestamp()).unwrap_or(0);
+    (at(&leg.departs_at) - QR_VALID_BEFORE_S, at(&leg.arrives_at) + QR_VALID_AFTER_S)
+}

@@ -1,0 +1,18 @@
+//! The purchase flow, from order to ticket:
+//!
+//! ```text
+//! POST /orders ──► orders::place ── engine hold + order row (PENDING_PAYMENT, pay window)
+//!                     │  cancel / expiry sweeper ──► engine release (exactly once)
+//! POST /orders/{no}/payments ──► a payment row + the channel's pay_url
+//! channel ──signed notify──► payments::parse_notify ──► store.apply_notify: nonce, payment,
+//!                     order PAID and an outbox row, audit entry: one transaction
+//! relay ──► bus (in-process or NATS JetStream) ──► issuer: engine confirm, signed tickets,
+//!                     order TICKETED (or, if the seats are gone, a refund)
+//! ```
+
+pub mod bus;
+pub mod issuer;
+pub mod orders;
+pub mod payments;
+pub mod relay;
+pub mod signing;

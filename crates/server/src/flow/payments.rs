@@ -1,0 +1,231 @@
+//! Payment channels and their notifies.
+//!
+//! A channel creates a pay page for a payment, later calls us back with a signed notify, and
+//! can give money back. `mockpay` is built in and behaves like a real provider: its pay page is
+//! an HTTP endpoint (`POST /mockpay/pay/{payment_no}`) that answers at once and then sends the
+//! notify from a background task, retrying until we answer 200, with a fresh `ts` and `nonce`
+//! on every attempt (as providers do). Real channels plug in beside it with their own keys.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chepiao_store::{Notify, PaymentRecord};
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use crate::error::ApiError;
+
+/// How far a notify's `ts` may be from our clock.
+pub const NOTIFY_SKEW_S: i64 = 300;
+/// Longest field of a notify.
+const NOTIFY_FIELD_LEN_MAX: usize = 64;
+/// Attempts mockpay makes to deliver one notify.
+const NOTIFY_ATTEMPTS_MAX: u32 = 8;
+
+#[derive(Debug, thiserror::Error)]
+#[error("payment channel: {0}")]
+pub struct ChannelError(pub String);
+
+#[async_trait]
+pub trait PaymentChannel: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+    /// Whether `signature` (hex, from `X-Chepiao-Signature`) signs `body`.
+    fn verify(&self, body: &[u8], signature: &str) -> bool;
+    /// The page where the payer pays `payment`; `base_url` is how clients reach this server.
+    fn pay_url(&self, base_url: &str, payment: &PaymentRecord) -> String;
+    /// Give a captured payment back. Idempotent: a second call for the same payment returns the
+    /// same refund id and moves no more money.
+    async fn refund(&self, payment: &PaymentRecord) -> Result<String, ChannelError>;
+}
+
+/// The channels this server accepts, by name.
+#[derive(Clone, Default)]
+pub struct Channels(HashMap<&'static str, Arc<dyn PaymentChannel>>);
+
+impl Channels {
+    pub fn with(mut self, channel: Arc<dyn PaymentChannel>) -> Channels {
+        self.0.insert(channel.name(), channel);
+        self
+    }
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn PaymentChannel>> {
+        self.0.get(name)
+    }
+}
+
+/// Hex HMAC-SHA256 of `body` under `secret`.
+pub fn sign(secret: &[u8], body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
+    mac.update(body);
+    mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Constant-time check of a hex HMAC.
+pub fn verify_hmac(secret: &[u8], body: &[u8], signature: &str) -> bool {
+    let Some(bytes) = decode_hex(signature.trim()) else { return false };
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
+    mac.update(body);
+    mac.verify_slice(&bytes).is_ok()
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if s.len() != 64 || !s.is_ascii() {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok()).collect()
+}
+
+/// A notify body as API.md fixes it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyBody {
+    pub out_trade_no: String,
+    pub payment_no: String,
+    pub amount_fen: i64,
+    /// `SUCCESS` or `FAILED`.
+    pub status: String,
+    pub txn_id: String,
+    /// Unix seconds.
+    pub ts: i64,
+    pub nonce: String,
+}
+
+/// Parse and check a notify whose signature was verified. `now_s` is our clock.
+pub fn parse_notify(channel: &str, raw: &[u8], now_s: i64) -> Result<Notify, ApiError> {
+    let body: NotifyBody =
+        serde_json::from_slice(raw).map_err(|e| ApiError::malformed_body(format!("notify body: {e}")))?;
+    for (name, v) in [("out_trade_no", &body.out_trade_no), ("payment_no", &body.payment_no), ("txn_id", &body.txn_id)]
+        .into_iter()
+        .chain([("nonce", &body.nonce)])
+    {
+        if v.is_empty() || v.len() > NOTIFY_FIELD_LEN_MAX {
+            return Err(ApiError::bad_parameter(format!("notify `{name}` must be 1 to {NOTIFY_FIELD_LEN_MAX} bytes")));
+        }
+    }
+    if body.out_trade_no != body.payment_no {
+        return Err(ApiError::bad_parameter("notify `out_trade_no` must equal `payment_no`"));
+    }
+    let success = match body.status.as_str() {
+        "SUCCESS" => true,
+        "FAILED" => false,
+        _ => return Err(ApiError::bad_parameter("notify `status` must be SUCCESS or FAILED")),
+    };
+    if (body.ts - now_s).abs() > NOTIFY_SKEW_S {
+        return Err(ApiError::stale_notify(format!(
+            "notify `ts` {} is more than {NOTIFY_SKEW_S} s from the server's clock",
+            body.ts
+        )));
+    }
+    Ok(Notify {
+        channel: channel.to_string(),
+        payment_no: body.payment_no,
+        amount_fen: body.amount_fen,
+        success,
+        txn_id: body.txn_id,
+        nonce: body.nonce,
+        raw: String::from_utf8_lossy(raw).into_owned(),
+        received_at_ms: now_s * 1000,
+    })
+}
+
+/// The built-in mock provider.
+pub struct Mockpay {
+    secret: Vec<u8>,
+    http: reqwest::Client,
+}
+
+impl Mockpay {
+    pub fn new(secret: Vec<u8>) -> Mockpay {
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("a plain HTTP client");
+        Mockpay { secret, http }
+    }
+
+    /// The payer pressed pay: send the signed notify to `notify_url` in the background, retrying
+    /// with backoff until it is answered 200 (or a 4xx says it never will be).
+    pub fn press_pay(&self, payment: &PaymentRecord, notify_url: String, success: bool) {
+        let (secret, http) = (self.secret.clone(), self.http.clone());
+        let (payment_no, amount_fen) = (payment.payment_no.clone(), payment.amount_fen);
+        let txn_id = format!("M{}", uuid::Uuid::new_v4().simple());
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(100);
+            for attempt in 1..=NOTIFY_ATTEMPTS_MAX {
+                let body = serde_json::to_vec(&NotifyBody {
+                    out_trade_no: payment_no.clone(),
+                    payment_no: payment_no.clone(),
+                    amount_fen,
+                    status: if success { "SUCCESS" } else { "FAILED" }.into(),
+                    txn_id: txn_id.clone(),
+                    ts: chrono::Utc::now().timestamp(),
+                    nonce: uuid::Uuid::new_v4().simple().to_string(),
+                })
+                .expect("a notify always serialises");
+                let signature = sign(&secret, &body);
+                let sent = http
+                    .post(&notify_url)
+                    .header("content-type", "application/json")
+                    .header("x-chepiao-signature", signature)
+                    .body(body)
+                    .send()
+                    .await;
+                match sent {
+                    Ok(r) if r.status().is_success() => return,
+                    Ok(r) if r.status().is_client_error() => {
+                        tracing::warn!(%payment_no, status = %r.status(), "mockpay: notify refused; giving up");
+                        return;
+                    }
+                    Ok(r) => tracing::warn!(%payment_no, attempt, status = %r.status(), "mockpay: notify failed"),
+                    Err(e) => tracing::warn!(%payment_no, attempt, error = %e, "mockpay: notify not delivered"),
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        });
+    }
+}
+
+#[async_trait]
+impl PaymentChannel for Mockpay {
+    fn name(&self) -> &'static str {
+        "mockpay"
+    }
+
+    fn verify(&self, body: &[u8], signature: &str) -> bool {
+        verify_hmac(&self.secret, body, signature)
+    }
+
+    fn pay_url(&self, base_url: &str, payment: &PaymentRecord) -> String {
+        format!("{}/mockpay/pay/{}", base_url.trim_end_matches('/'), payment.payment_no)
+    }
+
+    async fn refund(&self, payment: &PaymentRecord) -> Result<String, ChannelError> {
+        // The mock moves no money; its refund id is derived from the payment, so a repeated
+        // call answers the same.
+        Ok(format!("R{}", payment.payment_no))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_and_notify_checks() {
+        let sig = sign(b"k", b"{}");
+        assert!(verify_hmac(b"k", b"{}", &sig));
+        assert!(!verify_hmac(b"k", b"{ }", &sig));
+        assert!(!verify_hmac(b"other", b"{}", &sig));
+        assert!(!verify_hmac(b"k", b"{}", "zz"));
+        let body = |ts: i64, status: &str| {
+            format!(
+                r#"{{"out_trade_no":"P1","payment_no":"P1","amount_fen":100,"status":"{status}","txn_id":"T","ts":{ts},"nonce":"n"}}"#
+            )
+        };
+        let n = parse_notify("mockpay", body(1000, "SUCCESS").as_bytes(), 1100).unwrap();
+        assert!(n.success && n.amount_fen == 100 && n.received_at_ms == 1_100_000);
+        assert_eq!(parse_notify("mockpay", body(1000, "SUCCESS").as_bytes(), 1400).unwrap_err().code, 40012);
+        assert_eq!(parse_notify("mockpay", body(1000, "MAYBE").as_bytes(), 1000).unwrap_err().code, 40002);
+        assert_eq!(parse_notify("mockpay", b"{", 1000).unwrap_err().code, 40011);
+    }
+}

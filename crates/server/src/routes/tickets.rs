@@ -1,0 +1,76 @@
+//! Tickets and the public keys gates verify them with.
+
+use axum::Json;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use chepiao_store::TicketRecord;
+use serde::Serialize;
+
+use crate::AppState;
+use crate::auth::AuthUser;
+use crate::error::ApiError;
+use crate::routes::orders::TicketOut;
+
+async fn own_ticket(state: &AppState, user_id: i64, sn: &str) -> Result<TicketRecord, ApiError> {
+    match state.store.ticket(sn).await? {
+        Some(t) if t.user_id == user_id => Ok(t),
+        _ => Err(ApiError::unknown_ticket(format!("no ticket {sn}"))),
+    }
+}
+
+/// One of the caller's tickets, with its signed QR payload.
+#[utoipa::path(get, path = "/api/v1/tickets/{ticket_sn}", tag = "tickets", security(("bearer" = [])),
+    params(("ticket_sn" = String, Path)),
+    responses((status = 200, body = TicketOut), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn get(
+    State(state): State<AppState>,
+    user: AuthUser,
+    sn: Result<Path<String>, PathRejection>,
+) -> Result<Json<TicketOut>, ApiError> {
+    let Path(sn) = sn.map_err(|e| ApiError::bad_parameter(e.body_text()))?;
+    Ok(Json(TicketOut::from(&own_ticket(&state, user.id, &sn).await?)))
+}
+
+/// The ticket's QR code as SVG.
+#[utoipa::path(get, path = "/api/v1/tickets/{ticket_sn}/qr.svg", tag = "tickets", security(("bearer" = [])),
+    params(("ticket_sn" = String, Path)),
+    responses((status = 200, content_type = "image/svg+xml"), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn qr_svg(
+    State(state): State<AppState>,
+    user: AuthUser,
+    sn: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path(sn) = sn.map_err(|e| ApiError::bad_parameter(e.body_text()))?;
+    let ticket = own_ticket(&state, user.id, &sn).await?;
+    let svg = crate::flow::signing::qr_svg(&ticket.qr).map_err(ApiError::internal)?;
+    Ok(([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response())
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct PublicKey {
+    pub key_id: String,
+    /// `Ed25519`
+    pub algorithm: &'static str,
+    /// base64 of the 32-byte public key
+    pub public_key: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct PublicKeys {
+    /// The current key first, then retired keys still accepted.
+    pub keys: Vec<PublicKey>,
+}
+
+/// The keys ticket QR codes are signed with, for gates.
+#[utoipa::path(get, path = "/api/v1/checkin/keys", tag = "tickets", responses((status = 200, body = PublicKeys)))]
+pub async fn keys(State(state): State<AppState>) -> Json<PublicKeys> {
+    let keys = state
+        .signer
+        .public_keys()
+        .into_iter()
+        .map(|(key_id, public_key)| PublicKey { key_id, algorithm: "Ed25519", public_key })
+        .collect();
+    Json(PublicKeys { keys })
+}
