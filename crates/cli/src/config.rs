@@ -34,6 +34,10 @@ pub struct Flags {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sale_window_days: Option<u32>,
+    /// nats://host:port: carry outbox events over NATS JetStream (default: in-process).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nats_url: Option<String>,
 }
 
 pub fn load(flags: &Flags) -> anyhow::Result<Config> {

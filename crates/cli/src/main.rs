@@ -5,6 +5,7 @@
 mod bench;
 mod config;
 mod import;
+mod load;
 
 use std::sync::Arc;
 
@@ -42,6 +43,35 @@ enum Command {
     /// Benchmark programs (figures for docs/BENCHMARKS.md).
     #[command(subcommand)]
     Bench(bench::Bench),
+    /// Virtual users buying tickets from a running server, then an invariant audit.
+    Load(load::LoadArgs),
+    /// Checks of the append-only audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Recompute the audit log's hash chain; exit 1 naming the first entry that was changed,
+    /// removed or reordered.
+    Verify(config::Flags),
+}
+
+/// Page through the audit log checking the chain.
+async fn audit_verify(flags: config::Flags) -> anyhow::Result<()> {
+    let config = config::load(&flags)?;
+    let store = open_store(&config).await?;
+    let mut end = (chepiao_store::AUDIT_GENESIS.to_vec(), 0i64);
+    loop {
+        let page = store.audit_range(end.1, 10_000).await?;
+        if page.is_empty() {
+            break;
+        }
+        end = chepiao_store::verify_chain(end, &page).map_err(|e| anyhow::anyhow!("audit log broken: {e}"))?;
+    }
+    let head: String = end.0.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    println!("audit log intact: {} entries, head {head}…", end.1);
+    Ok(())
 }
 
 fn init_logs(format: LogFormat) {
@@ -119,6 +149,11 @@ async fn main() -> anyhow::Result<()> {
             let store = open_store(&config).await?;
             import::import(store.as_ref(), data.as_deref(), true).await
         }
+        Command::Load(args) => {
+            let network = chepiao_domain::Network::new(import::bundled_network()?);
+            load::run(args, network).await
+        }
+        Command::Audit(AuditCommand::Verify(flags)) => audit_verify(flags).await,
         Command::Bench(b) => {
             let network = chepiao_domain::Network::new(import::bundled_network()?);
             tokio::task::spawn_blocking(move || bench::run(b, network)).await?

@@ -87,3 +87,109 @@ fn import_reports_what_it_skipped() {
     assert!(stdout.contains("抚顺北") && stdout.contains("西安南"), "{stdout}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Start `chepiao serve` on `dir` with `env`; the child and its address.
+fn serve(dir: &std::path::Path, env: &[(&str, &str)]) -> (std::process::Child, String) {
+    let mut cmd = chepiao();
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(dir).stdout(Stdio::piped()).stderr(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let url = line.split_whitespace().find(|w| w.starts_with("http://")).expect("the URL is printed");
+    (child, url.trim_end_matches('/').to_string())
+}
+
+/// SIGKILL after the payment was acknowledged but before any ticket was issued (the relay is
+/// paused for the first run): after a restart the order still reaches TICKETED (I2, I4).
+#[tokio::test]
+async fn a_paid_order_is_ticketed_after_sigkill() {
+    use serde_json::{Value, json};
+    let dir = temp_dir();
+    let secret = "kill-test-secret";
+    let (mut child, base) = serve(&dir, &[("CHEPIAO_RELAY_PAUSED", "true"), ("CHEPIAO_MOCKPAY_SECRET", secret)]);
+    let http = reqwest::Client::new();
+    let call = |method: &str, path: String, token: Option<String>, body: Value| {
+        let req = http.request(method.parse().unwrap(), format!("{base}{path}")).json(&body);
+        let req = match token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        };
+        async move {
+            let r = req.send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let creds = json!({"username": "kim", "password": "correct horse"});
+    assert_eq!(call("POST", "/api/v1/auth/register".into(), None, creds.clone()).await.0, 201);
+    let token = call("POST", "/api/v1/auth/login".into(), None, creds).await.1["token"].as_str().unwrap().to_string();
+    let t = || Some(token.clone());
+    let passenger = json!({"name": "金一", "id_type": "PASSPORT", "id_no": "E7654321"});
+    let pid = call("POST", "/api/v1/passengers".into(), t(), passenger).await.1["passenger_id"].as_i64().unwrap();
+    let tomorrow = chrono::Utc::now().with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap()).date_naive()
+        + chrono::Days::new(1);
+    let run = format!("G1-{}", tomorrow.format("%Y%m%d"));
+    let order = json!({"idempotency_key": "k1", "legs": [{"run_id": run, "from": "VNP", "to": "AOH", "class": "SECOND", "passenger_ids": [pid]}]});
+    let (status, order) = call("POST", "/api/v1/orders".into(), t(), order).await;
+    assert_eq!(status, 201, "{order}");
+    let order_no = order["order_no"].as_str().unwrap().to_string();
+    let (_, started) =
+        call("POST", format!("/api/v1/orders/{order_no}/payments"), t(), json!({"channel": "mockpay"})).await;
+    let payment_no = started["payment_no"].as_str().unwrap();
+    let body = json!({"out_trade_no": payment_no, "payment_no": payment_no, "amount_fen": order["amount_fen"],
+        "status": "SUCCESS", "txn_id": "T1", "ts": chrono::Utc::now().timestamp(), "nonce": "n1"})
+    .to_string();
+    let signature = chepiao_server::flow::payments::sign(secret.as_bytes(), body.as_bytes());
+    let r = http
+        .post(format!("{base}/api/v1/payments/notify/mockpay"))
+        .header("content-type", "application/json")
+        .header("x-chepiao-signature", signature)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200, "the payment is acknowledged");
+    let (_, o) = call("GET", format!("/api/v1/orders/{order_no}"), t(), Value::Null).await;
+    assert_eq!(o["status"], "PAID");
+
+    Command::new("kill").args(["-KILL", &child.id().to_string()]).status().unwrap();
+    child.wait().unwrap();
+
+    let (mut child, base2) = serve(&dir, &[("CHEPIAO_MOCKPAY_SECRET", secret)]);
+    let mut status = Value::Null;
+    for _ in 0..200 {
+        let r = http.get(format!("{base2}/api/v1/orders/{order_no}")).bearer_auth(&token).send().await.unwrap();
+        let o: Value = r.json().await.unwrap();
+        status = o["status"].clone();
+        if status == "TICKETED" {
+            assert_eq!(o["tickets"].as_array().unwrap().len(), 1);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, "TICKETED");
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    child.wait().unwrap();
+
+    // The payment is in the audit log, whose chain verifies until a row is edited.
+    let verify = || chepiao().args(["audit", "verify", "--data-dir"]).arg(&dir).output().unwrap();
+    let out = verify();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("audit log intact"));
+    {
+        use sqlx::Connection;
+        let url = format!("sqlite://{}", dir.join("chepiao.db").display());
+        let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        let refused = sqlx::query("UPDATE audit_log SET detail = 'forged' WHERE seq = 1").execute(&mut db).await;
+        assert!(refused.is_err(), "the log is append-only");
+        // Someone with the database file in hand drops the guard and edits anyway.
+        sqlx::query("DROP TRIGGER audit_log_no_update").execute(&mut db).await.unwrap();
+        sqlx::query("UPDATE audit_log SET detail = 'forged' WHERE seq = 1").execute(&mut db).await.unwrap();
+    }
+    let out = verify();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("audit entry 1"), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::remove_dir_all(&dir).ok();
+}

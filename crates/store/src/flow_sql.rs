@@ -448,6 +448,17 @@ macro_rules! impl_flow_store {
                     row.as_ref().map(order_row).transpose().map_err(db)
                 }
 
+                async fn orders_after(&self, after_no: &str, limit: u32) -> Result<Vec<OrderRecord>> {
+                    let sql = format!("SELECT {ORDER_COLS} FROM orders WHERE order_no > $1 ORDER BY order_no LIMIT $2");
+                    let rows = sqlx::query(&sql)
+                        .bind(after_no)
+                        .bind(i64::from(limit.min(PAGE_SIZE_MAX * 100)))
+                        .fetch_all(self.reader())
+                        .await
+                        .map_err(db)?;
+                    rows.iter().map(order_row).collect::<sqlx::Result<_>>().map_err(db)
+                }
+
                 async fn order_by_key(&self, user_id: i64, idem_key: &str) -> Result<Option<OrderRecord>> {
                     let sql = format!("SELECT {ORDER_COLS} FROM orders WHERE user_id = $1 AND idem_key = $2");
                     let row = sqlx::query(&sql)

@@ -117,6 +117,8 @@ pub trait FlowStore: Send + Sync + 'static {
     /// Record a new order, or return the user's order with the same idempotency key.
     async fn create_order(&self, o: &NewOrder) -> Result<CreateOrder>;
     async fn order(&self, order_no: &str) -> Result<Option<OrderRecord>>;
+    /// Every order in order_no order after `after_no`, for audits.
+    async fn orders_after(&self, after_no: &str, limit: u32) -> Result<Vec<OrderRecord>>;
     /// The user's order with this idempotency key.
     async fn order_by_key(&self, user_id: i64, idem_key: &str) -> Result<Option<OrderRecord>>;
     /// A user's orders, newest first; `page` from 1, `page_size` up to [`PAGE_SIZE_MAX`].

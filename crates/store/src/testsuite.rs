@@ -111,6 +111,12 @@ async fn orders_are_idempotent_per_user_and_key(store: &dyn Store) {
     assert!(matches!(store.orders_of(alice, None, 0, 10).await, Err(StoreError::Limit(_))));
     assert_eq!(store.order_by_key(alice, "k1").await.unwrap().as_ref(), Some(&first), "{name}");
     assert_eq!(store.order_by_key(alice, "k9").await.unwrap(), None);
+    let all = store.orders_after("", 100).await.unwrap();
+    assert_eq!(all.len(), 7, "{name}");
+    assert_eq!(
+        store.orders_after("E12", 2).await.unwrap().iter().map(|o| o.order_no.as_str()).collect::<Vec<_>>(),
+        ["E13", "E14"]
+    );
     assert_eq!(store.order("E1").await.unwrap(), Some(first));
     assert_eq!(store.order("nope").await.unwrap(), None);
 }

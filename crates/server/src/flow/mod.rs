@@ -10,6 +10,7 @@
 //!                     order TICKETED (or, if the seats are gone, a refund)
 //! ```
 
+pub mod audit;
 pub mod bus;
 pub mod issuer;
 pub mod orders;

@@ -3,6 +3,7 @@
 
 mod helpers;
 mod inventory;
+mod nats;
 mod network;
 mod orders;
 mod robustness;

@@ -192,6 +192,26 @@ async fn purchase_end_to_end(backend: Backend) {
     assert_eq!((status, e["code"].as_u64()), (400, Some(40002)));
     let (_, audit) = (0, app.state.store.audit_range(0, 100).await.unwrap());
     assert!(audit.iter().any(|a| a.entry.subject == payment_no), "the notify is audited");
+
+    // The invariant audit finds nothing wrong, and does find a seat given to two orders.
+    let seats = chepiao_server::flow::audit::audit_seats(app.state.store.as_ref()).await.unwrap();
+    assert_eq!((seats.live_orders, seats.tickets, seats.problems.len()), (1, 2, 0), "{:?}", seats.problems);
+    let stored = app.state.store.order(order_no).await.unwrap().unwrap();
+    let bob_id = app.state.auth.verify(&bob.token).unwrap().0;
+    let twin = chepiao_store::NewOrder {
+        order_no: "EDOUBLE".into(),
+        user_id: bob_id,
+        idem_key: "twin".into(),
+        request_hash: vec![0; 32],
+        amount_fen: stored.amount_fen,
+        pay_before_ms: stored.pay_before_ms,
+        created_at_ms: stored.created_at_ms,
+        legs_json: stored.legs_json.clone(),
+    };
+    app.state.store.create_order(&twin).await.unwrap();
+    let seats = chepiao_server::flow::audit::audit_seats(app.state.store.as_ref()).await.unwrap();
+    assert_eq!(seats.problems.len(), 2, "{:?}", seats.problems);
+    assert!(seats.problems[0].starts_with("I1:"), "{:?}", seats.problems);
 }
 
 #[tokio::test]
