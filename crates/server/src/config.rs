@@ -71,7 +71,7 @@ impl Default for Config {
             listen: "127.0.0.1:8080".parse().expect("valid default address"),
             data_dir: PathBuf::from("var"),
             database_url: None,
-            engine_shards: 2,
+            engine_shards: 1,
             sale_window_days: 14,
             body_len_max: 64 * 1024,
             request_timeout_ms: 10_000,

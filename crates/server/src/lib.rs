@@ -63,6 +63,11 @@ pub struct Shared {
     pub issuer: Arc<flow::issuer::Issuer>,
     pub relay: Arc<flow::relay::Relay>,
     pub nats: Option<Arc<flow::bus::NatsBus>>,
+    pub passengers: flow::orders::PassengerCache,
+    /// New orders, recorded many per INSERT.
+    pub order_batcher: flow::batch::Batcher<chepiao_store::NewOrder, chepiao_store::CreateOrder>,
+    /// Verified notifies, applied many per transaction.
+    pub notify_batcher: flow::batch::Batcher<chepiao_store::Notify, chepiao_store::NotifyOutcome>,
     calendar: RwLock<Arc<RunCalendar>>,
 }
 
@@ -163,6 +168,20 @@ impl App {
         let relay = Arc::new(flow::relay::Relay::new(store.clone(), bus));
         relay.set_paused(config.relay_paused);
         tracing::info!(bus = relay.bus_name(), ticket_key = signer.kid(), "purchase flow ready");
+        let order_batcher = flow::batch::Batcher::start(chepiao_store::CREATE_BATCH_MAX, {
+            let store = store.clone();
+            move |orders| {
+                let store = store.clone();
+                Box::pin(async move { store.create_orders(&orders).await.map_err(|e| e.to_string()) })
+            }
+        });
+        let notify_batcher = flow::batch::Batcher::start(chepiao_store::CREATE_BATCH_MAX, {
+            let store = store.clone();
+            move |notifies| {
+                let store = store.clone();
+                Box::pin(async move { store.apply_notifies(&notifies).await.map_err(|e| e.to_string()) })
+            }
+        });
         let shared = Shared {
             network,
             store,
@@ -177,6 +196,9 @@ impl App {
             issuer,
             relay,
             nats,
+            passengers: Default::default(),
+            order_batcher,
+            notify_batcher,
             calendar: RwLock::new(Arc::new(calendar)),
         };
         Ok(App { state: AppState(Arc::new(shared)) })

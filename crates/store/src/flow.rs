@@ -109,6 +109,9 @@ pub enum CreateOrder {
     Existing(OrderRecord),
 }
 
+/// Orders one `create_orders` call records.
+pub const CREATE_BATCH_MAX: usize = 256;
+
 /// A page of a user's orders, newest first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderPage {

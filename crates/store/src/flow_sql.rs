@@ -22,6 +22,10 @@ pub const PAYMENT_COLS: &str =
 pub const TICKET_COLS: &str = "ticket_sn, order_no, user_id, leg, passenger_idx, passenger_id, run_id, from_station, \
      to_station, class, coach, seat, price_fen, status, qr, issued_at_ms";
 
+/// Values in one `IN (...)` list or multi-row statement: well under SQLite's 32,766 and
+/// PostgreSQL's 65,535 parameters.
+pub const IN_LIST_MAX: usize = 2_000;
+
 /// A write job's future, as a backend's group writer runs it.
 pub type TxFuture<'c, T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, sqlx::Error>> + Send + 'c>>;
 
@@ -35,7 +39,7 @@ macro_rules! impl_flow_store {
         const _: () = {
             use sqlx::Row as _;
             use $crate::flow::*;
-            use $crate::flow_sql::{ORDER_COLS, PAYMENT_COLS, TICKET_COLS, TxFuture, decode_error};
+            use $crate::flow_sql::{IN_LIST_MAX, ORDER_COLS, PAYMENT_COLS, TICKET_COLS, TxFuture, decode_error};
             use $crate::{FlowStore, Result, StoreError};
 
             fn db(e: sqlx::Error) -> StoreError {
@@ -111,27 +115,34 @@ macro_rules! impl_flow_store {
             }
 
             /// Append to the hash chain. The head row is locked for the rest of the
-            /// transaction, so chains written from several nodes never fork.
-            async fn append_audit(c: &mut $conn, e: &AuditEntry) -> sqlx::Result<i64> {
+            /// transaction, so chains written from several nodes never fork. Returns the last seq.
+            async fn append_audit(c: &mut $conn, entries: &[AuditEntry]) -> sqlx::Result<i64> {
                 let head = sqlx::query(concat!("SELECT seq, hash FROM audit_head WHERE id = 1", $for_update))
                     .fetch_one(&mut *c)
                     .await?;
-                let (prev_seq, prev_hash): (i64, Vec<u8>) = (head.try_get("seq")?, head.try_get("hash")?);
-                let seq = prev_seq + 1;
-                let hash = audit_hash(&prev_hash, seq, e);
-                sqlx::query(
-                    "INSERT INTO audit_log (seq, at_ms, kind, subject, detail, prev_hash, hash)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                )
-                .bind(seq)
-                .bind(e.at_ms)
-                .bind(&e.kind)
-                .bind(&e.subject)
-                .bind(&e.detail)
-                .bind(&prev_hash)
-                .bind(&hash)
-                .execute(&mut *c)
-                .await?;
+                let (mut seq, mut hash): (i64, Vec<u8>) = (head.try_get("seq")?, head.try_get("hash")?);
+                if entries.is_empty() {
+                    return Ok(seq);
+                }
+                // (seq, entry, prev_hash, hash)
+                let mut rows = Vec::with_capacity(entries.len());
+                for e in entries {
+                    seq += 1;
+                    let own = audit_hash(&hash, seq, e);
+                    rows.push((seq, e, std::mem::replace(&mut hash, own.clone()), own));
+                }
+                for chunk in rows.chunks(IN_LIST_MAX / 7) {
+                    let values: Vec<String> = (0..chunk.len()).map(|i| format!("({})", placeholders(i * 7 + 1, 7))).collect();
+                    let sql = format!(
+                        "INSERT INTO audit_log (seq, at_ms, kind, subject, detail, prev_hash, hash) VALUES {}",
+                        values.join(", ")
+                    );
+                    let mut q = sqlx::query(&sql);
+                    for (seq, e, prev, own) in chunk {
+                        q = q.bind(seq).bind(e.at_ms).bind(&e.kind).bind(&e.subject).bind(&e.detail).bind(prev).bind(own);
+                    }
+                    q.execute(&mut *c).await?;
+                }
                 sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
                     .bind(seq)
                     .bind(&hash)
@@ -140,13 +151,17 @@ macro_rules! impl_flow_store {
                 Ok(seq)
             }
 
-            async fn insert_outbox(c: &mut $conn, event: &OutboxEvent, now_ms: i64) -> sqlx::Result<()> {
-                sqlx::query("INSERT INTO outbox (kind, subject, created_at_ms) VALUES ($1, $2, $3)")
-                    .bind(event.kind())
-                    .bind(event.subject())
-                    .bind(now_ms)
-                    .execute(&mut *c)
-                    .await?;
+            async fn insert_outbox(c: &mut $conn, events: &[OutboxEvent], now_ms: i64) -> sqlx::Result<()> {
+                for chunk in events.chunks(IN_LIST_MAX / 2) {
+                    let values: Vec<String> =
+                        (0..chunk.len()).map(|i| format!("({}, $1)", placeholders(i * 2 + 2, 2))).collect();
+                    let sql = format!("INSERT INTO outbox (kind, subject, created_at_ms) VALUES {}", values.join(", "));
+                    let mut q = sqlx::query(&sql).bind(now_ms);
+                    for e in chunk {
+                        q = q.bind(e.kind()).bind(e.subject());
+                    }
+                    q.execute(&mut *c).await?;
+                }
                 Ok(())
             }
 
@@ -173,6 +188,56 @@ macro_rules! impl_flow_store {
                     let sql = format!("SELECT {ORDER_COLS} FROM orders WHERE user_id = $1 AND idem_key = $2");
                     let row = sqlx::query(&sql).bind(o.user_id).bind(&o.idem_key).fetch_one(&mut *c).await?;
                     Ok(CreateOrder::Existing(order_row(&row)?))
+                })
+            }
+
+            fn tx_create_orders<'c>(c: &'c mut $conn, orders: &'c Vec<NewOrder>) -> TxFuture<'c, Vec<CreateOrder>> {
+                Box::pin(async move {
+                    let values: Vec<String> = (0..orders.len())
+                        .map(|i| {
+                            let p = |k: usize| format!("${}", i * 8 + k);
+                            format!(
+                                "({}, {}, {}, {}, 'PENDING_PAYMENT', 0, {}, {}, {}, {}, {}, 0)",
+                                p(1), p(2), p(3), p(4), p(5), p(6), p(7), p(7), p(8)
+                            )
+                        })
+                        .collect();
+                    let sql = format!(
+                        "INSERT INTO orders ({ORDER_COLS}) VALUES {}
+                         ON CONFLICT (user_id, idem_key) DO NOTHING RETURNING {ORDER_COLS}",
+                        values.join(", ")
+                    );
+                    let mut q = sqlx::query(&sql);
+                    for o in orders {
+                        q = q
+                            .bind(&o.order_no)
+                            .bind(o.user_id)
+                            .bind(&o.idem_key)
+                            .bind(&o.request_hash)
+                            .bind(o.amount_fen)
+                            .bind(o.pay_before_ms)
+                            .bind(o.created_at_ms)
+                            .bind(&o.legs_json);
+                    }
+                    let rows = q.fetch_all(&mut *c).await?;
+                    let mut created: std::collections::HashMap<String, OrderRecord> = std::collections::HashMap::new();
+                    for r in &rows {
+                        let o = order_row(r)?;
+                        created.insert(o.order_no.clone(), o);
+                    }
+                    let mut out = Vec::with_capacity(orders.len());
+                    for o in orders {
+                        match created.remove(&o.order_no) {
+                            Some(rec) => out.push(CreateOrder::Created(rec)),
+                            None => {
+                                // The user's key was taken, before or earlier in this batch.
+                                let sql = format!("SELECT {ORDER_COLS} FROM orders WHERE user_id = $1 AND idem_key = $2");
+                                let row = sqlx::query(&sql).bind(o.user_id).bind(&o.idem_key).fetch_one(&mut *c).await?;
+                                out.push(CreateOrder::Existing(order_row(&row)?));
+                            }
+                        }
+                    }
+                    Ok(out)
                 })
             }
 
@@ -238,125 +303,209 @@ macro_rules! impl_flow_store {
                 })
             }
 
-            fn tx_notify<'c>(c: &'c mut $conn, n: &'c Notify) -> TxFuture<'c, NotifyOutcome> {
+            /// Apply a batch of notifies in one transaction with a fixed number of statements:
+            /// nonces, one read of the payments and orders, then one statement each for the
+            /// payments, the orders, the outbox and the audit log. Notifies are decided in
+            /// order against the state as the earlier ones of the batch left it.
+            fn tx_notifies<'c>(c: &'c mut $conn, ns: &'c Vec<Notify>) -> TxFuture<'c, Vec<NotifyOutcome>> {
                 Box::pin(async move {
-                    let audit = |outcome: &NotifyOutcome| AuditEntry {
-                        at_ms: n.received_at_ms,
-                        kind: format!("payment.notify.{}", n.channel),
-                        subject: n.payment_no.clone(),
-                        detail: format!("{outcome:?} {}", n.raw),
-                    };
-                    let fresh = sqlx::query(
-                        "INSERT INTO notify_nonces (channel, nonce, seen_at_ms) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                    )
-                    .bind(&n.channel)
-                    .bind(&n.nonce)
-                    .bind(n.received_at_ms)
-                    .execute(&mut *c)
-                    .await?
-                    .rows_affected();
-                    if fresh == 0 {
-                        append_audit(c, &audit(&NotifyOutcome::Replayed)).await?;
-                        return Ok(NotifyOutcome::Replayed);
-                    }
-                    let sql = format!(
-                        "SELECT p.payment_no, p.order_no, p.channel, p.amount_fen, p.status, p.txn_id, p.created_at_ms,
-                                p.updated_at_ms, o.status AS order_status
-                         FROM payments p JOIN orders o ON o.order_no = p.order_no
-                         WHERE p.payment_no = $1 AND p.channel = $2{}",
-                        $for_update
-                    );
-                    let row = sqlx::query(&sql).bind(&n.payment_no).bind(&n.channel).fetch_optional(&mut *c).await?;
-                    let (payment, order_status) = match &row {
-                        Some(r) => {
-                            let s: String = r.try_get("order_status")?;
-                            (Some(payment_row(r)?), Some(OrderStatus::parse(&s).ok_or_else(|| decode_error("orders", &s))?))
+                    use std::collections::{HashMap, HashSet};
+                    let mut fresh: HashSet<(String, String)> = HashSet::new();
+                    for chunk in ns.chunks(IN_LIST_MAX / 3) {
+                        let values: Vec<String> =
+                            (0..chunk.len()).map(|i| format!("({})", placeholders(i * 3 + 1, 3))).collect();
+                        let sql = format!(
+                            "INSERT INTO notify_nonces (channel, nonce, seen_at_ms) VALUES {} ON CONFLICT DO NOTHING
+                             RETURNING channel, nonce",
+                            values.join(", ")
+                        );
+                        let mut q = sqlx::query(&sql);
+                        for n in chunk {
+                            q = q.bind(&n.channel).bind(&n.nonce).bind(n.received_at_ms);
                         }
-                        None => (None, None),
-                    };
-                    let effect = decide_notify(n, payment.as_ref(), order_status);
-                    if let Some(to) = effect.payment_to {
-                        sqlx::query(
-                            "UPDATE payments SET status = $1, txn_id = $2, updated_at_ms = $3
-                             WHERE payment_no = $4 AND status = 'CREATED'",
-                        )
-                        .bind(to.as_str())
-                        .bind(&n.txn_id)
-                        .bind(n.received_at_ms)
-                        .bind(&n.payment_no)
-                        .execute(&mut *c)
-                        .await?;
+                        for r in q.fetch_all(&mut *c).await? {
+                            fresh.insert((r.try_get("channel")?, r.try_get("nonce")?));
+                        }
                     }
-                    if let (Some(to), Some(p)) = (effect.order_to, &payment) {
-                        let done = sqlx::query(
-                            "UPDATE orders SET status = $1, version = version + 1, updated_at_ms = $2
-                             WHERE order_no = $3 AND status = 'PENDING_PAYMENT'",
-                        )
-                        .bind(to.as_str())
-                        .bind(n.received_at_ms)
-                        .bind(&p.order_no)
-                        .execute(&mut *c)
-                        .await?;
-                        // The row was read (and, on PostgreSQL, locked) in this transaction.
-                        assert_eq!(done.rows_affected(), 1, "order {} changed under its lock", p.order_no);
+                    let mut payment_nos: Vec<&String> = ns.iter().map(|n| &n.payment_no).collect();
+                    payment_nos.sort();
+                    payment_nos.dedup();
+                    let mut state: HashMap<String, (PaymentRecord, OrderStatus)> = HashMap::new();
+                    for chunk in payment_nos.chunks(IN_LIST_MAX) {
+                        let sql = format!(
+                            "SELECT p.payment_no, p.order_no, p.channel, p.amount_fen, p.status, p.txn_id, p.created_at_ms,
+                                    p.updated_at_ms, o.status AS order_status
+                             FROM payments p JOIN orders o ON o.order_no = p.order_no
+                             WHERE p.payment_no IN ({}){}",
+                            placeholders(1, chunk.len()),
+                            $for_update
+                        );
+                        let mut q = sqlx::query(&sql);
+                        for no in chunk {
+                            q = q.bind(*no);
+                        }
+                        for r in q.fetch_all(&mut *c).await? {
+                            let s: String = r.try_get("order_status")?;
+                            let order = OrderStatus::parse(&s).ok_or_else(|| decode_error("orders", &s))?;
+                            let p = payment_row(&r)?;
+                            state.insert(p.payment_no.clone(), (p, order));
+                        }
                     }
-                    if let Some(event) = &effect.outbox {
-                        insert_outbox(c, event, n.received_at_ms).await?;
+                    let mut outcomes = Vec::with_capacity(ns.len());
+                    let mut changed: Vec<String> = Vec::new();
+                    let mut paid_orders: Vec<String> = Vec::new();
+                    let mut outbox: Vec<OutboxEvent> = Vec::new();
+                    let mut audit: Vec<AuditEntry> = Vec::new();
+                    for n in ns {
+                        let outcome = if !fresh.remove(&(n.channel.clone(), n.nonce.clone())) {
+                            NotifyOutcome::Replayed
+                        } else {
+                            let entry = state.get_mut(&n.payment_no).filter(|(p, _)| p.channel == n.channel);
+                            let effect = decide_notify(n, entry.as_ref().map(|(p, _)| p), entry.as_ref().map(|(_, o)| *o));
+                            if let Some((p, order)) = entry {
+                                if let Some(to) = effect.payment_to {
+                                    p.status = to;
+                                    p.txn_id = Some(n.txn_id.clone());
+                                    changed.push(p.payment_no.clone());
+                                }
+                                if let Some(to) = effect.order_to {
+                                    debug_assert_eq!(to, OrderStatus::Paid);
+                                    *order = to;
+                                    paid_orders.push(p.order_no.clone());
+                                }
+                                // The order's status is shared by its other payments in the batch.
+                                let (order_no, status) = (p.order_no.clone(), *order);
+                                for (q, o) in state.values_mut() {
+                                    if q.order_no == order_no {
+                                        *o = status;
+                                    }
+                                }
+                            }
+                            outbox.extend(effect.outbox);
+                            effect.outcome
+                        };
+                        audit.push(AuditEntry {
+                            at_ms: n.received_at_ms,
+                            kind: format!("payment.notify.{}", n.channel),
+                            subject: n.payment_no.clone(),
+                            detail: format!("{outcome:?} {}", n.raw),
+                        });
+                        outcomes.push(outcome);
                     }
-                    append_audit(c, &audit(&effect.outcome)).await?;
-                    Ok(effect.outcome)
+                    let now_ms = ns.iter().map(|n| n.received_at_ms).max().unwrap_or(0);
+                    changed.sort();
+                    changed.dedup();
+                    for chunk in changed.chunks(IN_LIST_MAX / 3) {
+                        let (mut status, mut txn) = (String::new(), String::new());
+                        for i in 0..chunk.len() {
+                            let k = 2 + i * 3;
+                            status += &format!(" WHEN ${k} THEN ${}", k + 1);
+                            txn += &format!(" WHEN ${k} THEN ${}", k + 2);
+                        }
+                        let keys: Vec<String> = (0..chunk.len()).map(|i| format!("${}", 2 + i * 3)).collect();
+                        let sql = format!(
+                            "UPDATE payments SET status = CASE payment_no{status} END, txn_id = CASE payment_no{txn} END,
+                             updated_at_ms = $1 WHERE payment_no IN ({})",
+                            keys.join(", ")
+                        );
+                        let mut q = sqlx::query(&sql).bind(now_ms);
+                        for no in chunk {
+                            let p = &state[no].0;
+                            q = q.bind(&p.payment_no).bind(p.status.as_str()).bind(&p.txn_id);
+                        }
+                        q.execute(&mut *c).await?;
+                    }
+                    for chunk in paid_orders.chunks(IN_LIST_MAX) {
+                        let sql = format!(
+                            "UPDATE orders SET status = 'PAID', version = version + 1, updated_at_ms = $1
+                             WHERE status = 'PENDING_PAYMENT' AND order_no IN ({})",
+                            placeholders(2, chunk.len())
+                        );
+                        let mut q = sqlx::query(&sql).bind(now_ms);
+                        for no in chunk {
+                            q = q.bind(no);
+                        }
+                        let done = q.execute(&mut *c).await?;
+                        // The rows were read (and, on PostgreSQL, locked) in this transaction.
+                        assert_eq!(done.rows_affected(), chunk.len() as u64, "orders changed under their lock");
+                    }
+                    insert_outbox(c, &outbox, now_ms).await?;
+                    append_audit(c, &audit).await?;
+                    Ok(outcomes)
                 })
+            }
+
+            /// `$first, $first+1, ...` for `n` values.
+            fn placeholders(first: usize, n: usize) -> String {
+                (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
             }
 
             fn tx_outbox_done<'c>(c: &'c mut $conn, ids: &'c Vec<i64>) -> TxFuture<'c, ()> {
                 Box::pin(async move {
-                    for id in ids {
-                        sqlx::query("DELETE FROM outbox WHERE id = $1").bind(id).execute(&mut *c).await?;
+                    for chunk in ids.chunks(IN_LIST_MAX) {
+                        let sql = format!("DELETE FROM outbox WHERE id IN ({})", placeholders(1, chunk.len()));
+                        let mut q = sqlx::query(&sql);
+                        for id in chunk {
+                            q = q.bind(id);
+                        }
+                        q.execute(&mut *c).await?;
                     }
                     Ok(())
                 })
             }
 
-            fn tx_issue<'c>(c: &'c mut $conn, a: &'c (String, Vec<TicketRecord>, i64)) -> TxFuture<'c, bool> {
+            /// PAID -> TICKETED for every order of the batch still PAID, and their tickets:
+            /// one UPDATE and multi-row INSERTs for the whole batch. Returns the orders moved.
+            fn tx_issue<'c>(c: &'c mut $conn, a: &'c (Vec<(String, Vec<TicketRecord>)>, i64)) -> TxFuture<'c, Vec<String>> {
                 Box::pin(async move {
-                    let (order_no, tickets, now_ms) = a;
-                    let done = sqlx::query(
-                        "UPDATE orders SET status = 'TICKETED', version = version + 1, updated_at_ms = $1
-                         WHERE order_no = $2 AND status = 'PAID'",
-                    )
-                    .bind(now_ms)
-                    .bind(order_no)
-                    .execute(&mut *c)
-                    .await?;
-                    if done.rows_affected() == 0 {
-                        return Ok(false);
+                    let (batch, now_ms) = a;
+                    let mut moved = Vec::new();
+                    for chunk in batch.chunks(IN_LIST_MAX) {
+                        let sql = format!(
+                            "UPDATE orders SET status = 'TICKETED', version = version + 1, updated_at_ms = $1
+                             WHERE status = 'PAID' AND order_no IN ({}) RETURNING order_no",
+                            placeholders(2, chunk.len())
+                        );
+                        let mut q = sqlx::query(&sql).bind(now_ms);
+                        for (order_no, _) in chunk {
+                            q = q.bind(order_no);
+                        }
+                        for r in q.fetch_all(&mut *c).await? {
+                            moved.push(r.try_get::<String, _>("order_no")?);
+                        }
                     }
-                    let sql = format!(
-                        "INSERT INTO tickets ({TICKET_COLS})
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
-                    );
-                    for t in tickets {
-                        sqlx::query(&sql)
-                            .bind(&t.ticket_sn)
-                            .bind(&t.order_no)
-                            .bind(t.user_id)
-                            .bind(t.leg)
-                            .bind(t.passenger_idx)
-                            .bind(t.passenger_id)
-                            .bind(&t.run_id)
-                            .bind(&t.from_station)
-                            .bind(&t.to_station)
-                            .bind(&t.class)
-                            .bind(t.coach)
-                            .bind(&t.seat)
-                            .bind(t.price_fen)
-                            .bind(t.status.as_str())
-                            .bind(&t.qr)
-                            .bind(t.issued_at_ms)
-                            .execute(&mut *c)
-                            .await?;
+                    let tickets: Vec<&TicketRecord> = batch
+                        .iter()
+                        .filter(|(no, _)| moved.contains(no))
+                        .flat_map(|(_, t)| t.iter())
+                        .collect();
+                    for chunk in tickets.chunks(IN_LIST_MAX / 16) {
+                        let values: Vec<String> =
+                            (0..chunk.len()).map(|i| format!("({})", placeholders(i * 16 + 1, 16))).collect();
+                        let sql = format!("INSERT INTO tickets ({TICKET_COLS}) VALUES {}", values.join(", "));
+                        let mut q = sqlx::query(&sql);
+                        for t in chunk {
+                            q = q
+                                .bind(&t.ticket_sn)
+                                .bind(&t.order_no)
+                                .bind(t.user_id)
+                                .bind(t.leg)
+                                .bind(t.passenger_idx)
+                                .bind(t.passenger_id)
+                                .bind(&t.run_id)
+                                .bind(&t.from_station)
+                                .bind(&t.to_station)
+                                .bind(&t.class)
+                                .bind(t.coach)
+                                .bind(&t.seat)
+                                .bind(t.price_fen)
+                                .bind(t.status.as_str())
+                                .bind(&t.qr)
+                                .bind(t.issued_at_ms);
+                        }
+                        q.execute(&mut *c).await?;
                     }
-                    Ok(true)
+                    Ok(moved)
                 })
             }
 
@@ -384,7 +533,7 @@ macro_rules! impl_flow_store {
                     .await?;
                     for r in &rows {
                         let payment_no: String = r.try_get("payment_no")?;
-                        insert_outbox(c, &OutboxEvent::Refund { payment_no }, *now_ms).await?;
+                        insert_outbox(c, &[OutboxEvent::Refund { payment_no }], *now_ms).await?;
                     }
                     let entry = AuditEntry {
                         at_ms: *now_ms,
@@ -392,7 +541,7 @@ macro_rules! impl_flow_store {
                         subject: order_no.clone(),
                         detail: reason.clone(),
                     };
-                    append_audit(c, &entry).await?;
+                    append_audit(c, std::slice::from_ref(&entry)).await?;
                     Ok(true)
                 })
             }
@@ -417,13 +566,13 @@ macro_rules! impl_flow_store {
                         subject: payment_no.clone(),
                         detail: format!("refund {refund_id}"),
                     };
-                    append_audit(c, &entry).await?;
+                    append_audit(c, std::slice::from_ref(&entry)).await?;
                     Ok(true)
                 })
             }
 
             fn tx_audit<'c>(c: &'c mut $conn, e: &'c AuditEntry) -> TxFuture<'c, i64> {
-                Box::pin(append_audit(c, e))
+                Box::pin(append_audit(c, std::slice::from_ref(e)))
             }
 
             fn tx_prune_nonces<'c>(c: &'c mut $conn, before_ms: &'c i64) -> TxFuture<'c, u64> {
@@ -440,6 +589,16 @@ macro_rules! impl_flow_store {
             impl FlowStore for $store {
                 async fn create_order(&self, o: &NewOrder) -> Result<CreateOrder> {
                     self.write_tx(o.clone(), tx_create_order).await
+                }
+
+                async fn create_orders(&self, orders: &[NewOrder]) -> Result<Vec<CreateOrder>> {
+                    if orders.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    if orders.len() > CREATE_BATCH_MAX {
+                        return Err(StoreError::Limit(format!("at most {CREATE_BATCH_MAX} orders per call")));
+                    }
+                    self.write_tx(orders.to_vec(), tx_create_orders).await
                 }
 
                 async fn order(&self, order_no: &str) -> Result<Option<OrderRecord>> {
@@ -552,7 +711,15 @@ macro_rules! impl_flow_store {
                 }
 
                 async fn apply_notify(&self, n: &Notify) -> Result<NotifyOutcome> {
-                    self.write_tx(n.clone(), tx_notify).await
+                    let mut out = self.write_tx(vec![n.clone()], tx_notifies).await?;
+                    Ok(out.pop().expect("one outcome per notify"))
+                }
+
+                async fn apply_notifies(&self, ns: &[Notify]) -> Result<Vec<NotifyOutcome>> {
+                    if ns.len() > CREATE_BATCH_MAX {
+                        return Err(StoreError::Limit(format!("at most {CREATE_BATCH_MAX} notifies per call")));
+                    }
+                    self.write_tx(ns.to_vec(), tx_notifies).await
                 }
 
                 async fn prune_nonces(&self, before_ms: i64) -> Result<u64> {
@@ -590,7 +757,35 @@ macro_rules! impl_flow_store {
                 }
 
                 async fn issue_tickets(&self, order_no: &str, tickets: &[TicketRecord], now_ms: i64) -> Result<bool> {
-                    self.write_tx((order_no.to_string(), tickets.to_vec(), now_ms), tx_issue).await
+                    let moved = self.write_tx((vec![(order_no.to_string(), tickets.to_vec())], now_ms), tx_issue).await?;
+                    Ok(!moved.is_empty())
+                }
+
+                async fn issue_tickets_many(
+                    &self,
+                    batch: &[(String, Vec<TicketRecord>)],
+                    now_ms: i64,
+                ) -> Result<Vec<String>> {
+                    if batch.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    self.write_tx((batch.to_vec(), now_ms), tx_issue).await
+                }
+
+                async fn orders_in(&self, order_nos: &[String]) -> Result<Vec<OrderRecord>> {
+                    let mut out = Vec::with_capacity(order_nos.len());
+                    for chunk in order_nos.chunks(IN_LIST_MAX) {
+                        let sql =
+                            format!("SELECT {ORDER_COLS} FROM orders WHERE order_no IN ({})", placeholders(1, chunk.len()));
+                        let mut q = sqlx::query(&sql);
+                        for no in chunk {
+                            q = q.bind(no);
+                        }
+                        for r in q.fetch_all(self.reader()).await.map_err(db)? {
+                            out.push(order_row(&r).map_err(db)?);
+                        }
+                    }
+                    Ok(out)
                 }
 
                 async fn refund_unticketable(&self, order_no: &str, reason: &str, now_ms: i64) -> Result<bool> {

@@ -116,6 +116,9 @@ pub const RUN_WINDOW_DAYS_MAX: i64 = 366;
 pub trait FlowStore: Send + Sync + 'static {
     /// Record a new order, or return the user's order with the same idempotency key.
     async fn create_order(&self, o: &NewOrder) -> Result<CreateOrder>;
+    /// [`FlowStore::create_order`] for many orders in one statement (at most
+    /// [`CREATE_BATCH_MAX`]); answers in the order given.
+    async fn create_orders(&self, orders: &[NewOrder]) -> Result<Vec<CreateOrder>>;
     async fn order(&self, order_no: &str) -> Result<Option<OrderRecord>>;
     /// Every order in order_no order after `after_no`, for audits.
     async fn orders_after(&self, after_no: &str, limit: u32) -> Result<Vec<OrderRecord>>;
@@ -143,6 +146,9 @@ pub trait FlowStore: Send + Sync + 'static {
     async fn payments_of(&self, order_no: &str) -> Result<Vec<PaymentRecord>>;
     /// Apply a verified notify in one transaction: nonce, payment, order, outbox, audit.
     async fn apply_notify(&self, n: &Notify) -> Result<NotifyOutcome>;
+    /// [`FlowStore::apply_notify`] for many notifies (at most [`CREATE_BATCH_MAX`]) in one
+    /// transaction, decided in the order given.
+    async fn apply_notifies(&self, ns: &[Notify]) -> Result<Vec<NotifyOutcome>>;
     /// Forget nonces seen before `before_ms` (older notifies fail the timestamp check anyway).
     async fn prune_nonces(&self, before_ms: i64) -> Result<u64>;
 
@@ -154,6 +160,11 @@ pub trait FlowStore: Send + Sync + 'static {
     /// PAID → TICKETED with its tickets, in one transaction. False when the order was not PAID
     /// (another issuer got there first).
     async fn issue_tickets(&self, order_no: &str, tickets: &[TicketRecord], now_ms: i64) -> Result<bool>;
+    /// [`FlowStore::issue_tickets`] for many orders in one transaction; returns the orders
+    /// that were PAID and are now TICKETED.
+    async fn issue_tickets_many(&self, batch: &[(String, Vec<TicketRecord>)], now_ms: i64) -> Result<Vec<String>>;
+    /// The orders among `order_nos` that exist.
+    async fn orders_in(&self, order_nos: &[String]) -> Result<Vec<OrderRecord>>;
     /// PAID → REFUNDED when its seats could not be confirmed; its payments go to the refund
     /// outbox. False when the order was not PAID.
     async fn refund_unticketable(&self, order_no: &str, reason: &str, now_ms: i64) -> Result<bool>;

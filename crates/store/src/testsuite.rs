@@ -111,11 +111,23 @@ async fn orders_are_idempotent_per_user_and_key(store: &dyn Store) {
     assert!(matches!(store.orders_of(alice, None, 0, 10).await, Err(StoreError::Limit(_))));
     assert_eq!(store.order_by_key(alice, "k1").await.unwrap().as_ref(), Some(&first), "{name}");
     assert_eq!(store.order_by_key(alice, "k9").await.unwrap(), None);
+    // A batch: new orders, a key taken before, and a key used twice within the batch.
+    let batch = [
+        new_order(bob, "EB1", "b1", 1_000_000),
+        new_order(alice, "EB2", "k1", 1_000_000),
+        new_order(bob, "EB3", "b2", 1_000_000),
+        new_order(bob, "EB4", "b2", 1_000_000),
+    ];
+    let done = store.create_orders(&batch).await.unwrap();
+    assert!(matches!(&done[0], CreateOrder::Created(o) if o.order_no == "EB1"), "{name}: {done:?}");
+    assert!(matches!(&done[1], CreateOrder::Existing(o) if o.order_no == "E1"), "{name}: {done:?}");
+    assert!(matches!(&done[2], CreateOrder::Created(o) if o.order_no == "EB3"), "{name}: {done:?}");
+    assert!(matches!(&done[3], CreateOrder::Existing(o) if o.order_no == "EB3"), "{name}: {done:?}");
     let all = store.orders_after("", 100).await.unwrap();
-    assert_eq!(all.len(), 7, "{name}");
+    assert_eq!(all.len(), 9, "{name}");
     assert_eq!(
-        store.orders_after("E12", 2).await.unwrap().iter().map(|o| o.order_no.as_str()).collect::<Vec<_>>(),
-        ["E13", "E14"]
+        store.orders_after("E13", 2).await.unwrap().iter().map(|o| o.order_no.as_str()).collect::<Vec<_>>(),
+        ["E14", "E3"]
     );
     assert_eq!(store.order("E1").await.unwrap(), Some(first));
     assert_eq!(store.order("nope").await.unwrap(), None);
@@ -132,11 +144,11 @@ async fn orders_move_only_along_the_state_machine(store: &dyn Store) {
     let expired = store.expire_orders(1_000_002, 100).await.unwrap();
     let mut nos: Vec<_> = expired.iter().map(|o| o.order_no.as_str()).collect();
     nos.sort();
-    assert_eq!(nos, ["E1", "E11", "E12", "E3"], "{name}");
+    assert_eq!(nos, ["E1", "E11", "E12", "E3", "EB1", "EB3"], "{name}");
     assert!(store.expire_orders(1_000_002, 100).await.unwrap().is_empty(), "{name}: expired once");
     let mut unreleased: Vec<_> = store.unreleased_orders(100).await.unwrap().into_iter().map(|o| o.order_no).collect();
     unreleased.sort();
-    assert_eq!(unreleased, ["E1", "E10", "E11", "E12", "E3"], "{name}");
+    assert_eq!(unreleased, ["E1", "E10", "E11", "E12", "E3", "EB1", "EB3"], "{name}");
     for no in &unreleased {
         store.mark_seats_released(no).await.unwrap();
     }
@@ -203,6 +215,44 @@ async fn notifies_pay_once_refuse_replays_and_refund_late_payments(store: &dyn S
     store.outbox_done(&[outbox[1].id]).await.unwrap();
     assert_eq!(store.outbox_pending(100).await.unwrap().len(), 1);
     assert_eq!(store.prune_nonces(24).await.unwrap(), 3, "{name}: n0, n1 and n2 were seen before 24");
+
+    // A batch is decided in order: a nonce used twice in it, a payment paid then retried, and
+    // a second payment of the order the first one just paid.
+    let bob = store.user_by_name("bob").await.unwrap().unwrap().id;
+    let CreateOrder::Created(_) = store.create_order(&new_order(bob, "E20", "b20", 9_000_000)).await.unwrap() else {
+        panic!()
+    };
+    store.create_payment(&new_payment("P20a", "E20")).await.unwrap();
+    store.create_payment(&new_payment("P20b", "E20")).await.unwrap();
+    let batch = [
+        notify("P20a", 55_300, "m1", 26),
+        notify("P20a", 55_300, "m1", 26),
+        notify("P20a", 55_300, "m2", 26),
+        notify("P20b", 55_300, "m3", 26),
+    ];
+    let outcomes = store.apply_notifies(&batch).await.unwrap();
+    assert_eq!(
+        outcomes,
+        [
+            NotifyOutcome::Paid { order_no: "E20".into() },
+            NotifyOutcome::Replayed,
+            NotifyOutcome::Duplicate { status: PaymentStatus::Success },
+            NotifyOutcome::RefundDue { order_no: "E20".into(), order_status: OrderStatus::Paid },
+        ],
+        "{name}"
+    );
+    assert_eq!(store.payment("P20b").await.unwrap().unwrap().status, PaymentStatus::RefundPending);
+    assert_eq!(store.order("E20").await.unwrap().unwrap().status, OrderStatus::Paid);
+    let events: Vec<_> = store.outbox_pending(100).await.unwrap().into_iter().map(|r| r.event).collect();
+    assert!(events.contains(&OutboxEvent::Refund { payment_no: "P20b".into() }), "{name}: {events:?}");
+    assert!(events.contains(&OutboxEvent::Ticket { order_no: "E20".into() }));
+    // Tidy up for the checks that follow: E20 refunded, its events handled.
+    let ids: Vec<i64> = store.outbox_pending(100).await.unwrap().iter().skip(1).map(|r| r.id).collect();
+    store.outbox_done(&ids).await.unwrap();
+    store.complete_refund("P20b", "R3", 27).await.unwrap();
+    let e20 = store.order("E20").await.unwrap().unwrap();
+    store.issue_tickets("E20", &[], 28).await.unwrap();
+    assert_eq!(e20.status, OrderStatus::Paid);
 }
 
 async fn tickets_issue_once(store: &dyn Store) {
@@ -232,6 +282,11 @@ async fn tickets_issue_once(store: &dyn Store) {
     assert_eq!(store.tickets_of("E13").await.unwrap(), [ticket(0), ticket(1)], "{name}");
     assert_eq!(store.ticket("E131").await.unwrap(), Some(ticket(1)));
     assert_eq!(store.tickets_after("E130", 10).await.unwrap(), [ticket(1)]);
+    let found = store.orders_in(&["E13".into(), "E14".into(), "nope".into()]).await.unwrap();
+    assert_eq!(found.len(), 2, "{name}");
+    // A batch issues only the orders still PAID.
+    let moved = store.issue_tickets_many(&[("E13".into(), vec![ticket(0)])], 42).await.unwrap();
+    assert!(moved.is_empty(), "{name}: E13 was ticketed already");
     // A paid order whose seats are gone is refunded.
     let e14 = store.order("E14").await.unwrap().unwrap();
     store.create_payment(&new_payment("P14", "E14")).await.unwrap();
@@ -241,7 +296,7 @@ async fn tickets_issue_once(store: &dyn Store) {
     assert_eq!(store.order("E14").await.unwrap().unwrap().status, OrderStatus::Refunded);
     assert_eq!(store.payment("P14").await.unwrap().unwrap().status, PaymentStatus::RefundPending);
     let audit = store.payment_audit().await.unwrap();
-    assert_eq!((audit.captured, audit.ticketed, audit.refunded, audit.in_flight_total), (3, 1, 1, 1), "{name}");
+    assert_eq!((audit.captured, audit.ticketed, audit.refunded, audit.in_flight_total), (5, 2, 2, 1), "{name}");
     assert_eq!(audit.in_flight, ["P14"]);
     assert!(store.complete_refund("P14", "R2", 53).await.unwrap());
     assert_eq!(store.payment_audit().await.unwrap().in_flight_total, 0);

@@ -45,18 +45,7 @@ impl EventBus for InProcessBus {
 
     async fn publish(&self, rows: &[OutboxRow]) -> Result<(), BusError> {
         let events: Vec<OutboxEvent> = rows.iter().map(|r| r.event.clone()).collect();
-        let results: Vec<_> = futures_util::stream::iter(events)
-            .map(|event| {
-                let issuer = self.issuer.clone();
-                async move { issuer.handle(&event).await }
-            })
-            .buffer_unordered(IN_FLIGHT_MAX)
-            .collect()
-            .await;
-        match results.into_iter().find_map(Result::err) {
-            Some(e) => Err(BusError(e.to_string())),
-            None => Ok(()),
-        }
+        self.issuer.handle_batch(&events).await.map_err(|e| BusError(e.to_string()))
     }
 }
 

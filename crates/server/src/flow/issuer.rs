@@ -42,21 +42,51 @@ pub struct Issuer {
 impl Issuer {
     /// Handle one event. Ok means done (or nothing left to do); Err means retry later.
     pub async fn handle(&self, event: &OutboxEvent) -> Result<(), IssueError> {
-        match event {
-            OutboxEvent::Ticket { order_no } => self.ticket(order_no).await,
-            OutboxEvent::Refund { payment_no } => self.refund(payment_no).await,
-        }
+        self.handle_batch(std::slice::from_ref(event)).await
     }
 
-    async fn ticket(&self, order_no: &str) -> Result<(), IssueError> {
-        let Some(order) = self.store.order(order_no).await.map_err(err)? else {
-            tracing::error!(order_no, "ticket event for an unknown order");
-            return Ok(());
-        };
-        if order.status != OrderStatus::Paid {
-            return Ok(()); // ticketed (or refunded) by an earlier delivery
+    /// Handle a batch: the ticket events share their reads and one write transaction.
+    pub async fn handle_batch(&self, events: &[OutboxEvent]) -> Result<(), IssueError> {
+        let mut order_nos = Vec::new();
+        for e in events {
+            match e {
+                OutboxEvent::Ticket { order_no } => order_nos.push(order_no.clone()),
+                OutboxEvent::Refund { payment_no } => self.refund(payment_no).await?,
+            }
         }
-        let legs = legs_of(&order).map_err(|e| err(e.message))?;
+        if order_nos.is_empty() {
+            return Ok(());
+        }
+        order_nos.sort();
+        order_nos.dedup();
+        let orders = self.store.orders_in(&order_nos).await.map_err(err)?;
+        if orders.len() < order_nos.len() {
+            tracing::error!(missing = order_nos.len() - orders.len(), "ticket events for unknown orders");
+        }
+        // Ticketed (or refunded) by an earlier delivery: nothing to do.
+        let paid: Vec<_> = orders.into_iter().filter(|o| o.status == OrderStatus::Paid).collect();
+        let confirmed = futures_util::future::join_all(paid.iter().map(|o| self.confirm(o))).await;
+        let mut hints: HashMap<i64, String> = HashMap::new();
+        let mut batch = Vec::new();
+        for (order, legs) in paid.iter().zip(confirmed) {
+            let Some(legs) = legs? else { continue };
+            if !legs.iter().flat_map(|l| &l.seats).all(|s| hints.contains_key(&s.passenger_id)) {
+                hints.extend(self.passenger_hints(order.user_id).await?);
+            }
+            batch.push((order.order_no.clone(), self.make_tickets(&order.order_no, order.user_id, &legs, &hints)));
+        }
+        let tickets: usize = batch.iter().map(|(_, t)| t.len()).sum();
+        let moved = self.store.issue_tickets_many(&batch, now_ms()).await.map_err(err)?;
+        if moved.len() == batch.len() {
+            metrics::counter!("chepiao_tickets_issued_total").increment(tickets as u64);
+        }
+        Ok(())
+    }
+
+    /// Confirm an order's holds. Some(legs) when its seats are sold to it; None when they could
+    /// not be (the order was refunded instead).
+    async fn confirm(&self, order: &chepiao_store::OrderRecord) -> Result<Option<Vec<StoredLeg>>, IssueError> {
+        let legs = legs_of(order).map_err(|e| err(e.message))?;
         let mut holds: Vec<u64> = legs.iter().map(|l| l.hold).collect();
         holds.dedup();
         let mut confirmed = Vec::new();
@@ -67,18 +97,14 @@ impl Issuer {
                 Reply::Rejected(r @ (Reject::HoldExpired | Reject::HoldReleased | Reject::UnknownHold)) => {
                     self.return_confirmed(&legs, &confirmed).await?;
                     let reason = format!("hold {hold}: {r}");
-                    tracing::warn!(order_no, %reason, "paid order cannot be ticketed; refunding");
-                    self.store.refund_unticketable(order_no, &reason, now_ms()).await.map_err(err)?;
-                    return Ok(());
+                    tracing::warn!(order_no = order.order_no, %reason, "paid order cannot be ticketed; refunding");
+                    self.store.refund_unticketable(&order.order_no, &reason, now_ms()).await.map_err(err)?;
+                    return Ok(None);
                 }
                 other => return Err(IssueError(format!("confirming hold {hold}: {other:?}"))),
             }
         }
-        let tickets = self.make_tickets(&order.order_no, order.user_id, &legs).await?;
-        if self.store.issue_tickets(order_no, &tickets, now_ms()).await.map_err(err)? {
-            metrics::counter!("chepiao_tickets_issued_total").increment(tickets.len() as u64);
-        }
-        Ok(())
+        Ok(Some(legs))
     }
 
     /// Put back on sale the seats of holds confirmed before another part of the order failed.
@@ -95,13 +121,9 @@ impl Issuer {
         Ok(())
     }
 
-    async fn make_tickets(
-        &self,
-        order_no: &str,
-        user_id: i64,
-        legs: &[StoredLeg],
-    ) -> Result<Vec<TicketRecord>, IssueError> {
-        let passengers: HashMap<i64, String> = self
+    /// Masked name and ID number of each of the user's passengers, for the QR codes.
+    async fn passenger_hints(&self, user_id: i64) -> Result<HashMap<i64, String>, IssueError> {
+        Ok(self
             .store
             .passengers(user_id)
             .await
@@ -114,7 +136,16 @@ impl Issuer {
                 };
                 (p.id, hint)
             })
-            .collect();
+            .collect())
+    }
+
+    fn make_tickets(
+        &self,
+        order_no: &str,
+        user_id: i64,
+        legs: &[StoredLeg],
+        hints: &HashMap<i64, String>,
+    ) -> Vec<TicketRecord> {
         let issued_at_ms = now_ms();
         let mut tickets = Vec::new();
         for (li, leg) in legs.iter().enumerate() {
@@ -129,7 +160,7 @@ impl Issuer {
                     class: leg.class.as_str().to_string(),
                     coach: seat.coach,
                     seat: seat.seat.clone(),
-                    pax: passengers.get(&seat.passenger_id).cloned().unwrap_or_default(),
+                    pax: hints.get(&seat.passenger_id).cloned().unwrap_or_default(),
                     nbf,
                     exp,
                     kid: self.signer.kid().to_string(),
@@ -154,7 +185,7 @@ impl Issuer {
                 });
             }
         }
-        Ok(tickets)
+        tickets
     }
 
     async fn refund(&self, payment_no: &str) -> Result<(), IssueError> {

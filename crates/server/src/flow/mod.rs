@@ -11,6 +11,7 @@
 //! ```
 
 pub mod audit;
+pub mod batch;
 pub mod bus;
 pub mod issuer;
 pub mod orders;

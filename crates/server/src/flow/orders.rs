@@ -122,6 +122,46 @@ fn check_key(key: &str) -> Result<(), ApiError> {
     }
 }
 
+/// Which passenger ids each user has, kept in memory so that placing an order reads nothing
+/// from the database. Passengers are only ever added, so a cached set is a subset of the truth:
+/// ids all found in it are the user's for sure; any id missing sends us to the store (which
+/// also picks up passengers added since, on this node or another).
+pub struct PassengerCache {
+    users: std::sync::Mutex<std::collections::HashMap<i64, std::sync::Arc<HashSet<i64>>>>,
+}
+
+/// Users whose passenger ids are cached; the cache starts over when it is full.
+pub const PASSENGER_CACHE_USERS_MAX: usize = 1_000_000;
+
+impl Default for PassengerCache {
+    fn default() -> Self {
+        PassengerCache { users: std::sync::Mutex::new(std::collections::HashMap::new()) }
+    }
+}
+
+impl PassengerCache {
+    /// The user's passenger ids, complete enough to contain `wanted` if they are the user's.
+    pub async fn of(
+        &self,
+        state: &AppState,
+        user_id: i64,
+        wanted: &[i64],
+    ) -> Result<std::sync::Arc<HashSet<i64>>, ApiError> {
+        let cached = self.users.lock().expect("never poisoned").get(&user_id).cloned();
+        if let Some(ids) = cached.filter(|ids| wanted.iter().all(|p| ids.contains(p))) {
+            return Ok(ids);
+        }
+        let ids: std::sync::Arc<HashSet<i64>> =
+            std::sync::Arc::new(state.store.passengers(user_id).await?.iter().map(|p| p.id).collect());
+        let mut users = self.users.lock().expect("never poisoned");
+        if users.len() >= PASSENGER_CACHE_USERS_MAX {
+            users.clear();
+        }
+        users.insert(user_id, ids.clone());
+        Ok(ids)
+    }
+}
+
 /// One leg checked against the network, the calendar and the caller's passengers.
 struct ResolvedLeg {
     engine: LegRequest,
@@ -236,10 +276,10 @@ pub async fn place(state: &AppState, user_id: i64, req: &OrderRequest) -> Result
         return Err(ApiError::bad_parameter(format!("`legs`: 1 to {LEGS_PER_ORDER_MAX} legs")));
     }
     let request_hash = Sha256::digest(serde_json::to_vec(&req.legs).expect("legs serialise")).to_vec();
-    if let Some(existing) = state.store.order_by_key(user_id, &req.idempotency_key).await? {
-        return replay(existing, &request_hash);
-    }
-    let own: HashSet<i64> = state.store.passengers(user_id).await?.iter().map(|p| p.id).collect();
+    // No read of the order table first: a replay gets the same hold from the engine (its
+    // holds are idempotent) and then finds the existing order when it tries to record it.
+    let wanted: Vec<i64> = req.legs.iter().flat_map(|l| l.passenger_ids.iter().copied()).collect();
+    let own = state.passengers.of(state, user_id, &wanted).await?;
     let resolved =
         req.legs.iter().enumerate().map(|(i, l)| resolve_leg(state, i, l, &own)).collect::<Result<Vec<_>, _>>()?;
     let key = engine_key(&[b"order", &user_id.to_le_bytes(), req.idempotency_key.as_bytes()]);
@@ -281,7 +321,7 @@ pub async fn place(state: &AppState, user_id: i64, req: &OrderRequest) -> Result
         legs_json: serde_json::to_string(&legs).expect("legs serialise"),
     };
     let holds: Vec<u64> = legs.iter().map(|l| l.hold).collect();
-    match state.store.create_order(&order).await {
+    match state.order_batcher.submit(order).await {
         Ok(CreateOrder::Created(order)) => Ok(Placed { order, created: true }),
         Ok(CreateOrder::Existing(existing)) => {
             // A concurrent retry recorded first. The engine gave it the same hold unless its
@@ -294,7 +334,7 @@ pub async fn place(state: &AppState, user_id: i64, req: &OrderRequest) -> Result
         }
         Err(e) => {
             release_holds(state, &holds).await;
-            Err(e.into())
+            Err(e)
         }
     }
 }

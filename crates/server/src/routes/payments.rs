@@ -42,7 +42,7 @@ pub async fn notify(
         return Err(ApiError::bad_signature("X-Chepiao-Signature does not sign this body"));
     }
     let n = crate::flow::payments::parse_notify(ch.name(), &body, chrono::Utc::now().timestamp())?;
-    let outcome = state.store.apply_notify(&n).await?;
+    let outcome = state.notify_batcher.submit(n.clone()).await?;
     let result = match outcome {
         NotifyOutcome::UnknownPayment => Err(ApiError::unknown_payment(format!("no payment {}", n.payment_no))),
         NotifyOutcome::Replayed => Err(ApiError::notify_replayed(format!("nonce {:?} was seen before", n.nonce))),
