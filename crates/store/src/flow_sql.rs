@@ -36,6 +36,8 @@ pub fn decode_error(table: &str, what: &str) -> sqlx::Error {
 #[macro_export]
 macro_rules! impl_flow_store {
     ($store:ty, $conn:ty, $row:ty, $for_update:literal) => {
+        // Write jobs take `&D` of the owned data `write_tx` keeps (a Vec, a String).
+        #[allow(clippy::ptr_arg)]
         const _: () = {
             use sqlx::Row as _;
             use $crate::flow::*;

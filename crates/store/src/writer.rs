@@ -19,13 +19,16 @@ use std::pin::Pin;
 
 use tokio::sync::{mpsc, oneshot};
 
+/// A statement's future.
+pub type ExecFuture<'a> = Pin<Box<dyn Future<Output = Result<(), sqlx::Error>> + Send + 'a>>;
+
 /// How the writer drives its connection: it only runs the transaction's own statements.
 pub struct TxControl<C> {
     /// The statement that opens a write transaction (`BEGIN IMMEDIATE` for SQLite, so the write
     /// lock is taken up front).
     pub begin: &'static str,
     /// Run one statement without parameters.
-    pub exec: for<'a> fn(&'a mut C, &'static str) -> Pin<Box<dyn Future<Output = Result<(), sqlx::Error>> + Send + 'a>>,
+    pub exec: for<'a> fn(&'a mut C, &'static str) -> ExecFuture<'a>,
 }
 
 impl<C> Clone for TxControl<C> {

@@ -29,6 +29,11 @@ fn live(s: OrderStatus) -> bool {
     )
 }
 
+/// (run, seat index)
+type SeatKey = (String, u16);
+/// (from stop, to stop, order_no)
+type Span = (u8, u8, String);
+
 pub async fn audit_seats(store: &dyn Store) -> Result<SeatAudit, StoreError> {
     let mut audit = SeatAudit::default();
     let problem = |audit: &mut SeatAudit, p: String| {
@@ -36,8 +41,7 @@ pub async fn audit_seats(store: &dyn Store) -> Result<SeatAudit, StoreError> {
             audit.problems.push(p);
         }
     };
-    // (run, seat index) -> [(from, to, order_no)]
-    let mut held: HashMap<(String, u16), Vec<(u8, u8, String)>> = HashMap::new();
+    let mut held: HashMap<SeatKey, Vec<Span>> = HashMap::new();
     let mut seats_of_ticketed: HashMap<String, u64> = HashMap::new();
     let mut after = String::new();
     loop {

@@ -455,7 +455,7 @@ pub async fn start_payment(
 pub async fn sweep_forever(state: AppState, interval: Duration) {
     let mut round: u64 = 0;
     loop {
-        if round % 20 == 0 {
+        if round.is_multiple_of(20) {
             match state.store.unreleased_orders(SWEEP_BATCH_MAX).await {
                 Ok(orders) => {
                     for o in orders {
