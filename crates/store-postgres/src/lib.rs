@@ -81,22 +81,6 @@ impl PgStore {
     fn reader(&self) -> &PgPool {
         &self.pool
     }
-
-    /// Run `f` with `data` in the writer's next batch.
-    async fn write_tx<D, T>(&self, data: D, f: for<'c> fn(&'c mut PgConnection, &'c D) -> TxFuture<'c, T>) -> Result<T>
-    where
-        D: Send + Sync + 'static,
-        T: Send + 'static,
-    {
-        let data = std::sync::Arc::new(data);
-        self.writer
-            .write(move |conn| {
-                let data = data.clone();
-                Box::pin(async move { f(conn, &data).await })
-            })
-            .await
-            .map_err(db)
-    }
 }
 
 fn parse<T: FromStr>(table: &'static str, s: &str) -> Result<T>

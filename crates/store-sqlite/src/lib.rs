@@ -92,26 +92,6 @@ impl SqliteStore {
         &self.reader
     }
 
-    /// Run `f` with `data` in the writer's next batch.
-    async fn write_tx<D, T>(
-        &self,
-        data: D,
-        f: for<'c> fn(&'c mut SqliteConnection, &'c D) -> TxFuture<'c, T>,
-    ) -> Result<T>
-    where
-        D: Send + Sync + 'static,
-        T: Send + 'static,
-    {
-        let data = std::sync::Arc::new(data);
-        self.writer
-            .write(move |conn| {
-                let data = data.clone();
-                Box::pin(async move { f(conn, &data).await })
-            })
-            .await
-            .map_err(db)
-    }
-
     /// For tests that check what is stored: a raw connection to the same file.
     pub fn reader_pool(&self) -> &SqlitePool {
         &self.reader

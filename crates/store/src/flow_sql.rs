@@ -7,8 +7,8 @@
 //! code once per backend. Each backend still owns its migrations (`0003_flow.sql`), and each
 //! runs the shared store suite.
 //!
-//! A backend provides `fn reader(&self) -> &sqlx::Pool<DB>` and `async fn write_tx(...)` (a job
-//! for its group writer), then calls the macro with its store type, connection type, row type
+//! A backend provides `fn reader(&self) -> &sqlx::Pool<DB>` and a `writer: GroupWriter<Conn>`
+//! field, then calls the macro with its store type, connection type, row type
 //! and the row-locking suffix it supports (`" FOR UPDATE"` on PostgreSQL; SQLite's writer is
 //! alone, so `""`).
 
@@ -165,32 +165,6 @@ macro_rules! impl_flow_store {
                     q.execute(&mut *c).await?;
                 }
                 Ok(())
-            }
-
-            fn tx_create_order<'c>(c: &'c mut $conn, o: &'c NewOrder) -> TxFuture<'c, CreateOrder> {
-                Box::pin(async move {
-                    let sql = format!(
-                        "INSERT INTO orders ({ORDER_COLS}) VALUES ($1, $2, $3, $4, 'PENDING_PAYMENT', 0, $5, $6, $7, $7, $8, 0)
-                         ON CONFLICT (user_id, idem_key) DO NOTHING RETURNING {ORDER_COLS}"
-                    );
-                    let created = sqlx::query(&sql)
-                        .bind(&o.order_no)
-                        .bind(o.user_id)
-                        .bind(&o.idem_key)
-                        .bind(&o.request_hash)
-                        .bind(o.amount_fen)
-                        .bind(o.pay_before_ms)
-                        .bind(o.created_at_ms)
-                        .bind(&o.legs_json)
-                        .fetch_optional(&mut *c)
-                        .await?;
-                    if let Some(row) = created {
-                        return Ok(CreateOrder::Created(order_row(&row)?));
-                    }
-                    let sql = format!("SELECT {ORDER_COLS} FROM orders WHERE user_id = $1 AND idem_key = $2");
-                    let row = sqlx::query(&sql).bind(o.user_id).bind(&o.idem_key).fetch_one(&mut *c).await?;
-                    Ok(CreateOrder::Existing(order_row(&row)?))
-                })
             }
 
             fn tx_create_orders<'c>(c: &'c mut $conn, orders: &'c Vec<NewOrder>) -> TxFuture<'c, Vec<CreateOrder>> {
@@ -587,10 +561,29 @@ macro_rules! impl_flow_store {
                 })
             }
 
+            impl $store {
+                /// Run `f` with `data` in the group writer's next batch.
+                async fn write_tx<D, T>(&self, data: D, f: for<'c> fn(&'c mut $conn, &'c D) -> TxFuture<'c, T>) -> Result<T>
+                where
+                    D: Send + Sync + 'static,
+                    T: Send + 'static,
+                {
+                    let data = std::sync::Arc::new(data);
+                    self.writer
+                        .write(move |conn| {
+                            let data = data.clone();
+                            Box::pin(async move { f(conn, &data).await })
+                        })
+                        .await
+                        .map_err(db)
+                }
+            }
+
             #[async_trait::async_trait]
             impl FlowStore for $store {
                 async fn create_order(&self, o: &NewOrder) -> Result<CreateOrder> {
-                    self.write_tx(o.clone(), tx_create_order).await
+                    let mut out = self.write_tx(vec![o.clone()], tx_create_orders).await?;
+                    Ok(out.pop().expect("one answer per order"))
                 }
 
                 async fn create_orders(&self, orders: &[NewOrder]) -> Result<Vec<CreateOrder>> {
