@@ -66,6 +66,8 @@ pub struct Shared {
     pub passengers: flow::orders::PassengerCache,
     /// New orders, recorded many per INSERT.
     pub order_batcher: flow::batch::Batcher<chepiao_store::NewOrder, chepiao_store::CreateOrder>,
+    /// New payments, recorded many per INSERT.
+    pub payment_batcher: flow::batch::Batcher<chepiao_store::NewPayment, ()>,
     /// Verified notifies, applied many per transaction.
     pub notify_batcher: flow::batch::Batcher<chepiao_store::Notify, chepiao_store::NotifyOutcome>,
     calendar: RwLock<Arc<RunCalendar>>,
@@ -175,6 +177,15 @@ impl App {
                 Box::pin(async move { store.create_orders(&orders).await.map_err(|e| e.to_string()) })
             }
         });
+        let payment_batcher = flow::batch::Batcher::start(chepiao_store::CREATE_BATCH_MAX, {
+            let store = store.clone();
+            move |payments: Vec<chepiao_store::NewPayment>| {
+                let store = store.clone();
+                Box::pin(async move {
+                    store.create_payments(&payments).await.map(|()| vec![(); payments.len()]).map_err(|e| e.to_string())
+                })
+            }
+        });
         let notify_batcher = flow::batch::Batcher::start(chepiao_store::CREATE_BATCH_MAX, {
             let store = store.clone();
             move |notifies| {
@@ -198,6 +209,7 @@ impl App {
             nats,
             passengers: Default::default(),
             order_batcher,
+            payment_batcher,
             notify_batcher,
             calendar: RwLock::new(Arc::new(calendar)),
         };

@@ -262,19 +262,26 @@ macro_rules! impl_flow_store {
                 })
             }
 
-            fn tx_create_payment<'c>(c: &'c mut $conn, p: &'c NewPayment) -> TxFuture<'c, ()> {
+            fn tx_create_payments<'c>(c: &'c mut $conn, ps: &'c Vec<NewPayment>) -> TxFuture<'c, ()> {
                 Box::pin(async move {
-                    sqlx::query(
-                        "INSERT INTO payments (payment_no, order_no, channel, amount_fen, status, created_at_ms, updated_at_ms)
-                         VALUES ($1, $2, $3, $4, 'CREATED', $5, $5)",
-                    )
-                    .bind(&p.payment_no)
-                    .bind(&p.order_no)
-                    .bind(&p.channel)
-                    .bind(p.amount_fen)
-                    .bind(p.created_at_ms)
-                    .execute(&mut *c)
-                    .await?;
+                    for chunk in ps.chunks(IN_LIST_MAX / 5) {
+                        let values: Vec<String> = (0..chunk.len())
+                            .map(|i| {
+                                let k = i * 5;
+                                format!("(${}, ${}, ${}, ${}, 'CREATED', ${}, ${})", k + 1, k + 2, k + 3, k + 4, k + 5, k + 5)
+                            })
+                            .collect();
+                        let sql = format!(
+                            "INSERT INTO payments (payment_no, order_no, channel, amount_fen, status, created_at_ms, updated_at_ms)
+                             VALUES {}",
+                            values.join(", ")
+                        );
+                        let mut q = sqlx::query(&sql);
+                        for p in chunk {
+                            q = q.bind(&p.payment_no).bind(&p.order_no).bind(&p.channel).bind(p.amount_fen).bind(p.created_at_ms);
+                        }
+                        q.execute(&mut *c).await?;
+                    }
                     Ok(())
                 })
             }
@@ -689,7 +696,14 @@ macro_rules! impl_flow_store {
                 }
 
                 async fn create_payment(&self, p: &NewPayment) -> Result<()> {
-                    self.write_tx(p.clone(), tx_create_payment).await
+                    self.write_tx(vec![p.clone()], tx_create_payments).await
+                }
+
+                async fn create_payments(&self, ps: &[NewPayment]) -> Result<()> {
+                    if ps.len() > CREATE_BATCH_MAX {
+                        return Err(StoreError::Limit(format!("at most {CREATE_BATCH_MAX} payments per call")));
+                    }
+                    self.write_tx(ps.to_vec(), tx_create_payments).await
                 }
 
                 async fn payment(&self, payment_no: &str) -> Result<Option<PaymentRecord>> {

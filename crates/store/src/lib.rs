@@ -142,6 +142,8 @@ pub trait FlowStore: Send + Sync + 'static {
     async fn mark_seats_released(&self, order_no: &str) -> Result<()>;
 
     async fn create_payment(&self, p: &NewPayment) -> Result<()>;
+    /// Many payments in one statement (at most [`CREATE_BATCH_MAX`]): all recorded or none.
+    async fn create_payments(&self, ps: &[NewPayment]) -> Result<()>;
     async fn payment(&self, payment_no: &str) -> Result<Option<PaymentRecord>>;
     async fn payments_of(&self, order_no: &str) -> Result<Vec<PaymentRecord>>;
     /// Apply a verified notify in one transaction: nonce, payment, order, outbox, audit.

@@ -222,8 +222,8 @@ async fn notifies_pay_once_refuse_replays_and_refund_late_payments(store: &dyn S
     let CreateOrder::Created(_) = store.create_order(&new_order(bob, "E20", "b20", 9_000_000)).await.unwrap() else {
         panic!()
     };
-    store.create_payment(&new_payment("P20a", "E20")).await.unwrap();
-    store.create_payment(&new_payment("P20b", "E20")).await.unwrap();
+    store.create_payments(&[new_payment("P20a", "E20"), new_payment("P20b", "E20")]).await.unwrap();
+    assert_eq!(store.payments_of("E20").await.unwrap().len(), 2, "{name}");
     let batch = [
         notify("P20a", 55_300, "m1", 26),
         notify("P20a", 55_300, "m1", 26),

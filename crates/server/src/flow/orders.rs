@@ -436,7 +436,7 @@ pub async fn start_payment(
         amount_fen: order.amount_fen,
         created_at_ms: now,
     };
-    state.store.create_payment(&p).await?;
+    state.payment_batcher.submit(p.clone()).await?;
     let record = PaymentRecord {
         payment_no: p.payment_no,
         order_no: p.order_no,
