@@ -51,8 +51,15 @@ fn migrator() -> Migrator {
 
 pub struct PgStore {
     pool: PgPool,
-    writer: GroupWriter<PgConnection>,
+    /// Group writers, each with a connection of its own, taken in turn: unlike SQLite,
+    /// PostgreSQL runs transactions side by side, and one connection's round trips would
+    /// otherwise bound every write. Appends to the audit chain still serialise on its head row.
+    writers: Vec<GroupWriter<PgConnection>>,
+    next_writer: std::sync::atomic::AtomicUsize,
 }
+
+/// Group writers (and their connections) per store.
+const WRITERS: usize = 4;
 
 fn exec<'a>(c: &'a mut PgConnection, sql: &'static str) -> TxFuture<'a, ()> {
     Box::pin(async move { sqlx::query(sql).execute(c).await.map(drop) })
@@ -71,11 +78,20 @@ impl PgStore {
         let pool =
             PgPoolOptions::new().max_connections(CONNECTIONS_MAX).connect_with(options.clone()).await.map_err(db)?;
         migrator().run(&pool).await.map_err(|e| StoreError::Migration(e.to_string()))?;
-        let conn = PgConnection::connect_with(&options).await.map_err(db)?;
-        let control = TxControl { begin: "BEGIN", exec };
-        let writer = GroupWriter::start("postgres-writer", conn, control)
-            .map_err(|e| StoreError::Database(format!("starting the writer: {e}")))?;
-        Ok(PgStore { pool, writer })
+        let mut writers = Vec::with_capacity(WRITERS);
+        for i in 0..WRITERS {
+            let conn = PgConnection::connect_with(&options).await.map_err(db)?;
+            let control = TxControl { begin: "BEGIN", exec };
+            let writer = GroupWriter::start(&format!("postgres-writer-{i}"), conn, control)
+                .map_err(|e| StoreError::Database(format!("starting a writer: {e}")))?;
+            writers.push(writer);
+        }
+        Ok(PgStore { pool, writers, next_writer: Default::default() })
+    }
+
+    fn writer(&self) -> &GroupWriter<PgConnection> {
+        let i = self.next_writer.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        &self.writers[i % self.writers.len()]
     }
 
     fn reader(&self) -> &PgPool {

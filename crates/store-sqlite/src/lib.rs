@@ -92,6 +92,11 @@ impl SqliteStore {
         &self.reader
     }
 
+    /// SQLite has one writer.
+    fn writer(&self) -> &GroupWriter<SqliteConnection> {
+        &self.writer
+    }
+
     /// For tests that check what is stored: a raw connection to the same file.
     pub fn reader_pool(&self) -> &SqlitePool {
         &self.reader

@@ -7,8 +7,8 @@
 //! code once per backend. Each backend still owns its migrations (`0003_flow.sql`), and each
 //! runs the shared store suite.
 //!
-//! A backend provides `fn reader(&self) -> &sqlx::Pool<DB>` and a `writer: GroupWriter<Conn>`
-//! field, then calls the macro with its store type, connection type, row type
+//! A backend provides `fn reader(&self) -> &sqlx::Pool<DB>` and `fn writer(&self) ->
+//! &GroupWriter<Conn>` (the group writer the next write job goes to), then calls the macro with its store type, connection type, row type
 //! and the row-locking suffix it supports (`" FOR UPDATE"` on PostgreSQL; SQLite's writer is
 //! alone, so `""`).
 
@@ -576,7 +576,7 @@ macro_rules! impl_flow_store {
                     T: Send + 'static,
                 {
                     let data = std::sync::Arc::new(data);
-                    self.writer
+                    self.writer()
                         .write(move |conn| {
                             let data = data.clone();
                             Box::pin(async move { f(conn, &data).await })
