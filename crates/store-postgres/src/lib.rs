@@ -80,10 +80,10 @@ impl PgStore {
         migrator().run(&pool).await.map_err(|e| StoreError::Migration(e.to_string()))?;
         let mut writers = Vec::with_capacity(WRITERS);
         for i in 0..WRITERS {
-            let conn = PgConnection::connect_with(&options).await.map_err(db)?;
             let control = TxControl { begin: "BEGIN", exec };
-            let writer = GroupWriter::start(&format!("postgres-writer-{i}"), conn, control)
-                .map_err(|e| StoreError::Database(format!("starting a writer: {e}")))?;
+            let options = options.clone();
+            let connect = move || async move { PgConnection::connect_with(&options).await };
+            let writer = GroupWriter::connect(&format!("postgres-writer-{i}"), connect, control).await.map_err(db)?;
             writers.push(writer);
         }
         Ok(PgStore { pool, writers, next_writer: Default::default() })

@@ -72,6 +72,34 @@ impl<C: Send + 'static> GroupWriter<C> {
         Ok(GroupWriter { tx })
     }
 
+    /// Like `start`, but the connection is opened by `connect` on the writer's own thread. A
+    /// connection whose socket belongs to another runtime only makes progress while that
+    /// runtime runs; a network connection must therefore be born where it is driven.
+    pub async fn connect<F, Fut>(name: &str, connect: F, control: TxControl<C>) -> Result<GroupWriter<C>, sqlx::Error>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<C, sqlx::Error>>,
+    {
+        let (tx, rx) = mpsc::channel(QUEUE_LEN_MAX);
+        let (ready, connected) = oneshot::channel();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        std::thread::Builder::new().name(name.into()).spawn(move || {
+            rt.block_on(async move {
+                match connect().await {
+                    Ok(conn) => {
+                        let _ = ready.send(Ok(()));
+                        run(conn, control, rx).await;
+                    }
+                    Err(e) => {
+                        let _ = ready.send(Err(e));
+                    }
+                }
+            })
+        })?;
+        connected.await.map_err(|_| sqlx::Error::PoolClosed)??;
+        Ok(GroupWriter { tx })
+    }
+
     /// Run `job` in the next batch; resolves once its batch is committed. `job` may be run
     /// twice (see the module doc), so it must not consume what it captures.
     pub async fn write<T, F>(&self, mut job: F) -> Result<T, sqlx::Error>
