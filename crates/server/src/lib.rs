@@ -170,29 +170,13 @@ impl App {
         let relay = Arc::new(flow::relay::Relay::new(store.clone(), bus));
         relay.set_paused(config.relay_paused);
         tracing::info!(bus = relay.bus_name(), ticket_key = signer.kid(), "purchase flow ready");
-        let order_batcher = flow::batch::Batcher::start(chepiao_store::CREATE_BATCH_MAX, {
-            let store = store.clone();
-            move |orders| {
-                let store = store.clone();
-                Box::pin(async move { store.create_orders(&orders).await.map_err(|e| e.to_string()) })
-            }
+        use flow::batch::store_batcher;
+        let order_batcher = store_batcher(&store, |s, orders| s.create_orders(orders));
+        let payment_batcher = store_batcher(&store, |s, payments| {
+            let n = payments.len();
+            Box::pin(async move { s.create_payments(payments).await.map(|()| vec![(); n]) })
         });
-        let payment_batcher = flow::batch::Batcher::start(chepiao_store::CREATE_BATCH_MAX, {
-            let store = store.clone();
-            move |payments: Vec<chepiao_store::NewPayment>| {
-                let store = store.clone();
-                Box::pin(async move {
-                    store.create_payments(&payments).await.map(|()| vec![(); payments.len()]).map_err(|e| e.to_string())
-                })
-            }
-        });
-        let notify_batcher = flow::batch::Batcher::start(chepiao_store::CREATE_BATCH_MAX, {
-            let store = store.clone();
-            move |notifies| {
-                let store = store.clone();
-                Box::pin(async move { store.apply_notifies(&notifies).await.map_err(|e| e.to_string()) })
-            }
-        });
+        let notify_batcher = store_batcher(&store, |s, notifies| s.apply_notifies(notifies));
         let shared = Shared {
             network,
             store,

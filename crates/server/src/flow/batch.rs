@@ -73,3 +73,23 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
         answer.await.map_err(|_| closed())?.map_err(ApiError::unavailable)
     }
 }
+
+/// A store call over a batch, as `async_trait` methods return it.
+pub type StoreCall<'a, O> = Pin<Box<dyn Future<Output = Result<Vec<O>, chepiao_store::StoreError>> + Send + 'a>>;
+
+/// A batcher whose batches (up to [`chepiao_store::CREATE_BATCH_MAX`]) each go to one call of
+/// `call` on `store`.
+pub fn store_batcher<I, O>(
+    store: &Arc<dyn chepiao_store::Store>,
+    call: for<'a> fn(&'a dyn chepiao_store::Store, &'a [I]) -> StoreCall<'a, O>,
+) -> Batcher<I, O>
+where
+    I: Send + Sync + 'static,
+    O: Send + 'static,
+{
+    let store = store.clone();
+    Batcher::start(chepiao_store::CREATE_BATCH_MAX, move |items: Vec<I>| {
+        let store = store.clone();
+        Box::pin(async move { call(store.as_ref(), &items).await.map_err(|e| e.to_string()) })
+    })
+}
