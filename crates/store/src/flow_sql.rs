@@ -313,7 +313,8 @@ macro_rules! impl_flow_store {
                     let mut payment_nos: Vec<&String> = ns.iter().map(|n| &n.payment_no).collect();
                     payment_nos.sort();
                     payment_nos.dedup();
-                    let mut state: HashMap<String, (PaymentRecord, OrderStatus)> = HashMap::new();
+                    let mut payments: HashMap<String, PaymentRecord> = HashMap::new();
+                    let mut orders: HashMap<String, OrderStatus> = HashMap::new();
                     for chunk in payment_nos.chunks(IN_LIST_MAX) {
                         let sql = format!(
                             "SELECT p.payment_no, p.order_no, p.channel, p.amount_fen, p.status, p.txn_id, p.created_at_ms,
@@ -331,7 +332,8 @@ macro_rules! impl_flow_store {
                             let s: String = r.try_get("order_status")?;
                             let order = OrderStatus::parse(&s).ok_or_else(|| decode_error("orders", &s))?;
                             let p = payment_row(&r)?;
-                            state.insert(p.payment_no.clone(), (p, order));
+                            orders.insert(p.order_no.clone(), order);
+                            payments.insert(p.payment_no.clone(), p);
                         }
                     }
                     let mut outcomes = Vec::with_capacity(ns.len());
@@ -343,9 +345,10 @@ macro_rules! impl_flow_store {
                         let outcome = if !fresh.remove(&(n.channel.clone(), n.nonce.clone())) {
                             NotifyOutcome::Replayed
                         } else {
-                            let entry = state.get_mut(&n.payment_no).filter(|(p, _)| p.channel == n.channel);
-                            let effect = decide_notify(n, entry.as_ref().map(|(p, _)| p), entry.as_ref().map(|(_, o)| *o));
-                            if let Some((p, order)) = entry {
+                            let payment = payments.get_mut(&n.payment_no).filter(|p| p.channel == n.channel);
+                            let order = payment.as_ref().and_then(|p| orders.get(&p.order_no).copied());
+                            let effect = decide_notify(n, payment.as_deref(), order);
+                            if let Some(p) = payment {
                                 if let Some(to) = effect.payment_to {
                                     p.status = to;
                                     p.txn_id = Some(n.txn_id.clone());
@@ -353,15 +356,9 @@ macro_rules! impl_flow_store {
                                 }
                                 if let Some(to) = effect.order_to {
                                     debug_assert_eq!(to, OrderStatus::Paid);
-                                    *order = to;
+                                    // Shared by the order's other payments later in the batch.
+                                    orders.insert(p.order_no.clone(), to);
                                     paid_orders.push(p.order_no.clone());
-                                }
-                                // The order's status is shared by its other payments in the batch.
-                                let (order_no, status) = (p.order_no.clone(), *order);
-                                for (q, o) in state.values_mut() {
-                                    if q.order_no == order_no {
-                                        *o = status;
-                                    }
                                 }
                             }
                             outbox.extend(effect.outbox);
@@ -393,7 +390,7 @@ macro_rules! impl_flow_store {
                         );
                         let mut q = sqlx::query(&sql).bind(now_ms);
                         for no in chunk {
-                            let p = &state[no].0;
+                            let p = &payments[no];
                             q = q.bind(&p.payment_no).bind(p.status.as_str()).bind(&p.txn_id);
                         }
                         q.execute(&mut *c).await?;
@@ -457,9 +454,10 @@ macro_rules! impl_flow_store {
                             moved.push(r.try_get::<String, _>("order_no")?);
                         }
                     }
+                    let moved_set: std::collections::HashSet<&String> = moved.iter().collect();
                     let tickets: Vec<&TicketRecord> = batch
                         .iter()
-                        .filter(|(no, _)| moved.contains(no))
+                        .filter(|(no, _)| moved_set.contains(no))
                         .flat_map(|(_, t)| t.iter())
                         .collect();
                     for chunk in tickets.chunks(IN_LIST_MAX / 16) {

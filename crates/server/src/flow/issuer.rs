@@ -75,11 +75,10 @@ impl Issuer {
             }
             batch.push((order.order_no.clone(), self.make_tickets(&order.order_no, order.user_id, &legs, &hints)));
         }
-        let tickets: usize = batch.iter().map(|(_, t)| t.len()).sum();
         let moved = self.store.issue_tickets_many(&batch, now_ms()).await.map_err(err)?;
-        if moved.len() == batch.len() {
-            metrics::counter!("chepiao_tickets_issued_total").increment(tickets as u64);
-        }
+        let moved: std::collections::HashSet<String> = moved.into_iter().collect();
+        let issued: usize = batch.iter().filter(|(no, _)| moved.contains(no)).map(|(_, t)| t.len()).sum();
+        metrics::counter!("chepiao_tickets_issued_total").increment(issued as u64);
         Ok(())
     }
 

@@ -43,32 +43,28 @@ pub async fn notify(
     }
     let n = crate::flow::payments::parse_notify(ch.name(), &body, chrono::Utc::now().timestamp())?;
     let outcome = state.notify_batcher.submit(n.clone()).await?;
-    let result = match outcome {
-        NotifyOutcome::UnknownPayment => Err(ApiError::unknown_payment(format!("no payment {}", n.payment_no))),
-        NotifyOutcome::Replayed => Err(ApiError::notify_replayed(format!("nonce {:?} was seen before", n.nonce))),
-        NotifyOutcome::AmountMismatch { expected_fen } => Err(ApiError::amount_mismatch(format!(
-            "payment {} is {expected_fen} fen, the notify says {}",
-            n.payment_no, n.amount_fen
-        ))),
-        NotifyOutcome::Duplicate { .. } => Ok("DUPLICATE"),
-        NotifyOutcome::Failed => Ok("FAILED"),
-        NotifyOutcome::Paid { .. } => Ok("PAID"),
-        NotifyOutcome::RefundDue { .. } => Ok("REFUND_DUE"),
-    };
-    let label = match &result {
-        Ok(r) => *r,
-        Err(e) => {
-            if e.code == 40013 {
-                "amount_mismatch"
-            } else if e.code == 40907 {
-                "replayed"
-            } else {
-                "unknown"
-            }
+    let (label, result) = match outcome {
+        NotifyOutcome::UnknownPayment => {
+            ("unknown_payment", Err(ApiError::unknown_payment(format!("no payment {}", n.payment_no))))
         }
+        NotifyOutcome::Replayed => {
+            ("replayed", Err(ApiError::notify_replayed(format!("nonce {:?} was seen before", n.nonce))))
+        }
+        NotifyOutcome::AmountMismatch { expected_fen } => (
+            "amount_mismatch",
+            Err(ApiError::amount_mismatch(format!(
+                "payment {} is {expected_fen} fen, the notify says {}",
+                n.payment_no, n.amount_fen
+            ))),
+        ),
+        NotifyOutcome::Duplicate { .. } => ("DUPLICATE", Ok("DUPLICATE")),
+        NotifyOutcome::Failed => ("FAILED", Ok("FAILED")),
+        NotifyOutcome::Paid { .. } => ("PAID", Ok("PAID")),
+        NotifyOutcome::RefundDue { .. } => ("REFUND_DUE", Ok("REFUND_DUE")),
     };
     metrics::counter!("chepiao_notifies_total", "result" => label).increment(1);
     if matches!(label, "PAID" | "REFUND_DUE") {
+        // An outbox row was committed: publish it now rather than at the next poll.
         state.relay.wake();
     }
     result.map(|result| Json(NotifyAck { result }))
