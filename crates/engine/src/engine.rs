@@ -100,6 +100,7 @@ impl Engine {
     /// Recover every shard from its directory and start the shard threads.
     pub fn open(config: EngineConfig, clock: Clock) -> Result<(Engine, Vec<RecoveryReport>), EngineError> {
         assert!(config.shards >= 1 && config.batch_len_max >= 1 && config.queue_depth_max >= 1);
+        check_shard_count(&config)?;
         let mut shards = Vec::new();
         let mut reports = Vec::new();
         for i in 0..config.shards {
@@ -291,6 +292,24 @@ impl Engine {
     pub fn shutdown(self) {
         self.close();
     }
+}
+
+/// Refuse a directory written with more shards than configured: runs map to shards by hash, so
+/// the extra shards' holds would silently vanish (and fewer would re-map every run).
+fn check_shard_count(config: &EngineConfig) -> Result<(), EngineError> {
+    let Ok(entries) = std::fs::read_dir(&config.dir) else { return Ok(()) };
+    let found = entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.strip_prefix("shard-")?.parse::<u32>().ok())
+        .max()
+        .map_or(0, |n| n + 1);
+    if found > 0 && found != u32::from(config.shards) {
+        return Err(EngineError::Unavailable(format!(
+            "{} holds {found} shards but {} are configured; runs map to shards by hash, so the shard count of an engine directory cannot change",
+            config.dir.display(),
+            config.shards
+        )));
+    }
+    Ok(())
 }
 
 /// Take the shard directory's lock, so that two engines never write one log.

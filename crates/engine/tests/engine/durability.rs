@@ -219,3 +219,24 @@ async fn legs_in_different_shards_are_all_or_nothing() {
     assert_ne!(ok.legs[0].hold, ok.legs[1].hold);
     engine.shutdown();
 }
+
+/// An engine directory keeps its shard count: opening it with another count is refused, since
+/// runs map to shards by hash and the holds of a shard left out would silently vanish.
+#[tokio::test]
+async fn the_shard_count_of_a_directory_cannot_change() {
+    let dir = temp_dir("shard-count");
+    let (clock, _) = manual_clock(1_000);
+    let two = EngineConfig { shards: 2, ..EngineConfig::new(&dir) };
+    let (engine, _) = Engine::open(two.clone(), clock.clone()).unwrap();
+    engine.shutdown();
+    for shards in [1, 3] {
+        let other = EngineConfig { shards, ..EngineConfig::new(&dir) };
+        let Err(EngineError::Unavailable(message)) = Engine::open(other, clock.clone()) else {
+            panic!("opened a 2-shard directory with {shards} shards")
+        };
+        assert!(message.contains("holds 2 shards"), "{message}");
+    }
+    let (engine, _) = Engine::open(two, clock).unwrap();
+    engine.shutdown();
+    std::fs::remove_dir_all(&dir).ok();
+}
