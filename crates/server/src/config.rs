@@ -63,6 +63,11 @@ pub struct Config {
     /// Start with the outbox relay paused: payments still commit and queue in the outbox, and
     /// nothing is published until an operator resumes it (event-bus maintenance).
     pub relay_paused: bool,
+    /// Gates allowed to check tickets in: `gate_id=secret` each (`CHEPIAO_GATE_KEYS="g1=s1,g2=s2"`
+    /// in the environment adds to them).
+    pub gates: Vec<Secret>,
+    /// How long before departure a ticket's code becomes valid, seconds.
+    pub ticket_valid_before_s: u64,
 }
 
 impl Default for Config {
@@ -88,6 +93,8 @@ impl Default for Config {
             ticket_keys_retired: Vec::new(),
             public_url: None,
             relay_paused: false,
+            gates: Vec::new(),
+            ticket_valid_before_s: 24 * 3600,
         }
     }
 }
@@ -120,6 +127,8 @@ impl Config {
         "ticket_keys_retired",
         "public_url",
         "relay_paused",
+        "gates",
+        "ticket_valid_before_s",
     ];
 
     /// The database URL in effect.
@@ -153,6 +162,14 @@ impl Config {
         }
         if self.nats_stream.is_empty() || !self.nats_stream.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err("nats_stream must be letters, digits and _".into());
+        }
+        if self.ticket_valid_before_s > 30 * 24 * 3600 {
+            return Err("ticket_valid_before_s must be at most 2592000".into());
+        }
+        if let Some(g) =
+            self.gates.iter().find(|g| !g.0.split_once('=').is_some_and(|(id, key)| !id.is_empty() && !key.is_empty()))
+        {
+            return Err(format!("gates: an entry is not `gate_id=secret` ({} characters)", g.0.len()));
         }
         if !(100..=600_000).contains(&self.request_timeout_ms) {
             return Err("request_timeout_ms must be 100 to 600000".into());

@@ -62,6 +62,7 @@ codes! {
     departed = 40014, BAD_REQUEST, "the train leaves the boarding station too soon (or has left)";
     authentication_required = 40101, UNAUTHORIZED, "this needs a token from login (`Authorization: Bearer ...`)";
     bad_signature = 40102, UNAUTHORIZED, "payment notify signature missing or wrong";
+    bad_gate_key = 40103, UNAUTHORIZED, "check-in needs `X-Gate-Key` with the secret of the `gate_id` given";
     not_found = 40401, NOT_FOUND, "no such route or resource";
     unknown_station = 40402, NOT_FOUND, "unknown station telecode";
     unknown_run = 40403, NOT_FOUND, "unknown run";
@@ -77,6 +78,11 @@ codes! {
     order_not_cancellable = 40905, CONFLICT, "the order is paid or closed: it cannot be cancelled";
     order_not_payable = 40906, CONFLICT, "the order is not waiting for payment (paid, expired or cancelled)";
     notify_replayed = 40907, CONFLICT, "payment notify replayed (its nonce was seen before)";
+    already_checked_in = 40908, CONFLICT, "the ticket was checked in already";
+    ticket_revoked = 41001, GONE, "the ticket was refunded or rebooked: it is revoked";
+    bad_ticket_code = 42201, UNPROCESSABLE_ENTITY, "the ticket code is malformed or its signature does not verify";
+    wrong_station = 42202, UNPROCESSABLE_ENTITY, "the ticket does not board at this station";
+    outside_validity = 42203, UNPROCESSABLE_ENTITY, "the ticket is not valid at this time (wrong date)";
     body_too_large = 41301, PAYLOAD_TOO_LARGE, "request body larger than the limit";
     unsupported_media_type = 41501, UNSUPPORTED_MEDIA_TYPE, "request body must be application/json";
     internal = 50001, INTERNAL_SERVER_ERROR, "internal error (a bug: the request id finds it in the logs)";

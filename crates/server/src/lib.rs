@@ -63,6 +63,8 @@ pub struct Shared {
     pub issuer: Arc<flow::issuer::Issuer>,
     pub relay: Arc<flow::relay::Relay>,
     pub nats: Option<Arc<flow::bus::NatsBus>>,
+    /// gate_id → SHA-256 of its secret.
+    pub gates: std::collections::HashMap<String, Vec<u8>>,
     pub passengers: flow::orders::PassengerCache,
     /// New orders, recorded many per INSERT.
     pub order_batcher: flow::batch::Batcher<chepiao_store::NewOrder, chepiao_store::CreateOrder>,
@@ -155,6 +157,7 @@ impl App {
             signer: signer.clone(),
             pii: pii::Pii::new(pii_key),
             channels: channels.clone(),
+            valid_before_s: config.ticket_valid_before_s as i64,
         });
         let (bus, nats): (Arc<dyn flow::bus::EventBus>, _) = match &config.nats_url {
             Some(url) => {
@@ -177,6 +180,7 @@ impl App {
             Box::pin(async move { s.create_payments(payments).await.map(|()| vec![(); n]) })
         });
         let notify_batcher = store_batcher(&store, |s, notifies| s.apply_notifies(notifies));
+        let gates = routes::checkin::gate_keys(&config.gates, std::env::var("CHEPIAO_GATE_KEYS").ok().as_deref());
         let shared = Shared {
             network,
             store,
@@ -191,6 +195,7 @@ impl App {
             issuer,
             relay,
             nats,
+            gates,
             passengers: Default::default(),
             order_batcher,
             payment_batcher,
@@ -206,7 +211,7 @@ impl App {
 
     pub fn router(&self) -> Router {
         use axum::routing::post;
-        use routes::{health, network, orders, payments, tickets, users, web};
+        use routes::{checkin, health, network, orders, payments, tickets, users, web};
         let limits = middleware::Limits {
             body_len_max: self.state.config.body_len_max,
             request_timeout: Duration::from_millis(self.state.config.request_timeout_ms),
@@ -233,6 +238,7 @@ impl App {
             .route("/api/v1/tickets/{ticket_sn}", get(tickets::get))
             .route("/api/v1/tickets/{ticket_sn}/qr.svg", get(tickets::qr_svg))
             .route("/api/v1/checkin/keys", get(tickets::keys))
+            .route("/api/v1/checkin", post(checkin::check_in))
             .route_layer(axum::middleware::from_fn(middleware::track_metrics))
             .fallback(|| async { ApiError::not_found("no such route") })
             .method_not_allowed_fallback(|| async { ApiError::method_not_allowed("method not allowed on this route") })

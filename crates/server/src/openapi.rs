@@ -6,7 +6,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{CODES, ErrorBody};
-use crate::routes::{health, network, orders, payments, tickets, users};
+use crate::routes::{checkin, health, network, orders, payments, tickets, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -16,7 +16,8 @@ use crate::routes::{health, network, orders, payments, tickets, users};
     paths(health::healthz, health::readyz, health::metrics, network::stations, network::trains, network::run, network::seats,
         users::register, users::login, users::add_passenger, users::passengers,
         orders::create, orders::get, orders::list, orders::cancel, orders::pay,
-        payments::notify, payments::mockpay_pay, tickets::get, tickets::qr_svg, tickets::keys),
+        payments::notify, payments::mockpay_pay, tickets::get, tickets::qr_svg, tickets::keys,
+        checkin::check_in),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth),
     tags((name = "network", description = "stations, train search with remaining tickets, runs"),

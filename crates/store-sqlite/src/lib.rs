@@ -47,6 +47,7 @@ fn migrator() -> Migrator {
             m(1, "network", include_str!("../migrations/0001_network.sql")),
             m(2, "users", include_str!("../migrations/0002_users.sql")),
             m(3, "flow", include_str!("../migrations/0003_flow.sql")),
+            m(4, "checkin", include_str!("../migrations/0004_checkin.sql")),
         ]),
         ..Migrator::DEFAULT
     }

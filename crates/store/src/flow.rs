@@ -265,6 +265,21 @@ status_enum! {
     }
 }
 
+/// What an online check-in found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckIn {
+    /// ISSUED → CHECKED_IN, now.
+    Accepted,
+    /// Checked in before, at this gate and time.
+    AlreadyCheckedIn {
+        gate_id: String,
+        at_ms: i64,
+    },
+    /// Refunded or rebooked: the ticket is revoked.
+    Revoked(TicketStatus),
+    Unknown,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TicketRecord {
     pub ticket_sn: String,

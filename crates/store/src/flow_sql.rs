@@ -490,6 +490,45 @@ macro_rules! impl_flow_store {
                 })
             }
 
+            /// (ticket_sn, gate_id, station, at_ms)
+            type CheckInArgs = (String, String, String, i64);
+
+            fn tx_check_in<'c>(c: &'c mut $conn, a: &'c CheckInArgs) -> TxFuture<'c, CheckIn> {
+                Box::pin(async move {
+                    let (sn, gate_id, station, at_ms) = a;
+                    let done = sqlx::query("UPDATE tickets SET status = 'CHECKED_IN' WHERE ticket_sn = $1 AND status = 'ISSUED'")
+                        .bind(sn)
+                        .execute(&mut *c)
+                        .await?;
+                    if done.rows_affected() == 1 {
+                        sqlx::query("INSERT INTO checkins (ticket_sn, gate_id, station, at_ms) VALUES ($1, $2, $3, $4)")
+                            .bind(sn)
+                            .bind(gate_id)
+                            .bind(station)
+                            .bind(at_ms)
+                            .execute(&mut *c)
+                            .await?;
+                        return Ok(CheckIn::Accepted);
+                    }
+                    let row = sqlx::query(
+                        "SELECT t.status, k.gate_id, k.at_ms FROM tickets t LEFT JOIN checkins k ON k.ticket_sn = t.ticket_sn
+                         WHERE t.ticket_sn = $1",
+                    )
+                    .bind(sn)
+                    .fetch_optional(&mut *c)
+                    .await?;
+                    let Some(row) = row else { return Ok(CheckIn::Unknown) };
+                    let status: String = row.try_get("status")?;
+                    match TicketStatus::parse(&status).ok_or_else(|| decode_error("tickets", &status))? {
+                        TicketStatus::CheckedIn => Ok(CheckIn::AlreadyCheckedIn {
+                            gate_id: row.try_get::<Option<String>, _>("gate_id")?.unwrap_or_default(),
+                            at_ms: row.try_get::<Option<i64>, _>("at_ms")?.unwrap_or_default(),
+                        }),
+                        other => Ok(CheckIn::Revoked(other)),
+                    }
+                })
+            }
+
             fn tx_unticketable<'c>(c: &'c mut $conn, a: &'c (String, String, i64)) -> TxFuture<'c, bool> {
                 Box::pin(async move {
                     let (order_no, reason, now_ms) = a;
@@ -824,6 +863,11 @@ macro_rules! impl_flow_store {
                         .await
                         .map_err(db)?;
                     rows.iter().map(ticket_row).collect::<sqlx::Result<_>>().map_err(db)
+                }
+
+                async fn check_in(&self, ticket_sn: &str, gate_id: &str, station: &str, at_ms: i64) -> Result<CheckIn> {
+                    let args = (ticket_sn.to_string(), gate_id.to_string(), station.to_string(), at_ms);
+                    self.write_tx(args, tx_check_in).await
                 }
 
                 async fn payment_audit(&self) -> Result<PaymentAudit> {

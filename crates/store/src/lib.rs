@@ -176,6 +176,8 @@ pub trait FlowStore: Send + Sync + 'static {
     async fn ticket(&self, ticket_sn: &str) -> Result<Option<TicketRecord>>;
     /// Tickets in ticket_sn order after `after_sn`, for audits.
     async fn tickets_after(&self, after_sn: &str, limit: u32) -> Result<Vec<TicketRecord>>;
+    /// Check a ticket in at a gate: ISSUED → CHECKED_IN exactly once, ever (I5).
+    async fn check_in(&self, ticket_sn: &str, gate_id: &str, station: &str, at_ms: i64) -> Result<CheckIn>;
     /// Where every captured payment stands (I2).
     async fn payment_audit(&self) -> Result<PaymentAudit>;
 

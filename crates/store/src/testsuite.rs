@@ -282,6 +282,15 @@ async fn tickets_issue_once(store: &dyn Store) {
     assert_eq!(store.tickets_of("E13").await.unwrap(), [ticket(0), ticket(1)], "{name}");
     assert_eq!(store.ticket("E131").await.unwrap(), Some(ticket(1)));
     assert_eq!(store.tickets_after("E130", 10).await.unwrap(), [ticket(1)]);
+    // A ticket checks in once, ever.
+    assert_eq!(store.check_in("E130", "g1", "VNP", 45).await.unwrap(), CheckIn::Accepted, "{name}");
+    assert_eq!(
+        store.check_in("E130", "g2", "VNP", 46).await.unwrap(),
+        CheckIn::AlreadyCheckedIn { gate_id: "g1".into(), at_ms: 45 },
+        "{name}"
+    );
+    assert_eq!(store.check_in("nope", "g1", "VNP", 47).await.unwrap(), CheckIn::Unknown);
+    assert_eq!(store.ticket("E130").await.unwrap().unwrap().status, TicketStatus::CheckedIn);
     let found = store.orders_in(&["E13".into(), "E14".into(), "nope".into()]).await.unwrap();
     assert_eq!(found.len(), 2, "{name}");
     // A batch issues only the orders still PAID.

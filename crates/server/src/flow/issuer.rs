@@ -19,8 +19,8 @@ use crate::flow::payments::Channels;
 use crate::flow::signing::{QrPayload, TicketSigner};
 use crate::pii::{Pii, mask_id_no, mask_name};
 
-/// How long before departure a ticket's code becomes valid, and after arrival it stays valid.
-pub const QR_VALID_BEFORE_S: i64 = 24 * 3600;
+/// How long after arrival a ticket's code stays valid (how long before departure it becomes
+/// valid is `ticket_valid_before_s`).
 pub const QR_VALID_AFTER_S: i64 = 3600;
 
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +37,7 @@ pub struct Issuer {
     pub signer: Arc<TicketSigner>,
     pub pii: Pii,
     pub channels: Channels,
+    pub valid_before_s: i64,
 }
 
 impl Issuer {
@@ -148,7 +149,7 @@ impl Issuer {
         let issued_at_ms = now_ms();
         let mut tickets = Vec::new();
         for (li, leg) in legs.iter().enumerate() {
-            let (nbf, exp) = validity(leg);
+            let (nbf, exp) = validity(leg, self.valid_before_s);
             for (pi, seat) in leg.seats.iter().enumerate() {
                 let ticket_sn = format!("{order_no}{li}{pi}");
                 let payload = QrPayload {
@@ -205,7 +206,7 @@ impl Issuer {
 }
 
 /// (not before, expires) of a leg's tickets, Unix seconds.
-fn validity(leg: &StoredLeg) -> (i64, i64) {
+fn validity(leg: &StoredLeg, valid_before_s: i64) -> (i64, i64) {
     let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).map(|t| t.timestamp()).unwrap_or(0);
-    (at(&leg.departs_at) - QR_VALID_BEFORE_S, at(&leg.arrives_at) + QR_VALID_AFTER_S)
+    (at(&leg.departs_at) - valid_before_s, at(&leg.arrives_at) + QR_VALID_AFTER_S)
 }

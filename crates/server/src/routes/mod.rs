@@ -1,5 +1,6 @@
 //! HTTP handlers, one module per part of the API.
 
+pub mod checkin;
 pub mod health;
 pub mod network;
 pub mod orders;

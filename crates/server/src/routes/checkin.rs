@@ -1,0 +1,129 @@
+//! Online check-in at the gate. Gates are devices with secrets of their own (`gates` in config,
+//! `CHEPIAO_GATE_KEYS`), not passengers: a passenger's token cannot check anyone in.
+//!
+//! The gate sends the QR code it scanned. Its Ed25519 signature, the station and the validity
+//! window are checked first (422 with a code that says which); then one SQL update moves the
+//! ticket ISSUED → CHECKED_IN, so a ticket checks in once, ever (I5): a second scan is 409, a
+//! refunded or rebooked ticket 410.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use chepiao_store::CheckIn;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::flow::signing::QrError;
+use crate::routes::ApiJson;
+use crate::secrets::Secret;
+
+/// gate_id → SHA-256 of its secret, from the configured `gate_id=secret` entries and the
+/// environment's comma-separated list.
+pub fn gate_keys(configured: &[Secret], env: Option<&str>) -> HashMap<String, Vec<u8>> {
+    let from_env = env.unwrap_or("").split(',').map(str::trim).filter(|e| !e.is_empty());
+    configured
+        .iter()
+        .map(|s| s.0.as_str())
+        .chain(from_env)
+        .filter_map(|entry| entry.split_once('='))
+        .filter(|(id, key)| !id.is_empty() && !key.is_empty())
+        .map(|(id, key)| (id.to_string(), Sha256::digest(key.as_bytes()).to_vec()))
+        .collect()
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckInRequest {
+    /// The scanned code (`CP1.…`).
+    pub qr: String,
+    /// Telecode of the gate's station.
+    pub station: String,
+    pub gate_id: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CheckInAccepted {
+    pub ticket_sn: String,
+    /// `ACCEPTED`
+    pub result: &'static str,
+}
+
+/// Check a ticket in (gates only: `X-Gate-Key`).
+#[utoipa::path(post, path = "/api/v1/checkin", tag = "tickets", request_body = CheckInRequest,
+    params(("X-Gate-Key" = String, Header, description = "the gate's secret")),
+    responses((status = 200, body = CheckInAccepted), (status = 401, body = crate::error::ErrorBody),
+              (status = 404, body = crate::error::ErrorBody),
+              (status = 409, body = crate::error::ErrorBody, description = "checked in already (40908)"),
+              (status = 410, body = crate::error::ErrorBody, description = "revoked (41001)"),
+              (status = 422, body = crate::error::ErrorBody, description = "bad code 42201, wrong station 42202, wrong date 42203")))]
+pub async fn check_in(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<CheckInRequest>,
+) -> Result<Json<CheckInAccepted>, ApiError> {
+    let key = headers.get("x-gate-key").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let known = state.gates.get(&req.gate_id);
+    if known.is_none_or(|k| *k != Sha256::digest(key.as_bytes()).to_vec()) {
+        return Err(ApiError::bad_gate_key(format!("gate {:?} is not known with that key", req.gate_id)));
+    }
+    let payload = state.signer.verify(&req.qr).map_err(|e| {
+        let why = match e {
+            QrError::Malformed => "the code is not a chepiao ticket",
+            QrError::UnknownKey => "the code is signed with a key this server does not know",
+            QrError::BadSignature => "the code's signature does not match its contents",
+        };
+        ApiError::bad_ticket_code(why)
+    })?;
+    if payload.from != req.station.trim() {
+        return Err(ApiError::wrong_station(format!(
+            "ticket {} boards at {}, not {}",
+            payload.sn, payload.from, req.station
+        )));
+    }
+    let now_ms = crate::flow::orders::now_ms();
+    let now_s = now_ms / 1000;
+    if now_s < payload.nbf || now_s > payload.exp {
+        return Err(ApiError::outside_validity(format!(
+            "ticket {} is valid from {} to {}",
+            payload.sn,
+            crate::routes::orders::rfc3339(payload.nbf * 1000),
+            crate::routes::orders::rfc3339(payload.exp * 1000)
+        )));
+    }
+    let result = state.store.check_in(&payload.sn, &req.gate_id, &payload.from, now_ms).await?;
+    metrics::counter!("chepiao_checkins_total", "result" => match &result {
+        CheckIn::Accepted => "accepted",
+        CheckIn::AlreadyCheckedIn { .. } => "again",
+        CheckIn::Revoked(_) => "revoked",
+        CheckIn::Unknown => "unknown",
+    })
+    .increment(1);
+    match result {
+        CheckIn::Accepted => Ok(Json(CheckInAccepted { ticket_sn: payload.sn, result: "ACCEPTED" })),
+        CheckIn::AlreadyCheckedIn { gate_id, at_ms } => Err(ApiError::already_checked_in(format!(
+            "ticket {} was checked in at gate {gate_id} at {}",
+            payload.sn,
+            crate::routes::orders::rfc3339(at_ms)
+        ))),
+        CheckIn::Revoked(status) => Err(ApiError::ticket_revoked(format!("ticket {} is {status}", payload.sn))),
+        CheckIn::Unknown => Err(ApiError::unknown_ticket(format!("no ticket {}", payload.sn))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gate_keys_come_from_config_and_the_environment() {
+        let keys = gate_keys(&[Secret("a=1".into()), Secret("bad".into())], Some(" b=2 ,c=, =3,"));
+        let mut ids: Vec<_> = keys.keys().cloned().collect();
+        ids.sort();
+        assert_eq!(ids, ["a", "b"]);
+        assert_eq!(keys["b"], Sha256::digest(b"2").to_vec());
+    }
+}
