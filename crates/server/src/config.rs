@@ -68,6 +68,17 @@ pub struct Config {
     pub gates: Vec<Secret>,
     /// How long before departure a ticket's code becomes valid, seconds.
     pub ticket_valid_before_s: u64,
+    /// Refund fees by time before departure: the first tier whose `hours_before` the time
+    /// left reaches applies (12306's: 8 days and more free, 48 h 5%, 24 h 10%, less 20%).
+    pub refund_fee_tiers: Vec<FeeTier>,
+}
+
+/// A refund fee tier: `percent` of the fare when at least `hours_before` departure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeeTier {
+    pub hours_before: u32,
+    pub percent: u8,
 }
 
 impl Default for Config {
@@ -95,6 +106,12 @@ impl Default for Config {
             relay_paused: false,
             gates: Vec::new(),
             ticket_valid_before_s: 24 * 3600,
+            refund_fee_tiers: vec![
+                FeeTier { hours_before: 8 * 24, percent: 0 },
+                FeeTier { hours_before: 48, percent: 5 },
+                FeeTier { hours_before: 24, percent: 10 },
+                FeeTier { hours_before: 0, percent: 20 },
+            ],
         }
     }
 }
@@ -129,6 +146,7 @@ impl Config {
         "relay_paused",
         "gates",
         "ticket_valid_before_s",
+        "refund_fee_tiers",
     ];
 
     /// The database URL in effect.
@@ -162,6 +180,15 @@ impl Config {
         }
         if self.nats_stream.is_empty() || !self.nats_stream.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err("nats_stream must be letters, digits and _".into());
+        }
+        let tiers = &self.refund_fee_tiers;
+        let descending = tiers.windows(2).all(|w| w[0].hours_before > w[1].hours_before);
+        if tiers.is_empty()
+            || !descending
+            || tiers.last().is_some_and(|t| t.hours_before != 0)
+            || tiers.iter().any(|t| t.percent > 100)
+        {
+            return Err("refund_fee_tiers: hours_before strictly descending down to 0, percent 0 to 100".into());
         }
         if self.ticket_valid_before_s > 30 * 24 * 3600 {
             return Err("ticket_valid_before_s must be at most 2592000".into());

@@ -79,6 +79,7 @@ codes! {
     order_not_payable = 40906, CONFLICT, "the order is not waiting for payment (paid, expired or cancelled)";
     notify_replayed = 40907, CONFLICT, "payment notify replayed (its nonce was seen before)";
     already_checked_in = 40908, CONFLICT, "the ticket was checked in already";
+    not_refundable = 40909, CONFLICT, "the ticket was checked in or rebooked: it cannot be refunded";
     ticket_revoked = 41001, GONE, "the ticket was refunded or rebooked: it is revoked";
     bad_ticket_code = 42201, UNPROCESSABLE_ENTITY, "the ticket code is malformed or its signature does not verify";
     wrong_station = 42202, UNPROCESSABLE_ENTITY, "the ticket does not board at this station";

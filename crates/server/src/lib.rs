@@ -239,6 +239,8 @@ impl App {
             .route("/api/v1/tickets/{ticket_sn}/qr.svg", get(tickets::qr_svg))
             .route("/api/v1/checkin/keys", get(tickets::keys))
             .route("/api/v1/checkin", post(checkin::check_in))
+            .route("/api/v1/checkin/revocations", get(checkin::revocations))
+            .route("/api/v1/tickets/{ticket_sn}/refund", post(tickets::refund))
             .route_layer(axum::middleware::from_fn(middleware::track_metrics))
             .fallback(|| async { ApiError::not_found("no such route") })
             .method_not_allowed_fallback(|| async { ApiError::method_not_allowed("method not allowed on this route") })

@@ -17,7 +17,7 @@ use crate::routes::{checkin, health, network, orders, payments, tickets, users};
         users::register, users::login, users::add_passenger, users::passengers,
         orders::create, orders::get, orders::list, orders::cancel, orders::pay,
         payments::notify, payments::mockpay_pay, tickets::get, tickets::qr_svg, tickets::keys,
-        checkin::check_in),
+        checkin::check_in, checkin::revocations, tickets::refund),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth),
     tags((name = "network", description = "stations, train search with remaining tickets, runs"),

@@ -48,6 +48,7 @@ fn migrator() -> Migrator {
             m(2, "users", include_str!("../migrations/0002_users.sql")),
             m(3, "flow", include_str!("../migrations/0003_flow.sql")),
             m(4, "checkin", include_str!("../migrations/0004_checkin.sql")),
+            m(5, "refunds", include_str!("../migrations/0005_refunds.sql")),
         ]),
         ..Migrator::DEFAULT
     }

@@ -222,6 +222,8 @@ pub enum OutboxEvent {
     Ticket { order_no: String },
     /// Give a captured payment back through its channel.
     Refund { payment_no: String },
+    /// A refunded ticket: its seat back to the engine, its money back through the channel.
+    TicketRefund { refund_no: String },
 }
 
 impl OutboxEvent {
@@ -229,18 +231,21 @@ impl OutboxEvent {
         match self {
             OutboxEvent::Ticket { .. } => "ticket",
             OutboxEvent::Refund { .. } => "refund",
+            OutboxEvent::TicketRefund { .. } => "ticket_refund",
         }
     }
     pub fn subject(&self) -> &str {
         match self {
             OutboxEvent::Ticket { order_no } => order_no,
             OutboxEvent::Refund { payment_no } => payment_no,
+            OutboxEvent::TicketRefund { refund_no } => refund_no,
         }
     }
     pub fn from_parts(kind: &str, subject: &str) -> Option<OutboxEvent> {
         match kind {
             "ticket" => Some(OutboxEvent::Ticket { order_no: subject.to_string() }),
             "refund" => Some(OutboxEvent::Refund { payment_no: subject.to_string() }),
+            "ticket_refund" => Some(OutboxEvent::TicketRefund { refund_no: subject.to_string() }),
             _ => None,
         }
     }
@@ -263,6 +268,39 @@ status_enum! {
         Refunded = "REFUNDED",
         Rebooked = "REBOOKED",
     }
+}
+
+/// A ticket refund as stored. `status` is PENDING until the seat and the money went back, then DONE.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TicketRefundRecord {
+    pub refund_no: String,
+    pub ticket_sn: String,
+    pub order_no: String,
+    pub payment_no: String,
+    pub refund_fen: i64,
+    pub fee_fen: i64,
+    pub status: String,
+    pub created_at_ms: i64,
+}
+
+/// What asking to refund a ticket found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefundTicket {
+    /// ISSUED → REFUNDED now, with this refund (and its outbox event, revocation and audit).
+    Started(TicketRefundRecord),
+    /// Refunded before: the same refund.
+    Existing(TicketRefundRecord),
+    /// Checked in or rebooked: not refundable.
+    NotRefundable(TicketStatus),
+    Unknown,
+}
+
+/// A revoked ticket, in the order gates sync them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revocation {
+    pub seq: i64,
+    pub ticket_sn: String,
+    pub revoked_at_ms: i64,
 }
 
 /// What an online check-in found.

@@ -529,6 +529,103 @@ macro_rules! impl_flow_store {
                 })
             }
 
+            fn refund_row(r: &$row) -> sqlx::Result<TicketRefundRecord> {
+                Ok(TicketRefundRecord {
+                    refund_no: r.try_get("refund_no")?,
+                    ticket_sn: r.try_get("ticket_sn")?,
+                    order_no: r.try_get("order_no")?,
+                    payment_no: r.try_get("payment_no")?,
+                    refund_fen: r.try_get("refund_fen")?,
+                    fee_fen: r.try_get("fee_fen")?,
+                    status: r.try_get("status")?,
+                    created_at_ms: r.try_get("created_at_ms")?,
+                })
+            }
+
+            const REFUND_COLS: &str =
+                "refund_no, ticket_sn, order_no, payment_no, refund_fen, fee_fen, status, created_at_ms";
+
+            fn tx_refund_ticket<'c>(c: &'c mut $conn, r: &'c TicketRefundRecord) -> TxFuture<'c, RefundTicket> {
+                Box::pin(async move {
+                    let done = sqlx::query("UPDATE tickets SET status = 'REFUNDED' WHERE ticket_sn = $1 AND status = 'ISSUED'")
+                        .bind(&r.ticket_sn)
+                        .execute(&mut *c)
+                        .await?;
+                    if done.rows_affected() == 0 {
+                        let sql = format!("SELECT {REFUND_COLS} FROM ticket_refunds WHERE ticket_sn = $1");
+                        if let Some(row) = sqlx::query(&sql).bind(&r.ticket_sn).fetch_optional(&mut *c).await? {
+                            return Ok(RefundTicket::Existing(refund_row(&row)?));
+                        }
+                        let row = sqlx::query("SELECT status FROM tickets WHERE ticket_sn = $1")
+                            .bind(&r.ticket_sn)
+                            .fetch_optional(&mut *c)
+                            .await?;
+                        let Some(row) = row else { return Ok(RefundTicket::Unknown) };
+                        let status: String = row.try_get("status")?;
+                        let status = TicketStatus::parse(&status).ok_or_else(|| decode_error("tickets", &status))?;
+                        return Ok(RefundTicket::NotRefundable(status));
+                    }
+                    let sql = format!("INSERT INTO ticket_refunds ({REFUND_COLS}) VALUES ($1, $2, $3, $4, $5, $6, 'PENDING', $7)");
+                    sqlx::query(&sql)
+                        .bind(&r.refund_no)
+                        .bind(&r.ticket_sn)
+                        .bind(&r.order_no)
+                        .bind(&r.payment_no)
+                        .bind(r.refund_fen)
+                        .bind(r.fee_fen)
+                        .bind(r.created_at_ms)
+                        .execute(&mut *c)
+                        .await?;
+                    sqlx::query("INSERT INTO revocations (ticket_sn, reason, revoked_at_ms) VALUES ($1, 'REFUNDED', $2)")
+                        .bind(&r.ticket_sn)
+                        .bind(r.created_at_ms)
+                        .execute(&mut *c)
+                        .await?;
+                    sqlx::query(
+                        "UPDATE orders SET version = version + 1, updated_at_ms = $2, status = CASE WHEN EXISTS
+                           (SELECT 1 FROM tickets WHERE order_no = $1 AND status IN ('ISSUED', 'CHECKED_IN'))
+                         THEN 'PARTIALLY_REFUNDED' ELSE 'REFUNDED' END
+                         WHERE order_no = $1 AND status IN ('TICKETED', 'PARTIALLY_REFUNDED')",
+                    )
+                    .bind(&r.order_no)
+                    .bind(r.created_at_ms)
+                    .execute(&mut *c)
+                    .await?;
+                    insert_outbox(c, &[OutboxEvent::TicketRefund { refund_no: r.refund_no.clone() }], r.created_at_ms).await?;
+                    let entry = AuditEntry {
+                        at_ms: r.created_at_ms,
+                        kind: "ticket.refund".into(),
+                        subject: r.ticket_sn.clone(),
+                        detail: format!("{} payment {} refund {} fee {}", r.refund_no, r.payment_no, r.refund_fen, r.fee_fen),
+                    };
+                    append_audit(c, std::slice::from_ref(&entry)).await?;
+                    let mut started = r.clone();
+                    started.status = "PENDING".into();
+                    Ok(RefundTicket::Started(started))
+                })
+            }
+
+            fn tx_complete_ticket_refund<'c>(c: &'c mut $conn, a: &'c (String, String, i64)) -> TxFuture<'c, bool> {
+                Box::pin(async move {
+                    let (refund_no, channel_refund_id, now_ms) = a;
+                    let done = sqlx::query("UPDATE ticket_refunds SET status = 'DONE' WHERE refund_no = $1 AND status = 'PENDING'")
+                        .bind(refund_no)
+                        .execute(&mut *c)
+                        .await?;
+                    if done.rows_affected() == 0 {
+                        return Ok(false);
+                    }
+                    let entry = AuditEntry {
+                        at_ms: *now_ms,
+                        kind: "ticket.refund.done".into(),
+                        subject: refund_no.clone(),
+                        detail: format!("channel refund {channel_refund_id}"),
+                    };
+                    append_audit(c, std::slice::from_ref(&entry)).await?;
+                    Ok(true)
+                })
+            }
+
             fn tx_unticketable<'c>(c: &'c mut $conn, a: &'c (String, String, i64)) -> TxFuture<'c, bool> {
                 Box::pin(async move {
                     let (order_no, reason, now_ms) = a;
@@ -868,6 +965,42 @@ macro_rules! impl_flow_store {
                 async fn check_in(&self, ticket_sn: &str, gate_id: &str, station: &str, at_ms: i64) -> Result<CheckIn> {
                     let args = (ticket_sn.to_string(), gate_id.to_string(), station.to_string(), at_ms);
                     self.write_tx(args, tx_check_in).await
+                }
+
+                async fn refund_ticket(&self, r: &TicketRefundRecord) -> Result<RefundTicket> {
+                    self.write_tx(r.clone(), tx_refund_ticket).await
+                }
+
+                async fn ticket_refund(&self, refund_no: &str) -> Result<Option<TicketRefundRecord>> {
+                    let sql = format!("SELECT {REFUND_COLS} FROM ticket_refunds WHERE refund_no = $1");
+                    let row = sqlx::query(&sql).bind(refund_no).fetch_optional(self.reader()).await.map_err(db)?;
+                    row.as_ref().map(refund_row).transpose().map_err(db)
+                }
+
+                async fn complete_ticket_refund(&self, refund_no: &str, channel_refund_id: &str, now_ms: i64) -> Result<bool> {
+                    let args = (refund_no.to_string(), channel_refund_id.to_string(), now_ms);
+                    self.write_tx(args, tx_complete_ticket_refund).await
+                }
+
+                async fn revocations(&self, after_seq: i64, limit: u32) -> Result<Vec<Revocation>> {
+                    let rows = sqlx::query(
+                        "SELECT seq, ticket_sn, revoked_at_ms FROM revocations WHERE seq > $1 ORDER BY seq LIMIT $2",
+                    )
+                    .bind(after_seq)
+                    .bind(i64::from(limit.min(PAGE_SIZE_MAX * 100)))
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(db)?;
+                    rows.iter()
+                        .map(|r| {
+                            Ok(Revocation {
+                                seq: r.try_get("seq")?,
+                                ticket_sn: r.try_get("ticket_sn")?,
+                                revoked_at_ms: r.try_get("revoked_at_ms")?,
+                            })
+                        })
+                        .collect::<sqlx::Result<_>>()
+                        .map_err(db)
                 }
 
                 async fn payment_audit(&self) -> Result<PaymentAudit> {

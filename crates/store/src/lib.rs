@@ -178,6 +178,15 @@ pub trait FlowStore: Send + Sync + 'static {
     async fn tickets_after(&self, after_sn: &str, limit: u32) -> Result<Vec<TicketRecord>>;
     /// Check a ticket in at a gate: ISSUED → CHECKED_IN exactly once, ever (I5).
     async fn check_in(&self, ticket_sn: &str, gate_id: &str, station: &str, at_ms: i64) -> Result<CheckIn>;
+    /// Refund an ISSUED ticket (see [`RefundTicket`]): in one transaction the ticket goes
+    /// REFUNDED, the refund row, the revocation, the order's status, an outbox event and an
+    /// audit entry are written. `r.status` is ignored (a new refund is PENDING).
+    async fn refund_ticket(&self, r: &TicketRefundRecord) -> Result<RefundTicket>;
+    async fn ticket_refund(&self, refund_no: &str) -> Result<Option<TicketRefundRecord>>;
+    /// PENDING → DONE once seat and money went back. False when it was done already.
+    async fn complete_ticket_refund(&self, refund_no: &str, channel_refund_id: &str, now_ms: i64) -> Result<bool>;
+    /// Revocations after cursor `after_seq`, oldest first.
+    async fn revocations(&self, after_seq: i64, limit: u32) -> Result<Vec<Revocation>>;
     /// Where every captured payment stands (I2).
     async fn payment_audit(&self) -> Result<PaymentAudit>;
 

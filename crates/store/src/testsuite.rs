@@ -291,6 +291,39 @@ async fn tickets_issue_once(store: &dyn Store) {
     );
     assert_eq!(store.check_in("nope", "g1", "VNP", 47).await.unwrap(), CheckIn::Unknown);
     assert_eq!(store.ticket("E130").await.unwrap().unwrap().status, TicketStatus::CheckedIn);
+    // A refund: once; the ticket is revoked; the order partly refunded; a checked-in ticket is not refundable.
+    let refund = TicketRefundRecord {
+        refund_no: "T1".into(),
+        ticket_sn: "E131".into(),
+        order_no: "E13".into(),
+        payment_no: "P13".into(),
+        refund_fen: 50_000,
+        fee_fen: 5_300,
+        status: String::new(),
+        created_at_ms: 48,
+    };
+    let RefundTicket::Started(started) = store.refund_ticket(&refund).await.unwrap() else { panic!("{name}") };
+    assert_eq!(started.status, "PENDING");
+    let again = TicketRefundRecord { refund_no: "T2".into(), ..refund.clone() };
+    assert_eq!(store.refund_ticket(&again).await.unwrap(), RefundTicket::Existing(started.clone()), "{name}");
+    let checked_in = TicketRefundRecord { refund_no: "T3".into(), ticket_sn: "E130".into(), ..refund.clone() };
+    assert_eq!(store.refund_ticket(&checked_in).await.unwrap(), RefundTicket::NotRefundable(TicketStatus::CheckedIn));
+    assert_eq!(store.order("E13").await.unwrap().unwrap().status, OrderStatus::PartiallyRefunded, "{name}");
+    let revoked = store.revocations(0, 10).await.unwrap();
+    assert_eq!(revoked.iter().map(|r| r.ticket_sn.as_str()).collect::<Vec<_>>(), ["E131"], "{name}");
+    assert!(store.revocations(revoked[0].seq, 10).await.unwrap().is_empty());
+    assert_eq!(store.check_in("E131", "g1", "VNP", 49).await.unwrap(), CheckIn::Revoked(TicketStatus::Refunded));
+    assert!(
+        store
+            .outbox_pending(100)
+            .await
+            .unwrap()
+            .iter()
+            .any(|r| r.event == OutboxEvent::TicketRefund { refund_no: "T1".into() })
+    );
+    assert!(store.complete_ticket_refund("T1", "R-T1", 50).await.unwrap());
+    assert!(!store.complete_ticket_refund("T1", "R-T1", 51).await.unwrap(), "{name}: done once");
+    assert_eq!(store.ticket_refund("T1").await.unwrap().unwrap().status, "DONE");
     let found = store.orders_in(&["E13".into(), "E14".into(), "nope".into()]).await.unwrap();
     assert_eq!(found.len(), 2, "{name}");
     // A batch issues only the orders still PAID.

@@ -53,6 +53,7 @@ impl Issuer {
             match e {
                 OutboxEvent::Ticket { order_no } => order_nos.push(order_no.clone()),
                 OutboxEvent::Refund { payment_no } => self.refund(payment_no).await?,
+                OutboxEvent::TicketRefund { refund_no } => self.ticket_refund(refund_no).await?,
             }
         }
         if order_nos.is_empty() {
@@ -197,9 +198,49 @@ impl Issuer {
             return Ok(());
         }
         let channel = self.channels.get(&p.channel).ok_or_else(|| IssueError(format!("no channel {}", p.channel)))?;
-        let refund_id = channel.refund(&p).await.map_err(err)?;
+        let refund_id = channel.refund(&p, p.amount_fen, &p.payment_no).await.map_err(err)?;
         if self.store.complete_refund(payment_no, &refund_id, now_ms()).await.map_err(err)? {
             metrics::counter!("chepiao_payments_refunded_total").increment(1);
+        }
+        Ok(())
+    }
+}
+
+impl Issuer {
+    /// A refunded ticket: its seat back on sale (keyed by the ticket, so exactly once, I3),
+    /// then the money back through the channel.
+    async fn ticket_refund(&self, refund_no: &str) -> Result<(), IssueError> {
+        let Some(r) = self.store.ticket_refund(refund_no).await.map_err(err)? else {
+            tracing::error!(refund_no, "ticket_refund event for an unknown refund");
+            return Ok(());
+        };
+        if r.status == "DONE" {
+            return Ok(());
+        }
+        let (ticket, order, payment) = tokio::try_join!(
+            self.store.ticket(&r.ticket_sn),
+            self.store.order(&r.order_no),
+            self.store.payment(&r.payment_no)
+        )
+        .map_err(err)?;
+        let (Some(ticket), Some(order), Some(payment)) = (ticket, order, payment) else {
+            return Err(IssueError(format!("refund {refund_no}: its ticket, order or payment is missing")));
+        };
+        let legs = legs_of(&order).map_err(|e| err(e.message))?;
+        let leg = legs
+            .get(ticket.leg as usize)
+            .ok_or_else(|| IssueError(format!("refund {refund_no}: no leg {}", ticket.leg)))?;
+        let passenger = ticket.passenger_idx as u8;
+        let key = engine_key(&[b"ticket-refund", r.ticket_sn.as_bytes()]);
+        match self.engine.return_seat(key, leg.hold, leg.hold_leg, passenger).await.map_err(err)? {
+            Reply::Returned | Reply::Rejected(Reject::AlreadyReturned) => {}
+            other => return Err(IssueError(format!("returning the seat of {}: {other:?}", r.ticket_sn))),
+        }
+        let channel =
+            self.channels.get(&payment.channel).ok_or_else(|| IssueError(format!("no channel {}", payment.channel)))?;
+        let channel_refund = channel.refund(&payment, r.refund_fen, &r.refund_no).await.map_err(err)?;
+        if self.store.complete_ticket_refund(refund_no, &channel_refund, now_ms()).await.map_err(err)? {
+            metrics::counter!("chepiao_tickets_refunded_total").increment(1);
         }
         Ok(())
     }

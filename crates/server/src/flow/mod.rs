@@ -16,5 +16,6 @@ pub mod bus;
 pub mod issuer;
 pub mod orders;
 pub mod payments;
+pub mod refunds;
 pub mod relay;
 pub mod signing;

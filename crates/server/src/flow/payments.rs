@@ -36,9 +36,9 @@ pub trait PaymentChannel: Send + Sync + 'static {
     fn verify(&self, body: &[u8], signature: &str) -> bool;
     /// The page where the payer pays `payment`; `base_url` is how clients reach this server.
     fn pay_url(&self, base_url: &str, payment: &PaymentRecord) -> String;
-    /// Give a captured payment back. Idempotent: a second call for the same payment returns the
-    /// same refund id and moves no more money.
-    async fn refund(&self, payment: &PaymentRecord) -> Result<String, ChannelError>;
+    /// Give `amount_fen` of a captured payment back, as refund `refund_no`. Idempotent per
+    /// `refund_no`: a second call returns the same channel refund id and moves no more money.
+    async fn refund(&self, payment: &PaymentRecord, amount_fen: i64, refund_no: &str) -> Result<String, ChannelError>;
 }
 
 /// The channels this server accepts, by name.
@@ -199,10 +199,13 @@ impl PaymentChannel for Mockpay {
         format!("{}/mockpay/pay/{}", base_url.trim_end_matches('/'), payment.payment_no)
     }
 
-    async fn refund(&self, payment: &PaymentRecord) -> Result<String, ChannelError> {
-        // The mock moves no money; its refund id is derived from the payment, so a repeated
-        // call answers the same.
-        Ok(format!("R{}", payment.payment_no))
+    async fn refund(&self, payment: &PaymentRecord, amount_fen: i64, refund_no: &str) -> Result<String, ChannelError> {
+        // The mock moves no money; its refund id is derived from ours, so a repeated call
+        // answers the same.
+        if !(0..=payment.amount_fen).contains(&amount_fen) {
+            return Err(ChannelError(format!("refund of {amount_fen} fen on a payment of {}", payment.amount_fen)));
+        }
+        Ok(format!("M{refund_no}"))
     }
 }
 

@@ -114,6 +114,50 @@ pub async fn check_in(
     }
 }
 
+/// Revocations one call returns.
+pub const REVOCATIONS_PAGE_MAX: u32 = 1_000;
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Revoked {
+    pub ticket_sn: String,
+    pub revoked_at: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RevocationPage {
+    pub revoked: Vec<Revoked>,
+    /// The cursor for the next call (`since=`); equal to the one given when nothing is new.
+    pub next: i64,
+}
+
+/// Tickets gates must refuse (refunded, rebooked), after cursor `since` (start with 0). Gates
+/// only: `X-Gate-Key` of any configured gate.
+#[utoipa::path(get, path = "/api/v1/checkin/revocations", tag = "tickets",
+    params(("since" = i64, Query, description = "cursor; 0 for everything"),
+           ("X-Gate-Key" = String, Header, description = "a gate's secret")),
+    responses((status = 200, body = RevocationPage), (status = 401, body = crate::error::ErrorBody)))]
+pub async fn revocations(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    params: crate::routes::Params,
+) -> Result<Json<RevocationPage>, ApiError> {
+    let key = Sha256::digest(headers.get("x-gate-key").and_then(|v| v.to_str().ok()).unwrap_or("").as_bytes()).to_vec();
+    if !state.gates.values().any(|k| *k == key) {
+        return Err(ApiError::bad_gate_key("revocations are for gates: send `X-Gate-Key`"));
+    }
+    let since: i64 = params.required("since")?;
+    if since < 0 {
+        return Err(ApiError::bad_parameter("parameter `since`: a cursor from 0"));
+    }
+    let found = state.store.revocations(since, REVOCATIONS_PAGE_MAX).await?;
+    let next = found.last().map_or(since, |r| r.seq);
+    let revoked = found
+        .into_iter()
+        .map(|r| Revoked { ticket_sn: r.ticket_sn, revoked_at: crate::routes::orders::rfc3339(r.revoked_at_ms) })
+        .collect();
+    Ok(Json(RevocationPage { revoked, next }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

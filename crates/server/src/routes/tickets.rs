@@ -74,3 +74,38 @@ pub async fn keys(State(state): State<AppState>) -> Json<PublicKeys> {
         .collect();
     Json(PublicKeys { keys })
 }
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RefundOut {
+    pub ticket_sn: String,
+    pub refund_no: String,
+    /// What goes back to the payer.
+    pub refund_fen: i64,
+    /// Kept, by the fee tier of the time left before departure.
+    pub fee_fen: i64,
+    /// PENDING until the seat and the money went back, then DONE.
+    pub status: String,
+}
+
+/// Refund one of the caller's tickets; the seat goes back on sale and the ticket is revoked.
+/// Asking again answers the same refund.
+#[utoipa::path(post, path = "/api/v1/tickets/{ticket_sn}/refund", tag = "tickets", security(("bearer" = [])),
+    params(("ticket_sn" = String, Path)),
+    responses((status = 200, body = RefundOut), (status = 400, body = crate::error::ErrorBody, description = "departed (40014)"),
+              (status = 404, body = crate::error::ErrorBody),
+              (status = 409, body = crate::error::ErrorBody, description = "checked in or rebooked (40909)")))]
+pub async fn refund(
+    State(state): State<AppState>,
+    user: AuthUser,
+    sn: Result<Path<String>, PathRejection>,
+) -> Result<Json<RefundOut>, ApiError> {
+    let Path(sn) = sn.map_err(|e| ApiError::bad_parameter(e.body_text()))?;
+    let r = crate::flow::refunds::refund(&state, user.id, &sn).await?;
+    Ok(Json(RefundOut {
+        ticket_sn: r.ticket_sn,
+        refund_no: r.refund_no,
+        refund_fen: r.refund_fen,
+        fee_fen: r.fee_fen,
+        status: r.status,
+    }))
+}

@@ -7,5 +7,6 @@ mod inventory;
 mod nats;
 mod network;
 mod orders;
+mod refund;
 mod robustness;
 mod users;
