@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::helpers::{Backend, TestApp, postgres_url, spawn_app_with};
-use crate::orders::{buyer, g1, order_body, pay, send, wait_status};
+use crate::orders::{send, ticketed};
 
 const GATE: &str = "g1";
 const GATE_KEY: &str = "gate-secret";
@@ -17,21 +17,9 @@ async fn spawn(backend: Backend, valid_before_s: u64) -> TestApp {
     .await
 }
 
-/// Buy `n` tickets on G1 tomorrow (北京南 → 上海虹桥); their QR codes.
+/// `n` tickets on G1 tomorrow (北京南 → 上海虹桥): the buyer's token and the QR codes.
 async fn tickets(app: &TestApp, n: usize) -> (String, Vec<String>) {
-    let b = buyer(app, "alice", n).await;
-    let (status, order) = send(
-        app,
-        "POST",
-        "/api/v1/orders",
-        Some(&b.token),
-        Some(order_body("c", &g1(), "VNP", "AOH", "SECOND", &b.passengers)),
-    )
-    .await;
-    assert_eq!(status, 201, "{order}");
-    let no = order["order_no"].as_str().unwrap().to_string();
-    pay(app, &b.token, &no).await;
-    let done = wait_status(app, &b.token, &no, "TICKETED").await;
+    let (b, _, done) = ticketed(app, "alice", n).await;
     let qrs = done["tickets"].as_array().unwrap().iter().map(|t| t["qr"].as_str().unwrap().to_string()).collect();
     (b.token, qrs)
 }

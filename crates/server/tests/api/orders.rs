@@ -88,6 +88,19 @@ pub async fn pay(app: &TestApp, token: &str, order_no: &str) -> String {
     started["payment_no"].as_str().unwrap().to_string()
 }
 
+/// `n` passengers of a new user with tickets on G1 tomorrow (北京南 → 上海虹桥, second class):
+/// the buyer, the order number and the TICKETED order.
+pub async fn ticketed(app: &TestApp, name: &str, n: usize) -> (Buyer, String, Value) {
+    let b = buyer(app, name, n).await;
+    let body = order_body("ticketed", &g1(), "VNP", "AOH", "SECOND", &b.passengers);
+    let (status, order) = send(app, "POST", "/api/v1/orders", Some(&b.token), Some(body)).await;
+    assert_eq!(status, 201, "{order}");
+    let no = order["order_no"].as_str().unwrap().to_string();
+    pay(app, &b.token, &no).await;
+    let done = wait_status(app, &b.token, &no, "TICKETED").await;
+    (b, no, done)
+}
+
 fn notify_body(payment_no: &str, amount_fen: i64, status: &str, nonce: &str, ts: i64) -> String {
     json!({"out_trade_no": payment_no, "payment_no": payment_no, "amount_fen": amount_fen, "status": status,
            "txn_id": format!("T{nonce}"), "ts": ts, "nonce": nonce})

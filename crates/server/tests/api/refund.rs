@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::helpers::{Backend, TestApp, postgres_url, spawn_app_with};
-use crate::orders::{buyer, g1, order_body, pay, send, wait_status};
+use crate::orders::{buyer, g1, send, ticketed};
 
 async fn spawn(backend: Backend) -> TestApp {
     spawn_app_with(backend, |c| {
@@ -26,19 +26,8 @@ async fn free_seats(app: &TestApp) -> u64 {
 
 async fn refund_returns_the_seat_once_and_revokes_the_ticket(backend: Backend) {
     let app = spawn(backend).await;
-    let alice = buyer(&app, "alice", 2).await;
     let before = free_seats(&app).await;
-    let (_, order) = send(
-        &app,
-        "POST",
-        "/api/v1/orders",
-        Some(&alice.token),
-        Some(order_body("r", &g1(), "VNP", "AOH", "SECOND", &alice.passengers)),
-    )
-    .await;
-    let no = order["order_no"].as_str().unwrap().to_string();
-    pay(&app, &alice.token, &no).await;
-    let done = wait_status(&app, &alice.token, &no, "TICKETED").await;
+    let (alice, no, done) = ticketed(&app, "alice", 2).await;
     assert_eq!(free_seats(&app).await, before - 2);
     let t0 = done["tickets"][0].clone();
     let sn = t0["ticket_sn"].as_str().unwrap();
@@ -141,18 +130,7 @@ async fn refund_returns_the_seat_once_and_revokes_the_ticket_postgres() {
 #[tokio::test]
 async fn a_checked_in_ticket_cannot_be_refunded() {
     let app = spawn(Backend::Sqlite).await;
-    let alice = buyer(&app, "alice", 1).await;
-    let (_, order) = send(
-        &app,
-        "POST",
-        "/api/v1/orders",
-        Some(&alice.token),
-        Some(order_body("r", &g1(), "VNP", "AOH", "SECOND", &alice.passengers)),
-    )
-    .await;
-    let no = order["order_no"].as_str().unwrap().to_string();
-    pay(&app, &alice.token, &no).await;
-    let done = wait_status(&app, &alice.token, &no, "TICKETED").await;
+    let (alice, _, done) = ticketed(&app, "alice", 1).await;
     let t = &done["tickets"][0];
     let r = app
         .client
