@@ -270,7 +270,15 @@ status_enum! {
     }
 }
 
-/// A ticket refund as stored. `status` is PENDING until the seat and the money went back, then DONE.
+status_enum! {
+    /// A ticket refund: pending until the seat and the money went back.
+    RefundStatus {
+        Pending = "PENDING",
+        Done = "DONE",
+    }
+}
+
+/// A ticket refund as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TicketRefundRecord {
     pub refund_no: String,
@@ -279,7 +287,7 @@ pub struct TicketRefundRecord {
     pub payment_no: String,
     pub refund_fen: i64,
     pub fee_fen: i64,
-    pub status: String,
+    pub status: RefundStatus,
     pub created_at_ms: i64,
 }
 

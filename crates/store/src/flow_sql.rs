@@ -153,6 +153,15 @@ macro_rules! impl_flow_store {
                 Ok(seq)
             }
 
+            /// Append `entry` when a guarded update changed a row; answers whether it did. The
+            /// transitions that end in an audit entry all take this shape.
+            async fn audit_if(c: &mut $conn, changed: bool, entry: AuditEntry) -> sqlx::Result<bool> {
+                if changed {
+                    append_audit(c, std::slice::from_ref(&entry)).await?;
+                }
+                Ok(changed)
+            }
+
             async fn insert_outbox(c: &mut $conn, events: &[OutboxEvent], now_ms: i64) -> sqlx::Result<()> {
                 for chunk in events.chunks(IN_LIST_MAX / 2) {
                     let values: Vec<String> =
@@ -530,6 +539,7 @@ macro_rules! impl_flow_store {
             }
 
             fn refund_row(r: &$row) -> sqlx::Result<TicketRefundRecord> {
+                let status: String = r.try_get("status")?;
                 Ok(TicketRefundRecord {
                     refund_no: r.try_get("refund_no")?,
                     ticket_sn: r.try_get("ticket_sn")?,
@@ -537,7 +547,7 @@ macro_rules! impl_flow_store {
                     payment_no: r.try_get("payment_no")?,
                     refund_fen: r.try_get("refund_fen")?,
                     fee_fen: r.try_get("fee_fen")?,
-                    status: r.try_get("status")?,
+                    status: RefundStatus::parse(&status).ok_or_else(|| decode_error("ticket_refunds", &status))?,
                     created_at_ms: r.try_get("created_at_ms")?,
                 })
             }
@@ -600,7 +610,7 @@ macro_rules! impl_flow_store {
                     };
                     append_audit(c, std::slice::from_ref(&entry)).await?;
                     let mut started = r.clone();
-                    started.status = "PENDING".into();
+                    started.status = RefundStatus::Pending;
                     Ok(RefundTicket::Started(started))
                 })
             }
@@ -612,17 +622,13 @@ macro_rules! impl_flow_store {
                         .bind(refund_no)
                         .execute(&mut *c)
                         .await?;
-                    if done.rows_affected() == 0 {
-                        return Ok(false);
-                    }
                     let entry = AuditEntry {
                         at_ms: *now_ms,
                         kind: "ticket.refund.done".into(),
                         subject: refund_no.clone(),
                         detail: format!("channel refund {channel_refund_id}"),
                     };
-                    append_audit(c, std::slice::from_ref(&entry)).await?;
-                    Ok(true)
+                    audit_if(c, done.rows_affected() == 1, entry).await
                 })
             }
 
@@ -658,8 +664,7 @@ macro_rules! impl_flow_store {
                         subject: order_no.clone(),
                         detail: reason.clone(),
                     };
-                    append_audit(c, std::slice::from_ref(&entry)).await?;
-                    Ok(true)
+                    audit_if(c, true, entry).await
                 })
             }
 
@@ -674,17 +679,13 @@ macro_rules! impl_flow_store {
                     .bind(payment_no)
                     .execute(&mut *c)
                     .await?;
-                    if done.rows_affected() == 0 {
-                        return Ok(false);
-                    }
                     let entry = AuditEntry {
                         at_ms: *now_ms,
                         kind: "payment.refund".into(),
                         subject: payment_no.clone(),
                         detail: format!("refund {refund_id}"),
                     };
-                    append_audit(c, std::slice::from_ref(&entry)).await?;
-                    Ok(true)
+                    audit_if(c, done.rows_affected() == 1, entry).await
                 })
             }
 

@@ -180,7 +180,7 @@ pub trait FlowStore: Send + Sync + 'static {
     async fn check_in(&self, ticket_sn: &str, gate_id: &str, station: &str, at_ms: i64) -> Result<CheckIn>;
     /// Refund an ISSUED ticket (see [`RefundTicket`]): in one transaction the ticket goes
     /// REFUNDED, the refund row, the revocation, the order's status, an outbox event and an
-    /// audit entry are written. `r.status` is ignored (a new refund is PENDING).
+    /// audit entry are written. A new refund is PENDING whatever `r.status` says.
     async fn refund_ticket(&self, r: &TicketRefundRecord) -> Result<RefundTicket>;
     async fn ticket_refund(&self, refund_no: &str) -> Result<Option<TicketRefundRecord>>;
     /// PENDING → DONE once seat and money went back. False when it was done already.

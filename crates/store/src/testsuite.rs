@@ -299,11 +299,11 @@ async fn tickets_issue_once(store: &dyn Store) {
         payment_no: "P13".into(),
         refund_fen: 50_000,
         fee_fen: 5_300,
-        status: String::new(),
+        status: RefundStatus::Pending,
         created_at_ms: 48,
     };
     let RefundTicket::Started(started) = store.refund_ticket(&refund).await.unwrap() else { panic!("{name}") };
-    assert_eq!(started.status, "PENDING");
+    assert_eq!(started.status, RefundStatus::Pending);
     let again = TicketRefundRecord { refund_no: "T2".into(), ..refund.clone() };
     assert_eq!(store.refund_ticket(&again).await.unwrap(), RefundTicket::Existing(started.clone()), "{name}");
     let checked_in = TicketRefundRecord { refund_no: "T3".into(), ticket_sn: "E130".into(), ..refund.clone() };
@@ -323,7 +323,7 @@ async fn tickets_issue_once(store: &dyn Store) {
     );
     assert!(store.complete_ticket_refund("T1", "R-T1", 50).await.unwrap());
     assert!(!store.complete_ticket_refund("T1", "R-T1", 51).await.unwrap(), "{name}: done once");
-    assert_eq!(store.ticket_refund("T1").await.unwrap().unwrap().status, "DONE");
+    assert_eq!(store.ticket_refund("T1").await.unwrap().unwrap().status, RefundStatus::Done);
     let found = store.orders_in(&["E13".into(), "E14".into(), "nope".into()]).await.unwrap();
     assert_eq!(found.len(), 2, "{name}");
     // A batch issues only the orders still PAID.

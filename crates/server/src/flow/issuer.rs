@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chepiao_engine::{Engine, Reject, Reply};
-use chepiao_store::{OrderStatus, OutboxEvent, PaymentStatus, Store, TicketRecord, TicketStatus};
+use chepiao_store::{OrderStatus, OutboxEvent, PaymentStatus, RefundStatus, Store, TicketRecord, TicketStatus};
 
 use crate::flow::orders::{StoredLeg, engine_key, legs_of, now_ms};
 use crate::flow::payments::Channels;
@@ -214,7 +214,7 @@ impl Issuer {
             tracing::error!(refund_no, "ticket_refund event for an unknown refund");
             return Ok(());
         };
-        if r.status == "DONE" {
+        if r.status == RefundStatus::Done {
             return Ok(());
         }
         let (ticket, order, payment) = tokio::try_join!(

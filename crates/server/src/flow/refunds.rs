@@ -2,7 +2,7 @@
 //! transaction that revokes the ticket and queues the seat and the money to go back (the
 //! issuer does both when it handles the outbox event; see `Issuer::ticket_refund`).
 
-use chepiao_store::{OrderStatus, PaymentStatus, RefundTicket, TicketRecord, TicketRefundRecord};
+use chepiao_store::{OrderStatus, PaymentStatus, RefundStatus, RefundTicket, TicketRecord, TicketRefundRecord};
 
 use crate::AppState;
 use crate::config::FeeTier;
@@ -49,7 +49,7 @@ pub async fn refund(state: &AppState, user_id: i64, ticket_sn: &str) -> Result<T
         payment_no: payment.payment_no,
         refund_fen: ticket.price_fen - fee_fen,
         fee_fen,
-        status: String::new(),
+        status: RefundStatus::Pending,
         created_at_ms: now_ms(),
     };
     match state.store.refund_ticket(&r).await? {

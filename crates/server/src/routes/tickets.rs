@@ -106,6 +106,6 @@ pub async fn refund(
         refund_no: r.refund_no,
         refund_fen: r.refund_fen,
         fee_fen: r.fee_fen,
-        status: r.status,
+        status: r.status.as_str().into(),
     }))
 }

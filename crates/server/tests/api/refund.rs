@@ -59,12 +59,17 @@ async fn refund_returns_the_seat_once_and_revokes_the_ticket(backend: Backend) {
     assert_eq!(free_seats(&app).await, before - 1);
     let refund_no = r["refund_no"].as_str().unwrap();
     for _ in 0..200 {
-        if app.state.store.ticket_refund(refund_no).await.unwrap().unwrap().status == "DONE" {
+        if app.state.store.ticket_refund(refund_no).await.unwrap().unwrap().status == chepiao_store::RefundStatus::Done
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(app.state.store.ticket_refund(refund_no).await.unwrap().unwrap().status, "DONE", "money back");
+    assert_eq!(
+        app.state.store.ticket_refund(refund_no).await.unwrap().unwrap().status,
+        chepiao_store::RefundStatus::Done,
+        "money back"
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(free_seats(&app).await, before - 1, "returned exactly once");
 
