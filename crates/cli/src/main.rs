@@ -4,6 +4,7 @@
 
 mod bench;
 mod config;
+mod gate;
 mod import;
 mod load;
 
@@ -48,6 +49,8 @@ enum Command {
     /// Checks of the append-only audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// An offline check-in gate: sync keys and revocations, scan with no network, upload.
+    Gate(gate::GateArgs),
 }
 
 #[derive(Subcommand)]
@@ -154,6 +157,7 @@ async fn main() -> anyhow::Result<()> {
             load::run(args, network).await
         }
         Command::Audit(AuditCommand::Verify(flags)) => audit_verify(flags).await,
+        Command::Gate(args) => gate::run(args).await,
         Command::Bench(b) => {
             let network = chepiao_domain::Network::new(import::bundled_network()?);
             tokio::task::spawn_blocking(move || bench::run(b, network)).await?

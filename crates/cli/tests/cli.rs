@@ -103,7 +103,8 @@ fn serve(dir: &std::path::Path, env: &[(&str, &str)]) -> (std::process::Child, S
 }
 
 /// SIGKILL after the payment was acknowledged but before any ticket was issued (the relay is
-/// paused for the first run): after a restart the order still reaches TICKETED (I2, I4).
+/// paused for the first run): after a restart the order still reaches TICKETED (I2, I4). Then
+/// the ticket passes an offline `chepiao gate`, and the audit chain is checked.
 #[tokio::test]
 async fn a_paid_order_is_ticketed_after_sigkill() {
     use serde_json::{Value, json};
@@ -157,7 +158,15 @@ async fn a_paid_order_is_ticketed_after_sigkill() {
     Command::new("kill").args(["-KILL", &child.id().to_string()]).status().unwrap();
     child.wait().unwrap();
 
-    let (mut child, base2) = serve(&dir, &[("CHEPIAO_MOCKPAY_SECRET", secret)]);
+    let (mut child, base2) = serve(
+        &dir,
+        &[
+            ("CHEPIAO_MOCKPAY_SECRET", secret),
+            ("CHEPIAO_GATE_KEYS", "g9=k9"),
+            ("CHEPIAO_TICKET_VALID_BEFORE_S", "259200"),
+        ],
+    );
+    let mut qr = String::new();
     let mut status = Value::Null;
     for _ in 0..200 {
         let r = http.get(format!("{base2}/api/v1/orders/{order_no}")).bearer_auth(&token).send().await.unwrap();
@@ -165,11 +174,32 @@ async fn a_paid_order_is_ticketed_after_sigkill() {
         status = o["status"].clone();
         if status == "TICKETED" {
             assert_eq!(o["tickets"].as_array().unwrap().len(), 1);
+            qr = o["tickets"][0]["qr"].as_str().unwrap().to_string();
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(status, "TICKETED");
+
+    // `chepiao gate`: sync, scan offline (once), upload.
+    let state = dir.join("gate.json");
+    let gate = |args: &[&str]| {
+        chepiao().arg("gate").arg("--state").arg(&state).args(["--gate-key", "k9"]).args(args).output().unwrap()
+    };
+    let out = gate(&["sync", "--server", &base2, "--gate-id", "g9"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = gate(&["scan", "--station", "VNP", &qr]);
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ACCEPTED"));
+    let out = gate(&["scan", "--station", "VNP", &qr]);
+    assert_eq!(out.status.code(), Some(3), "a second scan is refused");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ALREADY_SCANNED"));
+    let out = gate(&["upload"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["results"][0]["result"], "ACCEPTED", "{report}");
+    let out = chepiao().arg("gate").arg("--state").arg(&state).arg("upload").output().unwrap();
+    assert!(!out.status.success(), "no key, no upload");
     Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     child.wait().unwrap();
 

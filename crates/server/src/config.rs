@@ -46,6 +46,8 @@ pub struct Config {
     /// How much longer than the pay window the engine keeps a hold, so that a payment taken
     /// at the last second can still be confirmed, seconds.
     pub hold_grace_s: u64,
+    /// The earliest waitlist deadline accepted, seconds from now (a wish must have a chance).
+    pub wish_deadline_min_s: u64,
     /// `nats://host:port` to carry outbox events over NATS JetStream; unset: in-process.
     pub nats_url: Option<String>,
     /// JetStream stream (and subject prefix) for the events.
@@ -97,6 +99,7 @@ impl Default for Config {
             token_ttl_s: 2 * 3600,
             pay_window_s: 600,
             hold_grace_s: 900,
+            wish_deadline_min_s: 60,
             nats_url: None,
             nats_stream: "CHEPIAO".into(),
             mockpay_secret: None,
@@ -137,6 +140,7 @@ impl Config {
         "token_ttl_s",
         "pay_window_s",
         "hold_grace_s",
+        "wish_deadline_min_s",
         "nats_url",
         "nats_stream",
         "mockpay_secret",
@@ -177,6 +181,9 @@ impl Config {
         }
         if !(10..=24 * 3600).contains(&self.hold_grace_s) {
             return Err("hold_grace_s must be 10 to 86400".into());
+        }
+        if !(1..=24 * 3600).contains(&self.wish_deadline_min_s) {
+            return Err("wish_deadline_min_s must be 1 to 86400".into());
         }
         if self.nats_stream.is_empty() || !self.nats_stream.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err("nats_stream must be letters, digits and _".into());

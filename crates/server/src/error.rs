@@ -70,6 +70,7 @@ codes! {
     unknown_payment = 40405, NOT_FOUND, "no such payment on that channel";
     unknown_ticket = 40406, NOT_FOUND, "no such ticket (or not the caller's)";
     unknown_channel = 40407, NOT_FOUND, "no such payment channel";
+    unknown_wish = 40408, NOT_FOUND, "no such waitlist wish (or not the caller's)";
     method_not_allowed = 40501, METHOD_NOT_ALLOWED, "method not allowed on this route";
     passenger_exists = 40901, CONFLICT, "that passenger is on the caller's list already";
     passengers_full = 40902, CONFLICT, "the caller's passenger list is full";
@@ -80,6 +81,8 @@ codes! {
     notify_replayed = 40907, CONFLICT, "payment notify replayed (its nonce was seen before)";
     already_checked_in = 40908, CONFLICT, "the ticket was checked in already";
     not_refundable = 40909, CONFLICT, "the ticket was checked in or rebooked: it cannot be refunded";
+    not_rebookable = 40910, CONFLICT, "the ticket was checked in, refunded or rebooked: it cannot be rebooked";
+    wish_not_cancellable = 40911, CONFLICT, "the wish was fulfilled or has ended: it cannot be cancelled";
     ticket_revoked = 41001, GONE, "the ticket was refunded or rebooked: it is revoked";
     bad_ticket_code = 42201, UNPROCESSABLE_ENTITY, "the ticket code is malformed or its signature does not verify";
     wrong_station = 42202, UNPROCESSABLE_ENTITY, "the ticket does not board at this station";

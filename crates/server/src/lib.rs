@@ -21,6 +21,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod flow;
+pub mod gate;
 pub mod inventory;
 pub mod metrics;
 pub mod middleware;
@@ -158,6 +159,7 @@ impl App {
             pii: pii::Pii::new(pii_key),
             channels: channels.clone(),
             valid_before_s: config.ticket_valid_before_s as i64,
+            seats_back: Arc::new(tokio::sync::Notify::new()),
         });
         let (bus, nats): (Arc<dyn flow::bus::EventBus>, _) = match &config.nats_url {
             Some(url) => {
@@ -211,7 +213,7 @@ impl App {
 
     pub fn router(&self) -> Router {
         use axum::routing::post;
-        use routes::{checkin, health, network, orders, payments, tickets, users, web};
+        use routes::{checkin, health, network, orders, payments, tickets, users, waitlist, web};
         let limits = middleware::Limits {
             body_len_max: self.state.config.body_len_max,
             request_timeout: Duration::from_millis(self.state.config.request_timeout_ms),
@@ -241,6 +243,13 @@ impl App {
             .route("/api/v1/checkin", post(checkin::check_in))
             .route("/api/v1/checkin/revocations", get(checkin::revocations))
             .route("/api/v1/tickets/{ticket_sn}/refund", post(tickets::refund))
+            .route("/api/v1/tickets/{ticket_sn}/rebook", post(tickets::rebook))
+            .route("/api/v1/checkin/uploads", post(checkin::upload))
+            .route("/api/v1/waitlist", post(waitlist::join))
+            .route("/api/v1/waitlist/{waitlist_id}", get(waitlist::get))
+            .route("/api/v1/waitlist/{waitlist_id}/payments", post(waitlist::pay))
+            .route("/api/v1/waitlist/{waitlist_id}/cancel", post(waitlist::cancel))
+            .route("/api/v1/notifications", get(waitlist::notifications))
             .route_layer(axum::middleware::from_fn(middleware::track_metrics))
             .fallback(|| async { ApiError::not_found("no such route") })
             .method_not_allowed_fallback(|| async { ApiError::method_not_allowed("method not allowed on this route") })
@@ -276,6 +285,7 @@ impl App {
         let mut tasks = vec![
             tokio::spawn(roll_sale_window(state.clone())),
             tokio::spawn(flow::orders::sweep_forever(state.clone(), Duration::from_millis(500))),
+            tokio::spawn(flow::waitlist::match_forever(state.clone())),
             tokio::spawn(state.relay.clone().run_forever(Duration::from_millis(200))),
             tokio::spawn(prune_nonces(state.clone())),
         ];

@@ -6,7 +6,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{CODES, ErrorBody};
-use crate::routes::{checkin, health, network, orders, payments, tickets, users};
+use crate::routes::{checkin, health, network, orders, payments, tickets, users, waitlist};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -17,7 +17,8 @@ use crate::routes::{checkin, health, network, orders, payments, tickets, users};
         users::register, users::login, users::add_passenger, users::passengers,
         orders::create, orders::get, orders::list, orders::cancel, orders::pay,
         payments::notify, payments::mockpay_pay, tickets::get, tickets::qr_svg, tickets::keys,
-        checkin::check_in, checkin::revocations, tickets::refund),
+        checkin::check_in, checkin::revocations, checkin::upload, tickets::refund, tickets::rebook,
+        waitlist::join, waitlist::get, waitlist::pay, waitlist::cancel, waitlist::notifications),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth),
     tags((name = "network", description = "stations, train search with remaining tickets, runs"),
@@ -25,6 +26,7 @@ use crate::routes::{checkin, health, network, orders, payments, tickets, users};
          (name = "orders", description = "orders: a seat hold with a pay window; idempotent per (user, key)"),
          (name = "payments", description = "payment channels, signed notifies, the mock provider"),
          (name = "tickets", description = "tickets with Ed25519-signed QR codes, and the public keys"),
+         (name = "waitlist", description = "候补: prepaid wishes for sold-out runs, fulfilled in join order"),
          (name = "operations", description = "health, readiness, metrics"))
 )]
 struct ApiDoc;

@@ -49,6 +49,7 @@ fn migrator() -> Migrator {
             m(3, "flow", include_str!("../migrations/0003_flow.sql")),
             m(4, "checkin", include_str!("../migrations/0004_checkin.sql")),
             m(5, "refunds", include_str!("../migrations/0005_refunds.sql")),
+            m(6, "after_sale", include_str!("../migrations/0006_after_sale.sql")),
         ]),
         ..Migrator::DEFAULT
     }

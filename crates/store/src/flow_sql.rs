@@ -555,6 +555,29 @@ macro_rules! impl_flow_store {
             const REFUND_COLS: &str =
                 "refund_no, ticket_sn, order_no, payment_no, refund_fen, fee_fen, status, created_at_ms";
 
+            /// A refund row (PENDING), the ticket's revocation and the outbox event that gives
+            /// its seat and money back: what a refund and a rebook both write.
+            async fn insert_ticket_refund(c: &mut $conn, r: &TicketRefundRecord, reason: &str) -> sqlx::Result<()> {
+                let sql = format!("INSERT INTO ticket_refunds ({REFUND_COLS}) VALUES ($1, $2, $3, $4, $5, $6, 'PENDING', $7)");
+                sqlx::query(&sql)
+                    .bind(&r.refund_no)
+                    .bind(&r.ticket_sn)
+                    .bind(&r.order_no)
+                    .bind(&r.payment_no)
+                    .bind(r.refund_fen)
+                    .bind(r.fee_fen)
+                    .bind(r.created_at_ms)
+                    .execute(&mut *c)
+                    .await?;
+                sqlx::query("INSERT INTO revocations (ticket_sn, reason, revoked_at_ms) VALUES ($1, $2, $3)")
+                    .bind(&r.ticket_sn)
+                    .bind(reason)
+                    .bind(r.created_at_ms)
+                    .execute(&mut *c)
+                    .await?;
+                insert_outbox(c, &[OutboxEvent::TicketRefund { refund_no: r.refund_no.clone() }], r.created_at_ms).await
+            }
+
             fn tx_refund_ticket<'c>(c: &'c mut $conn, r: &'c TicketRefundRecord) -> TxFuture<'c, RefundTicket> {
                 Box::pin(async move {
                     let done = sqlx::query("UPDATE tickets SET status = 'REFUNDED' WHERE ticket_sn = $1 AND status = 'ISSUED'")
@@ -562,10 +585,6 @@ macro_rules! impl_flow_store {
                         .execute(&mut *c)
                         .await?;
                     if done.rows_affected() == 0 {
-                        let sql = format!("SELECT {REFUND_COLS} FROM ticket_refunds WHERE ticket_sn = $1");
-                        if let Some(row) = sqlx::query(&sql).bind(&r.ticket_sn).fetch_optional(&mut *c).await? {
-                            return Ok(RefundTicket::Existing(refund_row(&row)?));
-                        }
                         let row = sqlx::query("SELECT status FROM tickets WHERE ticket_sn = $1")
                             .bind(&r.ticket_sn)
                             .fetch_optional(&mut *c)
@@ -573,24 +592,16 @@ macro_rules! impl_flow_store {
                         let Some(row) = row else { return Ok(RefundTicket::Unknown) };
                         let status: String = row.try_get("status")?;
                         let status = TicketStatus::parse(&status).ok_or_else(|| decode_error("tickets", &status))?;
-                        return Ok(RefundTicket::NotRefundable(status));
+                        if status != TicketStatus::Refunded {
+                            // A rebooked ticket has a refund row too (its seat went back), but
+                            // it was not refunded: it is simply not refundable.
+                            return Ok(RefundTicket::NotRefundable(status));
+                        }
+                        let sql = format!("SELECT {REFUND_COLS} FROM ticket_refunds WHERE ticket_sn = $1");
+                        let row = sqlx::query(&sql).bind(&r.ticket_sn).fetch_one(&mut *c).await?;
+                        return Ok(RefundTicket::Existing(refund_row(&row)?));
                     }
-                    let sql = format!("INSERT INTO ticket_refunds ({REFUND_COLS}) VALUES ($1, $2, $3, $4, $5, $6, 'PENDING', $7)");
-                    sqlx::query(&sql)
-                        .bind(&r.refund_no)
-                        .bind(&r.ticket_sn)
-                        .bind(&r.order_no)
-                        .bind(&r.payment_no)
-                        .bind(r.refund_fen)
-                        .bind(r.fee_fen)
-                        .bind(r.created_at_ms)
-                        .execute(&mut *c)
-                        .await?;
-                    sqlx::query("INSERT INTO revocations (ticket_sn, reason, revoked_at_ms) VALUES ($1, 'REFUNDED', $2)")
-                        .bind(&r.ticket_sn)
-                        .bind(r.created_at_ms)
-                        .execute(&mut *c)
-                        .await?;
+                    insert_ticket_refund(c, r, "REFUNDED").await?;
                     sqlx::query(
                         "UPDATE orders SET version = version + 1, updated_at_ms = $2, status = CASE WHEN EXISTS
                            (SELECT 1 FROM tickets WHERE order_no = $1 AND status IN ('ISSUED', 'CHECKED_IN'))
@@ -601,7 +612,6 @@ macro_rules! impl_flow_store {
                     .bind(r.created_at_ms)
                     .execute(&mut *c)
                     .await?;
-                    insert_outbox(c, &[OutboxEvent::TicketRefund { refund_no: r.refund_no.clone() }], r.created_at_ms).await?;
                     let entry = AuditEntry {
                         at_ms: r.created_at_ms,
                         kind: "ticket.refund".into(),
@@ -1042,6 +1052,8 @@ macro_rules! impl_flow_store {
                     rows.iter().map(audit_row).collect::<sqlx::Result<_>>().map_err(db)
                 }
             }
+
+            $crate::impl_after_sale_store!($store, $conn, $row);
         };
     };
 }

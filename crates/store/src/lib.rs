@@ -10,13 +10,18 @@ use async_trait::async_trait;
 use chepiao_domain::network::{Station, Stop, Train};
 use chepiao_domain::{NetworkData, RunId, ServiceDate};
 
+#[macro_use]
 pub mod flow;
+pub mod after_sale;
+#[doc(hidden)]
+pub mod after_sale_sql;
 #[doc(hidden)]
 pub mod flow_sql;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;
 pub mod writer;
 
+pub use after_sale::*;
 pub use flow::*;
 
 /// Errors a store reports. Backends map their driver errors into these.
@@ -197,7 +202,7 @@ pub trait FlowStore: Send + Sync + 'static {
 
 /// Everything chepiao keeps in its relational database.
 #[async_trait]
-pub trait Store: FlowStore + Send + Sync + 'static {
+pub trait Store: FlowStore + AfterSaleStore + Send + Sync + 'static {
     /// `"sqlite"` or `"postgres"`, for logs and `/readyz`.
     fn backend(&self) -> &'static str;
 

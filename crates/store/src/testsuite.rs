@@ -4,6 +4,7 @@
 use chepiao_domain::network::{NetworkData, Station, Stop, Train};
 use chepiao_domain::{RunId, ServiceDate};
 
+use crate::after_sale::*;
 use crate::flow::*;
 use crate::{AddPassenger, NewPassenger, RunStatus, Store, StoreError};
 
@@ -65,6 +66,8 @@ pub async fn run_all(store: &dyn Store) {
     orders_move_only_along_the_state_machine(store).await;
     notifies_pay_once_refuse_replays_and_refund_late_payments(store).await;
     tickets_issue_once(store).await;
+    wishes_are_fulfilled_or_ended_once(store).await;
+    rebooks_swap_a_ticket_once(store).await;
     audit_chain_verifies(store).await;
 }
 
@@ -343,6 +346,136 @@ async fn tickets_issue_once(store: &dyn Store) {
     assert!(store.complete_refund("P14", "R2", 53).await.unwrap());
     assert_eq!(store.payment_audit().await.unwrap().in_flight_total, 0);
     assert_eq!(e14.status, OrderStatus::PendingPayment);
+}
+
+/// A paid order `no` of alice's (far-off pay window).
+async fn paid_order(store: &dyn Store, no: &str) -> OrderRecord {
+    let alice = store.user_by_name("alice").await.unwrap().unwrap().id;
+    store.create_order(&new_order(alice, no, &format!("key-{no}"), 9_000_000_000_000)).await.unwrap();
+    store.create_payment(&new_payment(&format!("P{no}"), no)).await.unwrap();
+    store.apply_notify(&notify(&format!("P{no}"), 55_300, &format!("n-{no}"), 60)).await.unwrap();
+    store.order(no).await.unwrap().unwrap()
+}
+
+async fn wishes_are_fulfilled_or_ended_once(store: &dyn Store) {
+    let name = store.backend();
+    let alice = store.user_by_name("alice").await.unwrap().unwrap().id;
+    let wish = |id: &str, deadline_ms: i64| NewWish {
+        wish_id: id.into(),
+        user_id: alice,
+        run_id: "G1-20261122".into(),
+        class: "SECOND".into(),
+        from_station: "VNP".into(),
+        to_station: "AOH".into(),
+        passenger_ids: vec![1, 2],
+        deadline_ms,
+        created_at_ms: 60,
+    };
+    let order = |no: &str| new_order(alice, no, &format!("wish:{no}"), 9_000_000_000_000);
+    let CreateWish::Created(w1) = store.create_wish(&wish("W1", 1_000), &order("EW1")).await.unwrap() else {
+        panic!("{name}: wish not created")
+    };
+    assert_eq!(
+        (w1.status, w1.passenger_ids.as_slice(), w1.order_no.as_str()),
+        (WishStatus::Active, &[1, 2][..], "EW1")
+    );
+    let again = store.create_wish(&wish("W1b", 1_000), &order("EW1")).await.unwrap();
+    assert_eq!(again, CreateWish::Existing(w1.clone()), "{name}: the same key finds the same wish");
+    assert!(matches!(
+        store.create_wish(&wish("W1c", 1), &new_order(alice, "X", "k1", 1)).await.unwrap(),
+        CreateWish::KeyTaken(_)
+    ));
+    assert!(store.waiting_wishes(10).await.unwrap().is_empty(), "{name}: unpaid wishes do not wait");
+    store.create_payment(&new_payment("PW1", "EW1")).await.unwrap();
+    store.apply_notify(&notify("PW1", 55_300, "n-w1", 61)).await.unwrap();
+    for (id, no) in [("W2", "EW2"), ("W3", "EW3")] {
+        store.create_wish(&wish(id, 1_000), &order(no)).await.unwrap();
+    }
+    store.create_payment(&new_payment("PW2", "EW2")).await.unwrap();
+    store.apply_notify(&notify("PW2", 55_300, "n-w2", 61)).await.unwrap();
+    let waiting: Vec<String> = store.waiting_wishes(10).await.unwrap().into_iter().map(|w| w.wish_id).collect();
+    assert_eq!(waiting, ["W1", "W2"], "{name}: paid wishes wait in join order");
+    // Fulfilled once: the order gets its seats and a ticketing event; the user a notification.
+    assert!(store.fulfil_wish("W1", "[{\"seats\":1}]", 70).await.unwrap(), "{name}");
+    assert!(!store.fulfil_wish("W1", "[]", 71).await.unwrap(), "{name}: fulfilled once");
+    assert_eq!(store.wish("W1").await.unwrap().unwrap().status, WishStatus::Fulfilled);
+    assert_eq!(store.order("EW1").await.unwrap().unwrap().legs_json, "[{\"seats\":1}]");
+    let outbox = store.outbox_pending(1_000).await.unwrap();
+    assert!(outbox.iter().any(|r| r.event == OutboxEvent::Ticket { order_no: "EW1".into() }), "{name}");
+    let notes = store.notifications(alice, 10).await.unwrap();
+    assert_eq!((notes[0].kind.as_str(), notes[0].subject.as_str()), ("wish.fulfilled", "W1"), "{name}");
+    assert!(matches!(store.end_wish("W1", WishStatus::Cancelled, 72).await.unwrap(), EndWish::NotActive(_)));
+    // Cancelled once: a paid wish's payment goes to the refund outbox.
+    assert!(matches!(store.end_wish("W2", WishStatus::Cancelled, 73).await.unwrap(), EndWish::Ended(_)), "{name}");
+    assert!(matches!(store.end_wish("W2", WishStatus::Cancelled, 74).await.unwrap(), EndWish::NotActive(_)));
+    assert_eq!(store.order("EW2").await.unwrap().unwrap().status, OrderStatus::Refunded, "{name}");
+    assert_eq!(store.payment("PW2").await.unwrap().unwrap().status, PaymentStatus::RefundPending, "{name}");
+    assert!(!store.fulfil_wish("W2", "[]", 75).await.unwrap(), "{name}: a cancelled wish is not fulfilled");
+    assert_eq!(store.end_wish("nope", WishStatus::Expired, 75).await.unwrap(), EndWish::Unknown);
+    // The deadline ends an unpaid wish too; its order dies with it.
+    assert!(store.expire_wishes(999, 10).await.unwrap().is_empty(), "{name}: not due yet");
+    let expired: Vec<String> = store.expire_wishes(1_000, 10).await.unwrap().into_iter().map(|w| w.wish_id).collect();
+    assert_eq!(expired, ["W3"], "{name}");
+    assert_eq!(store.order("EW3").await.unwrap().unwrap().status, OrderStatus::Expired, "{name}");
+    assert_eq!(store.notifications(alice, 10).await.unwrap()[0].kind, "wish.expired");
+}
+
+async fn rebooks_swap_a_ticket_once(store: &dyn Store) {
+    let name = store.backend();
+    let old = paid_order(store, "ER1").await;
+    let ticket = TicketRecord {
+        ticket_sn: "ER100".into(),
+        order_no: "ER1".into(),
+        user_id: old.user_id,
+        leg: 0,
+        passenger_idx: 0,
+        passenger_id: 1,
+        run_id: "G1-20261122".into(),
+        from_station: "VNP".into(),
+        to_station: "AOH".into(),
+        class: "SECOND".into(),
+        coach: 5,
+        seat: "01A".into(),
+        price_fen: 55_300,
+        status: TicketStatus::Issued,
+        qr: "qr".into(),
+        issued_at_ms: 80,
+    };
+    assert!(store.issue_tickets("ER1", &[ticket], 80).await.unwrap());
+    paid_order(store, "ER2").await;
+    let refund = TicketRefundRecord {
+        refund_no: "TR1".into(),
+        ticket_sn: "ER100".into(),
+        order_no: "ER1".into(),
+        payment_no: "PER1".into(),
+        refund_fen: 0,
+        fee_fen: 0,
+        status: RefundStatus::Pending,
+        created_at_ms: 81,
+    };
+    assert_eq!(store.rebook_swap("ER2", &refund).await.unwrap(), RebookSwap::Swapped, "{name}");
+    assert_eq!(store.rebook_swap("ER2", &refund).await.unwrap(), RebookSwap::AlreadyOurs, "{name}");
+    let other = TicketRefundRecord { refund_no: "TR2".into(), ..refund.clone() };
+    assert_eq!(store.rebook_swap("ER9", &other).await.unwrap(), RebookSwap::Lost(TicketStatus::Rebooked), "{name}");
+    assert_eq!(store.rebooked_to("ER100").await.unwrap().as_deref(), Some("ER2"));
+    assert_eq!(store.check_in("ER100", "g1", "VNP", 82).await.unwrap(), CheckIn::Revoked(TicketStatus::Rebooked));
+    let again = TicketRefundRecord { refund_no: "TR3".into(), ..refund.clone() };
+    assert_eq!(
+        store.refund_ticket(&again).await.unwrap(),
+        RefundTicket::NotRefundable(TicketStatus::Rebooked),
+        "{name}: a rebooked ticket is not refundable"
+    );
+    assert!(store.revocations(0, 100).await.unwrap().iter().any(|r| r.ticket_sn == "ER100"), "{name}");
+    assert_eq!(store.ticket_refund("TR1").await.unwrap().unwrap().status, RefundStatus::Pending);
+    // An order that costs nothing is settled without a payment, once.
+    let alice = old.user_id;
+    let mut free = new_order(alice, "ER3", "key-ER3", 9_000_000_000_000);
+    free.amount_fen = 0;
+    store.create_order(&free).await.unwrap();
+    assert!(store.settle_free_order("ER3", 83).await.unwrap(), "{name}");
+    assert!(!store.settle_free_order("ER3", 84).await.unwrap(), "{name}: settled once");
+    assert_eq!(store.order("ER3").await.unwrap().unwrap().status, OrderStatus::Paid);
+    assert!(!store.settle_free_order("ER2", 85).await.unwrap(), "{name}: a priced order needs a payment");
 }
 
 async fn audit_chain_verifies(store: &dyn Store) {

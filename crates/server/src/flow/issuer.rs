@@ -7,15 +7,24 @@
 //!   any part already confirmed go back on sale and the order is refunded: money is never kept
 //!   without a ticket (I2).
 //! - `refund`: give a captured payment back through its channel, then mark it REFUNDED.
+//! - `ticket_refund`: a refunded (or rebooked) ticket's seat back to the engine, then its money.
+//!
+//! A rebook's order first swaps out the ticket it replaces (see `flow::rebook`); a wish's order
+//! is PAID with no seats until the waitlist finds some, so its event has nothing to do yet.
+//! Whenever seats go back on sale, `seats_back` wakes the waitlist.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use chepiao_engine::{Engine, Reject, Reply};
-use chepiao_store::{OrderStatus, OutboxEvent, PaymentStatus, RefundStatus, Store, TicketRecord, TicketStatus};
+use chepiao_store::{
+    OrderRecord, OrderStatus, OutboxEvent, PaymentStatus, RebookSwap, RefundStatus, Store, TicketRecord,
+    TicketRefundRecord, TicketStatus,
+};
 
-use crate::flow::orders::{StoredLeg, engine_key, legs_of, now_ms};
+use crate::flow::orders::{StoredLeg, engine_key, legs_of, new_number, now_ms};
 use crate::flow::payments::Channels;
+use crate::flow::refunds::funding_payment;
 use crate::flow::signing::{QrPayload, TicketSigner};
 use crate::pii::{Pii, mask_id_no, mask_name};
 
@@ -38,6 +47,8 @@ pub struct Issuer {
     pub pii: Pii,
     pub channels: Channels,
     pub valid_before_s: i64,
+    /// Signalled when seats go back on sale (the waitlist matcher waits on it).
+    pub seats_back: Arc<tokio::sync::Notify>,
 }
 
 impl Issuer {
@@ -67,7 +78,7 @@ impl Issuer {
         }
         // Ticketed (or refunded) by an earlier delivery: nothing to do.
         let paid: Vec<_> = orders.into_iter().filter(|o| o.status == OrderStatus::Paid).collect();
-        let confirmed = futures_util::future::join_all(paid.iter().map(|o| self.confirm(o))).await;
+        let confirmed = futures_util::future::join_all(paid.iter().map(|o| self.confirm_then_swap(o))).await;
         let mut hints: HashMap<i64, String> = HashMap::new();
         let mut batch = Vec::new();
         for (order, legs) in paid.iter().zip(confirmed) {
@@ -84,9 +95,56 @@ impl Issuer {
         Ok(())
     }
 
+    /// Confirm the order's seats; then a rebook's order swaps out the ticket it replaces (after
+    /// the confirm, so that a failed confirm never costs the passenger the old ticket). A wish's
+    /// order has no seats yet: it waits.
+    async fn confirm_then_swap(&self, order: &OrderRecord) -> Result<Option<Vec<StoredLeg>>, IssueError> {
+        let legs = legs_of(order).map_err(|e| err(e.message))?;
+        if legs.iter().all(|l| l.seats.is_empty()) {
+            // A paid wish: the matcher may find seats for it right away.
+            self.seats_back.notify_one();
+            return Ok(None);
+        }
+        let Some(legs) = self.confirm(order).await? else { return Ok(None) };
+        let Some((leg, old_sn)) = legs.iter().find_map(|l| l.replaces.as_ref().map(|sn| (l, sn))) else {
+            return Ok(Some(legs));
+        };
+        match self.swap(order, leg, old_sn).await? {
+            RebookSwap::Swapped | RebookSwap::AlreadyOurs => Ok(Some(legs)),
+            lost => {
+                let reason = format!("ticket {old_sn} being rebooked: {lost:?}");
+                tracing::warn!(order_no = order.order_no, %reason, "rebook lost its ticket; refunding");
+                let holds: Vec<u64> = legs.iter().map(|l| l.hold).collect();
+                self.return_confirmed(&legs, &holds).await?;
+                self.store.refund_unticketable(&order.order_no, &reason, now_ms()).await.map_err(err)?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// The old ticket REBOOKED, its seat and any fare difference going back (one transaction).
+    async fn swap(&self, order: &OrderRecord, leg: &StoredLeg, old_sn: &str) -> Result<RebookSwap, IssueError> {
+        let Some(old) = self.store.ticket(old_sn).await.map_err(err)? else { return Ok(RebookSwap::Unknown) };
+        let old_order = self.store.order(&old.order_no).await.map_err(err)?;
+        let old_order = old_order.ok_or_else(|| IssueError(format!("ticket {old_sn} has no order")))?;
+        let payment = funding_payment(self.store.as_ref(), &old_order).await.map_err(|e| err(e.message))?;
+        let new_price: i64 = leg.seats.iter().map(|s| s.price_fen).sum();
+        let refund = TicketRefundRecord {
+            refund_no: new_number('R'),
+            ticket_sn: old_sn.to_string(),
+            order_no: old.order_no.clone(),
+            payment_no: payment.payment_no,
+            refund_fen: (old.price_fen - new_price).max(0),
+            fee_fen: 0,
+            status: RefundStatus::Pending,
+            created_at_ms: now_ms(),
+        };
+        self.store.rebook_swap(&order.order_no, &refund).await.map_err(err)
+    }
+
     /// Confirm an order's holds. Some(legs) when its seats are sold to it; None when they could
     /// not be (the order was refunded instead).
-    async fn confirm(&self, order: &chepiao_store::OrderRecord) -> Result<Option<Vec<StoredLeg>>, IssueError> {
+    async fn confirm(&self, order: &OrderRecord) -> Result<Option<Vec<StoredLeg>>, IssueError> {
         let legs = legs_of(order).map_err(|e| err(e.message))?;
         let mut holds: Vec<u64> = legs.iter().map(|l| l.hold).collect();
         holds.dedup();
@@ -119,6 +177,7 @@ impl Issuer {
                 }
             }
         }
+        self.seats_back.notify_one();
         Ok(())
     }
 
@@ -233,12 +292,19 @@ impl Issuer {
         let passenger = ticket.passenger_idx as u8;
         let key = engine_key(&[b"ticket-refund", r.ticket_sn.as_bytes()]);
         match self.engine.return_seat(key, leg.hold, leg.hold_leg, passenger).await.map_err(err)? {
-            Reply::Returned | Reply::Rejected(Reject::AlreadyReturned) => {}
+            Reply::Returned | Reply::Rejected(Reject::AlreadyReturned) => self.seats_back.notify_one(),
             other => return Err(IssueError(format!("returning the seat of {}: {other:?}", r.ticket_sn))),
         }
-        let channel =
-            self.channels.get(&payment.channel).ok_or_else(|| IssueError(format!("no channel {}", payment.channel)))?;
-        let channel_refund = channel.refund(&payment, r.refund_fen, &r.refund_no).await.map_err(err)?;
+        // A rebook to a fare no cheaper gives only the seat back.
+        let channel_refund = if r.refund_fen > 0 {
+            let channel = self
+                .channels
+                .get(&payment.channel)
+                .ok_or_else(|| IssueError(format!("no channel {}", payment.channel)))?;
+            channel.refund(&payment, r.refund_fen, &r.refund_no).await.map_err(err)?
+        } else {
+            "none".to_string()
+        };
         if self.store.complete_ticket_refund(refund_no, &channel_refund, now_ms()).await.map_err(err)? {
             metrics::counter!("chepiao_tickets_refunded_total").increment(1);
         }

@@ -9,6 +9,11 @@
 //! relay ──► bus (in-process or NATS JetStream) ──► issuer: engine confirm, signed tickets,
 //!                     order TICKETED (or, if the seats are gone, a refund)
 //! ```
+//!
+//! After the sale: `refunds` (fee tiers; seat and money back through the outbox), `rebook`
+//! (hold the new seat first, swap when the new order is ticketed) and `waitlist` (prepaid
+//! wishes fulfilled in join order when seats come back). Check-in lives in `routes::checkin`,
+//! and `crate::gate` is the offline gate that syncs from it.
 
 pub mod audit;
 pub mod batch;
@@ -16,6 +21,8 @@ pub mod bus;
 pub mod issuer;
 pub mod orders;
 pub mod payments;
+pub mod rebook;
 pub mod refunds;
 pub mod relay;
 pub mod signing;
+pub mod waitlist;

@@ -74,7 +74,11 @@ pub struct StoredLeg {
     pub hold: u64,
     /// This leg's index within its hold.
     pub hold_leg: u8,
+    /// Empty while the order is a wish waiting for seats.
     pub seats: Vec<StoredSeat>,
+    /// The ticket this leg replaces (a rebook's order): swapped when the order is ticketed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -163,13 +167,19 @@ impl PassengerCache {
 }
 
 /// One leg checked against the network, the calendar and the caller's passengers.
-struct ResolvedLeg {
-    engine: LegRequest,
-    stored: StoredLeg,
-    price_fen: i64,
+pub(crate) struct ResolvedLeg {
+    pub engine: LegRequest,
+    pub stored: StoredLeg,
+    /// Per passenger.
+    pub price_fen: i64,
 }
 
-fn resolve_leg(state: &AppState, i: usize, leg: &LegBody, own: &HashSet<i64>) -> Result<ResolvedLeg, ApiError> {
+pub(crate) fn resolve_leg(
+    state: &AppState,
+    i: usize,
+    leg: &LegBody,
+    own: &HashSet<i64>,
+) -> Result<ResolvedLeg, ApiError> {
     let field = |name: &str| format!("legs[{i}].{name}");
     let bad = |name: &str, msg: String| ApiError::bad_parameter(format!("`{}`: {msg}", field(name)));
     let run: RunId = leg.run_id.parse().map_err(|e| bad("run_id", format!("{e}")))?;
@@ -245,6 +255,7 @@ fn resolve_leg(state: &AppState, i: usize, leg: &LegBody, own: &HashSet<i64>) ->
         hold: 0,
         hold_leg: 0,
         seats: Vec::new(),
+        replaces: None,
     };
     Ok(ResolvedLeg { engine, stored, price_fen: price.0 })
 }
@@ -276,44 +287,48 @@ pub async fn place(state: &AppState, user_id: i64, req: &OrderRequest) -> Result
         return Err(ApiError::bad_parameter(format!("`legs`: 1 to {LEGS_PER_ORDER_MAX} legs")));
     }
     let request_hash = Sha256::digest(serde_json::to_vec(&req.legs).expect("legs serialise")).to_vec();
+    place_legs(state, user_id, &req.idempotency_key, request_hash, &req.legs, None).await
+}
+
+/// The ticket a rebook's order replaces, and what was paid for it.
+pub struct Replacing {
+    pub ticket_sn: String,
+    pub price_fen: i64,
+}
+
+/// Hold `bodies`' seats and record them as the user's order under `idem_key`. A rebook's order
+/// (`replacing`) charges only what its fare exceeds the old ticket's.
+pub(crate) async fn place_legs(
+    state: &AppState,
+    user_id: i64,
+    idem_key: &str,
+    request_hash: Vec<u8>,
+    bodies: &[LegBody],
+    replacing: Option<&Replacing>,
+) -> Result<Placed, ApiError> {
     // No read of the order table first: a replay gets the same hold from the engine (its
     // holds are idempotent) and then finds the existing order when it tries to record it.
-    let wanted: Vec<i64> = req.legs.iter().flat_map(|l| l.passenger_ids.iter().copied()).collect();
+    let wanted: Vec<i64> = bodies.iter().flat_map(|l| l.passenger_ids.iter().copied()).collect();
     let own = state.passengers.of(state, user_id, &wanted).await?;
     let resolved =
-        req.legs.iter().enumerate().map(|(i, l)| resolve_leg(state, i, l, &own)).collect::<Result<Vec<_>, _>>()?;
-    let key = engine_key(&[b"order", &user_id.to_le_bytes(), req.idempotency_key.as_bytes()]);
+        bodies.iter().enumerate().map(|(i, l)| resolve_leg(state, i, l, &own)).collect::<Result<Vec<_>, _>>()?;
+    let key = engine_key(&[b"order", &user_id.to_le_bytes(), idem_key.as_bytes()]);
     let ttl_ms = (state.config.pay_window_s + state.config.hold_grace_s) * 1000;
     let engine_legs = resolved.iter().map(|r| r.engine.clone()).collect();
     let outcome = match state.engine.hold(key, engine_legs, ttl_ms).await? {
         Ok(outcome) => outcome,
         Err(reject) => return Err(refusal(reject)),
     };
-    let mut legs = Vec::with_capacity(resolved.len());
-    let mut amount_fen = 0;
-    for (i, (r, held)) in resolved.into_iter().zip(&outcome.legs).enumerate() {
-        let layout = r.engine.spec.layout();
-        let mut leg = r.stored;
-        leg.hold = held.hold;
-        leg.hold_leg = outcome.legs[..i].iter().filter(|l| l.hold == held.hold).count() as u8;
-        for (&passenger_id, &seat_index) in req.legs[i].passenger_ids.iter().zip(&held.seats) {
-            let place = layout.seat_at(seat_index).expect("the engine's seats are the layout's");
-            leg.seats.push(StoredSeat {
-                passenger_id,
-                seat_index,
-                coach: place.coach,
-                seat: place.label.to_string(),
-                price_fen: r.price_fen,
-            });
-            amount_fen += r.price_fen;
-        }
-        legs.push(leg);
+    let (mut legs, mut amount_fen) = seated_legs(resolved, &outcome, bodies);
+    if let Some(r) = replacing {
+        legs[0].replaces = Some(r.ticket_sn.clone());
+        amount_fen = (amount_fen - r.price_fen).max(0);
     }
     let now = now_ms();
     let order = NewOrder {
         order_no: new_number('E'),
         user_id,
-        idem_key: req.idempotency_key.clone(),
+        idem_key: idem_key.to_string(),
         request_hash: request_hash.clone(),
         amount_fen,
         pay_before_ms: now + state.config.pay_window_s as i64 * 1000,
@@ -339,6 +354,35 @@ pub async fn place(state: &AppState, user_id: i64, req: &OrderRequest) -> Result
     }
 }
 
+/// The legs as an order keeps them, with the seats the engine held, and their total fare.
+pub(crate) fn seated_legs(
+    resolved: Vec<ResolvedLeg>,
+    outcome: &chepiao_engine::HoldOutcome,
+    bodies: &[LegBody],
+) -> (Vec<StoredLeg>, i64) {
+    let mut legs = Vec::with_capacity(resolved.len());
+    let mut amount_fen = 0;
+    for (i, (r, held)) in resolved.into_iter().zip(&outcome.legs).enumerate() {
+        let layout = r.engine.spec.layout();
+        let mut leg = r.stored;
+        leg.hold = held.hold;
+        leg.hold_leg = outcome.legs[..i].iter().filter(|l| l.hold == held.hold).count() as u8;
+        for (&passenger_id, &seat_index) in bodies[i].passenger_ids.iter().zip(&held.seats) {
+            let place = layout.seat_at(seat_index).expect("the engine's seats are the layout's");
+            leg.seats.push(StoredSeat {
+                passenger_id,
+                seat_index,
+                coach: place.coach,
+                seat: place.label.to_string(),
+                price_fen: r.price_fen,
+            });
+            amount_fen += r.price_fen;
+        }
+        legs.push(leg);
+    }
+    (legs, amount_fen)
+}
+
 fn replay(existing: OrderRecord, request_hash: &[u8]) -> Result<Placed, ApiError> {
     if existing.request_hash != request_hash {
         return Err(ApiError::idempotency_key_reused(format!(
@@ -349,7 +393,7 @@ fn replay(existing: OrderRecord, request_hash: &[u8]) -> Result<Placed, ApiError
     Ok(Placed { order: existing, created: false })
 }
 
-fn refusal(reject: Reject) -> ApiError {
+pub(crate) fn refusal(reject: Reject) -> ApiError {
     match reject {
         Reject::NotEnoughSeats { leg } => ApiError::sold_out(format!("legs[{leg}]: not enough seats")),
         Reject::StandingNotOnSale { leg } => ApiError::sold_out(format!("legs[{leg}]: {reject}")),
@@ -361,11 +405,12 @@ fn refusal(reject: Reject) -> ApiError {
 }
 
 /// Give holds back to the engine. Errors are logged: the engine expires them at their TTL.
-async fn release_holds(state: &AppState, holds: &[u64]) {
+pub(crate) async fn release_holds(state: &AppState, holds: &[u64]) {
     let mut holds = holds.to_vec();
     holds.sort_unstable();
     holds.dedup();
-    for hold in holds {
+    // A wish that never got seats has legs with hold 0.
+    for hold in holds.into_iter().filter(|h| *h != 0) {
         let key = engine_key(&[b"release", &hold.to_le_bytes()]);
         match state.engine.release(key, hold).await {
             Ok(Reply::Released)
@@ -382,6 +427,7 @@ pub async fn release_seats(state: &AppState, order: &OrderRecord) -> Result<(), 
     let holds: Vec<u64> = legs_of(order)?.iter().map(|l| l.hold).collect();
     release_holds(state, &holds).await;
     state.store.mark_seats_released(&order.order_no).await?;
+    state.issuer.seats_back.notify_one();
     metrics::counter!("chepiao_orders_released_total").increment(1);
     Ok(())
 }

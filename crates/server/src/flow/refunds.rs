@@ -2,7 +2,10 @@
 //! transaction that revokes the ticket and queues the seat and the money to go back (the
 //! issuer does both when it handles the outbox event; see `Issuer::ticket_refund`).
 
-use chepiao_store::{OrderStatus, PaymentStatus, RefundStatus, RefundTicket, TicketRecord, TicketRefundRecord};
+use chepiao_store::{
+    OrderRecord, OrderStatus, PaymentRecord, PaymentStatus, RefundStatus, RefundTicket, Store, TicketRecord,
+    TicketRefundRecord,
+};
 
 use crate::AppState;
 use crate::config::FeeTier;
@@ -34,13 +37,7 @@ pub async fn refund(state: &AppState, user_id: i64, ticket_sn: &str) -> Result<T
     if left_s <= 0 {
         return Err(ApiError::departed(format!("{ticket_sn}: the train has left; it cannot be refunded")));
     }
-    let payment = state
-        .store
-        .payments_of(&order.order_no)
-        .await?
-        .into_iter()
-        .find(|p| p.status == PaymentStatus::Success)
-        .ok_or_else(|| ApiError::internal(format!("order {} has no captured payment", order.order_no)))?;
+    let payment = funding_payment(state.store.as_ref(), &order).await?;
     let fee_fen = refund_fee(ticket.price_fen, left_s, &state.config.refund_fee_tiers);
     let r = TicketRefundRecord {
         refund_no: new_number('R'),
@@ -65,7 +62,28 @@ pub async fn refund(state: &AppState, user_id: i64, ticket_sn: &str) -> Result<T
     }
 }
 
-fn departs_at_s(order: &chepiao_store::OrderRecord, ticket: &TicketRecord) -> Result<i64, ApiError> {
+/// Rebooks one chain may follow back to the payment that paid for it.
+const REBOOK_CHAIN_MAX: usize = 16;
+
+/// The captured payment a ticket's money goes back to: its order's own, or, for a rebook's
+/// order that cost nothing extra, that of the ticket it replaced (and so on back).
+pub async fn funding_payment(store: &dyn Store, order: &OrderRecord) -> Result<PaymentRecord, ApiError> {
+    let mut order = order.clone();
+    for _ in 0..REBOOK_CHAIN_MAX {
+        let own = store.payments_of(&order.order_no).await?.into_iter().find(|p| p.status == PaymentStatus::Success);
+        if let Some(p) = own {
+            return Ok(p);
+        }
+        let replaced = legs_of(&order)?.into_iter().find_map(|l| l.replaces);
+        let Some(sn) = replaced else { break };
+        let ticket =
+            store.ticket(&sn).await?.ok_or_else(|| ApiError::internal(format!("rebooked ticket {sn} missing")))?;
+        order = store.order(&ticket.order_no).await?.ok_or_else(|| ApiError::internal("ticket without order"))?;
+    }
+    Err(ApiError::internal(format!("order {} has no captured payment", order.order_no)))
+}
+
+pub(crate) fn departs_at_s(order: &OrderRecord, ticket: &TicketRecord) -> Result<i64, ApiError> {
     debug_assert!(matches!(
         order.status,
         OrderStatus::Ticketed | OrderStatus::PartiallyRefunded | OrderStatus::Refunded

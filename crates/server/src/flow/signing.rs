@@ -8,7 +8,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD as B64URL};
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -46,7 +46,60 @@ pub struct TicketSigner {
     key: SigningKey,
     kid: String,
     /// Every key a gate should accept: the current one first.
-    verifying: Vec<(String, VerifyingKey)>,
+    ring: KeyRing,
+}
+
+/// The public keys a ticket may be signed with, by key id. The server's and an offline gate's
+/// (synced from `/api/v1/checkin/keys`) verify alike.
+#[derive(Debug, Clone, Default)]
+pub struct KeyRing {
+    keys: Vec<(String, VerifyingKey)>,
+}
+
+impl KeyRing {
+    /// From (key id, base64 public key) pairs, as `/api/v1/checkin/keys` lists them. The key
+    /// id is recomputed from the key: a listed id that does not match is refused.
+    pub fn from_public(keys: &[(String, String)]) -> Result<KeyRing, String> {
+        let mut ring = KeyRing::default();
+        for (kid, b64) in keys {
+            let vk = parse_public(b64)?;
+            if key_id(&vk) != *kid {
+                return Err(format!("key {kid}: its id does not match the key"));
+            }
+            ring.keys.push((kid.clone(), vk));
+        }
+        Ok(ring)
+    }
+
+    /// (key id, base64 public key) of every key, in order.
+    pub fn public_keys(&self) -> Vec<(String, String)> {
+        self.keys.iter().map(|(kid, vk)| (kid.clone(), B64.encode(vk.as_bytes()))).collect()
+    }
+
+    /// Check a QR code's signature (strictly: no malleable or small-order signatures) and
+    /// return what it says.
+    pub fn verify(&self, qr: &str) -> Result<QrPayload, QrError> {
+        let mut parts = qr.trim().split('.');
+        let (Some(QR_PREFIX), Some(body), Some(sig), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(QrError::Malformed);
+        };
+        let json = B64URL.decode(body).map_err(|_| QrError::Malformed)?;
+        let sig: [u8; 64] = B64URL.decode(sig).ok().and_then(|s| s.try_into().ok()).ok_or(QrError::Malformed)?;
+        let payload: QrPayload = serde_json::from_slice(&json).map_err(|_| QrError::Malformed)?;
+        let (_, vk) = self.keys.iter().find(|(kid, _)| *kid == payload.kid).ok_or(QrError::UnknownKey)?;
+        vk.verify_strict(&json, &Signature::from_bytes(&sig)).map_err(|_| QrError::BadSignature)?;
+        Ok(payload)
+    }
+}
+
+fn parse_public(b64: &str) -> Result<VerifyingKey, String> {
+    let bytes: [u8; 32] = B64
+        .decode(b64.trim())
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| format!("{b64:?} is not base64 of 32 bytes"))?;
+    VerifyingKey::from_bytes(&bytes).map_err(|e| e.to_string())
 }
 
 pub fn key_id(key: &VerifyingKey) -> String {
@@ -59,17 +112,12 @@ impl TicketSigner {
         let key = SigningKey::from_bytes(&seed);
         let current = key.verifying_key();
         let kid = key_id(&current);
-        let mut verifying = vec![(kid.clone(), current)];
+        let mut keys = vec![(kid.clone(), current)];
         for r in retired {
-            let bytes: [u8; 32] = B64
-                .decode(r.trim())
-                .ok()
-                .and_then(|b| b.try_into().ok())
-                .ok_or_else(|| format!("ticket_keys_retired: {r:?} is not base64 of 32 bytes"))?;
-            let vk = VerifyingKey::from_bytes(&bytes).map_err(|e| format!("ticket_keys_retired: {e}"))?;
-            verifying.push((key_id(&vk), vk));
+            let vk = parse_public(r).map_err(|e| format!("ticket_keys_retired: {e}"))?;
+            keys.push((key_id(&vk), vk));
         }
-        Ok(TicketSigner { key, kid, verifying })
+        Ok(TicketSigner { key, kid, ring: KeyRing { keys } })
     }
 
     pub fn kid(&self) -> &str {
@@ -78,7 +126,7 @@ impl TicketSigner {
 
     /// (key id, base64 public key) of every accepted key, current first.
     pub fn public_keys(&self) -> Vec<(String, String)> {
-        self.verifying.iter().map(|(kid, vk)| (kid.clone(), B64.encode(vk.as_bytes()))).collect()
+        self.ring.public_keys()
     }
 
     pub fn sign(&self, payload: &QrPayload) -> String {
@@ -90,17 +138,7 @@ impl TicketSigner {
 
     /// Check a QR code's signature against the accepted keys and return what it says.
     pub fn verify(&self, qr: &str) -> Result<QrPayload, QrError> {
-        let mut parts = qr.trim().split('.');
-        let (Some(QR_PREFIX), Some(body), Some(sig), None) = (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(QrError::Malformed);
-        };
-        let json = B64URL.decode(body).map_err(|_| QrError::Malformed)?;
-        let sig: [u8; 64] = B64URL.decode(sig).ok().and_then(|s| s.try_into().ok()).ok_or(QrError::Malformed)?;
-        let payload: QrPayload = serde_json::from_slice(&json).map_err(|_| QrError::Malformed)?;
-        let (_, vk) = self.verifying.iter().find(|(kid, _)| *kid == payload.kid).ok_or(QrError::UnknownKey)?;
-        vk.verify(&json, &Signature::from_bytes(&sig)).map_err(|_| QrError::BadSignature)?;
-        Ok(payload)
+        self.ring.verify(qr)
     }
 }
 
@@ -151,5 +189,12 @@ mod tests {
         assert_eq!(rotated.verify(&old_qr).unwrap().sn, "E1000");
         assert_eq!(rotated.public_keys().len(), 2);
         assert!(qr_svg(&qr).unwrap().starts_with("<?xml"));
+        // A gate's ring, built from the published keys, verifies offline what the server does.
+        let gate = KeyRing::from_public(&rotated.public_keys()).unwrap();
+        assert_eq!(gate.verify(&old_qr).unwrap().sn, "E1000");
+        assert_eq!(gate.verify(&qr).unwrap().sn, "E1000");
+        let mut lying = rotated.public_keys();
+        lying[0].0 = "0011223344556677".into();
+        assert!(KeyRing::from_public(&lying).is_err(), "a key id that does not match its key is refused");
     }
 }

@@ -7,6 +7,7 @@ pub mod orders;
 pub mod payments;
 pub mod tickets;
 pub mod users;
+pub mod waitlist;
 pub mod web;
 
 use std::collections::HashMap;

@@ -124,7 +124,7 @@ fn leg_out(l: StoredLeg) -> LegOut {
     }
 }
 
-fn order_out(o: &OrderRecord, status: OrderStatus) -> Result<OrderOut, ApiError> {
+pub(crate) fn order_out(o: &OrderRecord, status: OrderStatus) -> Result<OrderOut, ApiError> {
     Ok(OrderOut {
         order_no: o.order_no.clone(),
         status: status.as_str().into(),

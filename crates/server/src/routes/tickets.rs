@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chepiao_store::TicketRecord;
 use serde::Serialize;
@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::AppState;
 use crate::auth::AuthUser;
 use crate::error::ApiError;
+use crate::routes::ApiJson;
 use crate::routes::orders::TicketOut;
 
 async fn own_ticket(state: &AppState, user_id: i64, sn: &str) -> Result<TicketRecord, ApiError> {
@@ -108,4 +109,26 @@ pub async fn refund(
         fee_fen: r.fee_fen,
         status: r.status.as_str().into(),
     }))
+}
+
+/// Trade one of the caller's issued tickets for a seat on another run (between the same
+/// stations) or in another class. The answer is the new ticket's order: PENDING_PAYMENT for the
+/// fare difference when the new fare is dearer, otherwise PAID at once (any difference comes
+/// back with the old ticket's seat). If no seat can be held, nothing changes.
+#[utoipa::path(post, path = "/api/v1/tickets/{ticket_sn}/rebook", tag = "tickets", security(("bearer" = [])),
+    params(("ticket_sn" = String, Path)), request_body = crate::flow::rebook::RebookRequest,
+    responses((status = 201, body = crate::routes::orders::OrderOut), (status = 200, body = crate::routes::orders::OrderOut, description = "a replay"),
+              (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
+              (status = 409, body = crate::error::ErrorBody, description = "sold out (40903) or not rebookable (40910)")))]
+pub async fn rebook(
+    State(state): State<AppState>,
+    user: AuthUser,
+    sn: Result<Path<String>, PathRejection>,
+    ApiJson(req): ApiJson<crate::flow::rebook::RebookRequest>,
+) -> Result<Response, ApiError> {
+    let Path(sn) = sn.map_err(|e| ApiError::bad_parameter(e.body_text()))?;
+    let placed = crate::flow::rebook::rebook(&state, user.id, &sn, &req).await?;
+    let status = if placed.created { StatusCode::CREATED } else { StatusCode::OK };
+    let out = crate::routes::orders::order_out(&placed.order, placed.order.status)?;
+    Ok((status, Json(out)).into_response())
 }

@@ -1,0 +1,285 @@
+//! The waitlist (候补): a prepaid wish for seats on a sold-out run, fulfilled when seats come
+//! back (a refund, an expired or cancelled order, a rebook).
+//!
+//! A wish is recorded with an order that carries its money: PENDING_PAYMENT with no seats, paid
+//! through the ordinary payment flow (`/waitlist/{id}/payments` pays that order). Paid, the
+//! wish WAITS. The matcher wakes whenever seats go back on sale (the issuer and the expiry
+//! sweeper signal it) and at least every `WISH_POLL`. It walks the waiting wishes in the order
+//! they joined; for each whose run still has enough places for the segment, it holds the seats
+//! in the engine for all its passengers or none, then one transaction marks the wish
+//! FULFILLED, gives its order the seats, queues the ticketing event and a notification. The
+//! order is then ticketed like any other.
+//!
+//! Order of joining decides who is tried first; a wish whose segment does not fit is passed
+//! over, so a later wish for a shorter segment (or fewer passengers) can be served first.
+//! A wish still waiting at its deadline is ended and its payment refunded in full; the buyer
+//! can cancel it (refunded too) until it is fulfilled.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use chepiao_domain::SeatClass;
+use chepiao_engine::{Answer, Query};
+use chepiao_store::{CreateWish, EndWish, NewOrder, NewWish, OrderRecord, OrderStatus, WishRecord, WishStatus};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::flow::orders::{
+    IDEMPOTENCY_KEY_LEN_MAX, LegBody, PASSENGERS_PER_LEG_MAX, engine_key, new_number, now_ms, release_holds,
+    resolve_leg, seated_legs,
+};
+
+/// How often the matcher looks even when nothing signalled it (deadlines, missed signals).
+pub const WISH_POLL: Duration = Duration::from_secs(1);
+
+/// `POST /api/v1/waitlist`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WishRequest {
+    pub run_id: String,
+    pub from: String,
+    pub to: String,
+    #[schema(value_type = String, example = "SECOND")]
+    pub class: SeatClass,
+    pub passenger_ids: Vec<i64>,
+    /// RFC 3339; no later than the train's departure from `from`.
+    pub deadline: String,
+    /// Optional: a retry with the same key finds the same wish.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+}
+
+/// A wish as the API shows it.
+pub struct WishView {
+    pub wish: WishRecord,
+    pub order: OrderRecord,
+}
+
+impl WishView {
+    /// API.md's status: an active wish is PENDING_PAYMENT or WAITING by its order.
+    pub fn status(&self) -> &'static str {
+        match (self.wish.status, self.order.status) {
+            (WishStatus::Active, OrderStatus::PendingPayment) => "PENDING_PAYMENT",
+            (WishStatus::Active, OrderStatus::Expired) => "EXPIRED",
+            (WishStatus::Active, OrderStatus::Cancelled) => "CANCELLED",
+            (WishStatus::Active, _) => "WAITING",
+            (s, _) => s.as_str(),
+        }
+    }
+}
+
+fn leg_body(w: &WishRecord) -> Result<LegBody, ApiError> {
+    Ok(LegBody {
+        run_id: w.run_id.clone(),
+        from: w.from_station.clone(),
+        to: w.to_station.clone(),
+        class: w.class.parse::<SeatClass>().map_err(|_| ApiError::internal(format!("wish class {:?}", w.class)))?,
+        passenger_ids: w.passenger_ids.clone(),
+        seat_prefs: None,
+    })
+}
+
+/// Join the waitlist: the wish and its unpaid order.
+pub async fn join(state: &AppState, user_id: i64, req: &WishRequest) -> Result<(WishView, bool), ApiError> {
+    if let Some(k) = &req.idempotency_key
+        && !(1..=IDEMPOTENCY_KEY_LEN_MAX).contains(&k.len())
+    {
+        return Err(ApiError::bad_parameter(format!("`idempotency_key`: 1 to {IDEMPOTENCY_KEY_LEN_MAX} characters")));
+    }
+    if req.passenger_ids.len() > PASSENGERS_PER_LEG_MAX {
+        return Err(ApiError::bad_parameter(format!("`passenger_ids`: 1 to {PASSENGERS_PER_LEG_MAX} passengers")));
+    }
+    let body = LegBody {
+        run_id: req.run_id.clone(),
+        from: req.from.clone(),
+        to: req.to.clone(),
+        class: req.class,
+        passenger_ids: req.passenger_ids.clone(),
+        seat_prefs: None,
+    };
+    let own = state.passengers.of(state, user_id, &req.passenger_ids).await?;
+    let resolved = resolve_leg(state, 0, &body, &own)?;
+    let deadline = chrono::DateTime::parse_from_rfc3339(&req.deadline)
+        .map_err(|e| ApiError::bad_parameter(format!("`deadline`: not an RFC 3339 time: {e}")))?
+        .timestamp_millis();
+    let departs_ms = chrono::DateTime::parse_from_rfc3339(&resolved.stored.departs_at)
+        .map_err(|e| ApiError::internal(format!("departure unreadable: {e}")))?
+        .timestamp_millis();
+    let now = now_ms();
+    let min_s = state.config.wish_deadline_min_s;
+    if deadline < now + min_s as i64 * 1000 || deadline > departs_ms {
+        return Err(ApiError::bad_parameter(format!(
+            "`deadline`: from {min_s} s from now to the departure at {}",
+            resolved.stored.departs_at
+        )));
+    }
+    let request_hash = Sha256::digest(serde_json::to_vec(req).expect("a request serialises")).to_vec();
+    let key_part = req.idempotency_key.clone().unwrap_or_else(|| new_number('W'));
+    let order = NewOrder {
+        order_no: new_number('E'),
+        user_id,
+        idem_key: format!("wish:{key_part}"),
+        request_hash: request_hash.clone(),
+        amount_fen: resolved.price_fen * req.passenger_ids.len() as i64,
+        pay_before_ms: now + state.config.pay_window_s as i64 * 1000,
+        created_at_ms: now,
+        legs_json: serde_json::to_string(&[&resolved.stored]).expect("legs serialise"),
+    };
+    let wish = NewWish {
+        wish_id: new_number('W'),
+        user_id,
+        run_id: resolved.stored.run_id.clone(),
+        class: req.class.as_str().to_string(),
+        from_station: req.from.clone(),
+        to_station: req.to.clone(),
+        passenger_ids: req.passenger_ids.clone(),
+        deadline_ms: deadline,
+        created_at_ms: now,
+    };
+    let (wish, created) = match state.store.create_wish(&wish, &order).await? {
+        CreateWish::Created(w) => (w, true),
+        CreateWish::Existing(w) => (w, false),
+        CreateWish::KeyTaken(o) => {
+            return Err(ApiError::idempotency_key_reused(format!("key belongs to order {}", o.order_no)));
+        }
+    };
+    let view = view_of(state, wish).await?;
+    if view.order.request_hash != request_hash {
+        return Err(ApiError::idempotency_key_reused("that idempotency key made another wish"));
+    }
+    metrics::counter!("chepiao_wishes_total", "result" => if created { "created" } else { "replayed" }).increment(1);
+    Ok((view, created))
+}
+
+async fn view_of(state: &AppState, wish: WishRecord) -> Result<WishView, ApiError> {
+    let order = state.store.order(&wish.order_no).await?.ok_or_else(|| ApiError::internal("wish without order"))?;
+    Ok(WishView { wish, order })
+}
+
+/// The caller's wish, or 404.
+pub async fn own_wish(state: &AppState, user_id: i64, wish_id: &str) -> Result<WishView, ApiError> {
+    match state.store.wish(wish_id).await? {
+        Some(w) if w.user_id == user_id => view_of(state, w).await,
+        _ => Err(ApiError::unknown_wish(format!("no wish {wish_id}"))),
+    }
+}
+
+/// Cancel a wish that is not fulfilled; a paid one is refunded in full. Twice answers the same.
+pub async fn cancel(state: &AppState, user_id: i64, wish_id: &str) -> Result<WishView, ApiError> {
+    let view = own_wish(state, user_id, wish_id).await?;
+    match state.store.end_wish(wish_id, WishStatus::Cancelled, now_ms()).await? {
+        EndWish::Ended(w) => {
+            state.relay.wake();
+            view_of(state, w).await.map(|mut v| {
+                v.wish.status = WishStatus::Cancelled;
+                v
+            })
+        }
+        EndWish::NotActive(w) if w.status == WishStatus::Cancelled => view_of(state, w).await,
+        EndWish::NotActive(w) => Err(ApiError::wish_not_cancellable(format!(
+            "wish {wish_id} is {}",
+            WishView { wish: w, order: view.order }.status()
+        ))),
+        EndWish::Unknown => Err(ApiError::unknown_wish(format!("no wish {wish_id}"))),
+    }
+}
+
+/// End wishes past their deadline, then try to fulfil the waiting ones; forever.
+pub async fn match_forever(state: AppState) {
+    loop {
+        tokio::select! {
+            _ = state.issuer.seats_back.notified() => {}
+            _ = tokio::time::sleep(WISH_POLL) => {}
+        }
+        match state.store.expire_wishes(now_ms(), chepiao_store::WISH_BATCH_MAX).await {
+            Ok(ended) if !ended.is_empty() => {
+                metrics::counter!("chepiao_wishes_expired_total").increment(ended.len() as u64);
+                state.relay.wake();
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "waitlist: expiring wishes failed"),
+        }
+        if let Err(e) = match_round(&state).await {
+            tracing::warn!(error = %e.message, "waitlist: a matching round failed");
+        }
+    }
+}
+
+/// One pass over the waiting wishes in join order; returns how many were fulfilled.
+pub async fn match_round(state: &AppState) -> Result<usize, ApiError> {
+    let wishes = state.store.waiting_wishes(chepiao_store::WISH_BATCH_MAX).await?;
+    // Places left per (run, from, to, class), asked of the engine once per round and counted
+    // down as wishes take them: a hold is tried only where one can succeed.
+    let mut left: HashMap<(String, String, String, String), u32> = HashMap::new();
+    let mut fulfilled = 0;
+    for w in wishes {
+        if w.deadline_ms <= now_ms() {
+            continue; // the expiry pass ends it
+        }
+        let body = leg_body(&w)?;
+        let own: HashSet<i64> = w.passenger_ids.iter().copied().collect();
+        let Ok(resolved) = resolve_leg(state, 0, &body, &own) else { continue };
+        let slot = (w.run_id.clone(), w.from_station.clone(), w.to_station.clone(), w.class.clone());
+        let places = match left.get(&slot) {
+            Some(n) => *n,
+            None => {
+                let q = Query::Remaining {
+                    run: resolved.engine.run.clone(),
+                    spec: resolved.engine.spec,
+                    from: resolved.engine.from,
+                    to: resolved.engine.to,
+                };
+                let n = match state.engine.query(vec![q]).await?.pop() {
+                    Some(Answer::Remaining(by_class)) => {
+                        by_class.iter().find(|(c, _)| *c == body.class).map_or(0, |(_, n)| *n)
+                    }
+                    _ => 0,
+                };
+                *left.entry(slot.clone()).or_insert(n)
+            }
+        };
+        if (places as usize) < w.passenger_ids.len() {
+            continue;
+        }
+        if try_fulfil(state, &w, resolved, &body).await? {
+            fulfilled += 1;
+            *left.get_mut(&slot).expect("counted above") -= w.passenger_ids.len() as u32;
+        }
+    }
+    Ok(fulfilled)
+}
+
+async fn try_fulfil(
+    state: &AppState,
+    w: &WishRecord,
+    resolved: crate::flow::orders::ResolvedLeg,
+    body: &LegBody,
+) -> Result<bool, ApiError> {
+    // A new key per attempt: the engine remembers refusals under a key, and a wish is retried.
+    let key = engine_key(&[b"wish", w.wish_id.as_bytes(), &now_ms().to_le_bytes()]);
+    let ttl_ms = (state.config.pay_window_s + state.config.hold_grace_s) * 1000;
+    let Ok(outcome) = state.engine.hold(key, vec![resolved.engine.clone()], ttl_ms).await? else {
+        return Ok(false); // all passengers or none: not yet
+    };
+    let (legs, _) = seated_legs(vec![resolved], &outcome, std::slice::from_ref(body));
+    let holds: Vec<u64> = legs.iter().map(|l| l.hold).collect();
+    let legs_json = serde_json::to_string(&legs).expect("legs serialise");
+    match state.store.fulfil_wish(&w.wish_id, &legs_json, now_ms()).await {
+        Ok(true) => {
+            metrics::counter!("chepiao_wishes_fulfilled_total").increment(1);
+            state.relay.wake();
+            Ok(true)
+        }
+        Ok(false) => {
+            // Cancelled or expired meanwhile: the seats go back.
+            release_holds(state, &holds).await;
+            Ok(false)
+        }
+        Err(e) => {
+            release_holds(state, &holds).await;
+            Err(e.into())
+        }
+    }
+}
