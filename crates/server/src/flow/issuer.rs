@@ -24,7 +24,7 @@ use chepiao_store::{
 
 use crate::flow::orders::{StoredLeg, engine_key, legs_of, new_number, now_ms};
 use crate::flow::payments::Channels;
-use crate::flow::refunds::funding_payment;
+use crate::flow::refunds::{funding_payment, funding_payments};
 use crate::flow::signing::{QrPayload, TicketSigner};
 use crate::pii::{Pii, mask_id_no, mask_name};
 
@@ -276,14 +276,10 @@ impl Issuer {
         if r.status == RefundStatus::Done {
             return Ok(());
         }
-        let (ticket, order, payment) = tokio::try_join!(
-            self.store.ticket(&r.ticket_sn),
-            self.store.order(&r.order_no),
-            self.store.payment(&r.payment_no)
-        )
-        .map_err(err)?;
-        let (Some(ticket), Some(order), Some(payment)) = (ticket, order, payment) else {
-            return Err(IssueError(format!("refund {refund_no}: its ticket, order or payment is missing")));
+        let (ticket, order) =
+            tokio::try_join!(self.store.ticket(&r.ticket_sn), self.store.order(&r.order_no)).map_err(err)?;
+        let (Some(ticket), Some(order)) = (ticket, order) else {
+            return Err(IssueError(format!("refund {refund_no}: its ticket or order is missing")));
         };
         let legs = legs_of(&order).map_err(|e| err(e.message))?;
         let leg = legs
@@ -295,20 +291,39 @@ impl Issuer {
             Reply::Returned | Reply::Rejected(Reject::AlreadyReturned) => self.seats_back.notify_one(),
             other => return Err(IssueError(format!("returning the seat of {}: {other:?}", r.ticket_sn))),
         }
-        // A rebook to a fare no cheaper gives only the seat back.
-        let channel_refund = if r.refund_fen > 0 {
-            let channel = self
-                .channels
-                .get(&payment.channel)
-                .ok_or_else(|| IssueError(format!("no channel {}", payment.channel)))?;
-            channel.refund(&payment, r.refund_fen, &r.refund_no).await.map_err(err)?
-        } else {
-            "none".to_string()
-        };
+        let channel_refund = self.pay_back(&order, &r).await?;
         if self.store.complete_ticket_refund(refund_no, &channel_refund, now_ms()).await.map_err(err)? {
             metrics::counter!("chepiao_tickets_refunded_total").increment(1);
         }
         Ok(())
+    }
+}
+
+impl Issuer {
+    /// Give `r.refund_fen` back through the payments the ticket was paid with, newest first,
+    /// each up to its amount (a rebooked ticket was paid in parts). Each part's refund id is
+    /// derived from the refund's, so a redelivery asks the channel for the same parts again.
+    async fn pay_back(&self, order: &OrderRecord, r: &TicketRefundRecord) -> Result<String, IssueError> {
+        let mut left = r.refund_fen;
+        if left == 0 {
+            return Ok("none".into()); // a rebook to a fare no cheaper gives only the seat back
+        }
+        let payments = funding_payments(self.store.as_ref(), order).await.map_err(|e| err(e.message))?;
+        let mut ids = Vec::new();
+        for (i, p) in payments.iter().enumerate() {
+            if left == 0 {
+                break;
+            }
+            let part = left.min(p.amount_fen);
+            let channel =
+                self.channels.get(&p.channel).ok_or_else(|| IssueError(format!("no channel {}", p.channel)))?;
+            ids.push(channel.refund(p, part, &format!("{}-{i}", r.refund_no)).await.map_err(err)?);
+            left -= part;
+        }
+        if left > 0 {
+            return Err(IssueError(format!("refund {}: {left} fen more than was paid", r.refund_no)));
+        }
+        Ok(ids.join(","))
     }
 }
 

@@ -65,22 +65,30 @@ pub async fn refund(state: &AppState, user_id: i64, ticket_sn: &str) -> Result<T
 /// Rebooks one chain may follow back to the payment that paid for it.
 const REBOOK_CHAIN_MAX: usize = 16;
 
-/// The captured payment a ticket's money goes back to: its order's own, or, for a rebook's
-/// order that cost nothing extra, that of the ticket it replaced (and so on back).
-pub async fn funding_payment(store: &dyn Store, order: &OrderRecord) -> Result<PaymentRecord, ApiError> {
+/// The captured payments a ticket's money came from, newest first: its order's own and, for a
+/// rebook's order, those of the ticket it replaced (and so on back). A rebooked ticket's fare
+/// is the first fare plus any differences paid since, so a refund is split across them.
+pub async fn funding_payments(store: &dyn Store, order: &OrderRecord) -> Result<Vec<PaymentRecord>, ApiError> {
+    let mut found = Vec::new();
     let mut order = order.clone();
     for _ in 0..REBOOK_CHAIN_MAX {
-        let own = store.payments_of(&order.order_no).await?.into_iter().find(|p| p.status == PaymentStatus::Success);
-        if let Some(p) = own {
-            return Ok(p);
-        }
+        let own = store.payments_of(&order.order_no).await?;
+        found.extend(own.into_iter().filter(|p| p.status == PaymentStatus::Success));
         let replaced = legs_of(&order)?.into_iter().find_map(|l| l.replaces);
         let Some(sn) = replaced else { break };
         let ticket =
             store.ticket(&sn).await?.ok_or_else(|| ApiError::internal(format!("rebooked ticket {sn} missing")))?;
         order = store.order(&ticket.order_no).await?.ok_or_else(|| ApiError::internal("ticket without order"))?;
     }
-    Err(ApiError::internal(format!("order {} has no captured payment", order.order_no)))
+    if found.is_empty() {
+        return Err(ApiError::internal(format!("order {} has no captured payment", order.order_no)));
+    }
+    Ok(found)
+}
+
+/// The payment a refund is recorded against: the newest of [`funding_payments`].
+pub async fn funding_payment(store: &dyn Store, order: &OrderRecord) -> Result<PaymentRecord, ApiError> {
+    Ok(funding_payments(store, order).await?.remove(0))
 }
 
 pub(crate) fn departs_at_s(order: &OrderRecord, ticket: &TicketRecord) -> Result<i64, ApiError> {

@@ -149,9 +149,19 @@ async fn rebook(backend: Backend) {
     wait_until("the first-class seat back", || async { free(&app, "FIRST").await == first_free }).await;
     let refunds = app.state.store.rebooked_to(new_sn).await.unwrap();
     assert_eq!(refunds.as_deref(), Some(no));
-    // The last ticket checks in, and can be refunded (through the first order's payment).
+    // The last ticket was paid in two parts (the first fare, then the difference to first
+    // class): its refund is split across both payments, and it is revoked.
     let last = &back["tickets"][0];
-    assert_eq!(check_in(&app, &last["qr"]).await, 200);
+    let sn = last["ticket_sn"].as_str().unwrap();
+    let (status, r) = send(&app, "POST", &format!("/api/v1/tickets/{sn}/refund"), Some(&alice.token), None).await;
+    assert_eq!(status, 200, "{r}");
+    let refund_no = r["refund_no"].as_str().unwrap().to_string();
+    wait_until("the split refund done", || async {
+        let r = app.state.store.ticket_refund(&refund_no).await.unwrap().unwrap();
+        r.status == chepiao_store::RefundStatus::Done
+    })
+    .await;
+    assert_eq!(check_in(&app, &last["qr"]).await, 410);
     wait_until("every payment settled", || async {
         app.state.store.payment_audit().await.unwrap().in_flight_total == 0
     })
