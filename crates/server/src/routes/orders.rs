@@ -271,8 +271,19 @@ pub async fn pay(
     ApiJson(req): ApiJson<PayRequest>,
 ) -> Result<Response, ApiError> {
     let Path(order_no) = order_no.map_err(|e| ApiError::bad_parameter(e.body_text()))?;
-    let base = base_url(&state, &headers);
-    let (payment, pay_url) = orders::start_payment(&state, user.id, &order_no, &req.channel, &base).await?;
+    start_payment(&state, user.id, &headers, &order_no, &req.channel).await
+}
+
+/// Start paying `order_no` and answer 201 with where to pay (orders and wishes alike).
+pub(crate) async fn start_payment(
+    state: &AppState,
+    user_id: i64,
+    headers: &HeaderMap,
+    order_no: &str,
+    channel: &str,
+) -> Result<Response, ApiError> {
+    let base = base_url(state, headers);
+    let (payment, pay_url) = orders::start_payment(state, user_id, order_no, channel, &base).await?;
     let out = PayStarted { payment_no: payment.payment_no, amount_fen: payment.amount_fen, pay_url };
     Ok((StatusCode::CREATED, Json(out)).into_response())
 }

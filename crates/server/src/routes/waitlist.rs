@@ -10,10 +10,9 @@ use serde::Serialize;
 use crate::AppState;
 use crate::auth::AuthUser;
 use crate::error::ApiError;
-use crate::flow::orders;
 use crate::flow::waitlist::{self, WishRequest, WishView};
 use crate::routes::ApiJson;
-use crate::routes::orders::{PayRequest, PayStarted, base_url, rfc3339};
+use crate::routes::orders::{PayRequest, PayStarted, rfc3339};
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct WishOut {
@@ -99,10 +98,7 @@ pub async fn pay(
     if view.status() != "PENDING_PAYMENT" {
         return Err(ApiError::order_not_payable(format!("wish {} is {}", view.wish.wish_id, view.status())));
     }
-    let base = base_url(&state, &headers);
-    let (payment, pay_url) = orders::start_payment(&state, user.id, &view.order.order_no, &req.channel, &base).await?;
-    let out = PayStarted { payment_no: payment.payment_no, amount_fen: payment.amount_fen, pay_url };
-    Ok((StatusCode::CREATED, Json(out)).into_response())
+    crate::routes::orders::start_payment(&state, user.id, &headers, &view.order.order_no, &req.channel).await
 }
 
 /// Cancel a wish not yet fulfilled; a paid wish is refunded in full.
