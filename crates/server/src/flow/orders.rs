@@ -409,8 +409,7 @@ pub(crate) async fn release_holds(state: &AppState, holds: &[u64]) {
     let mut holds = holds.to_vec();
     holds.sort_unstable();
     holds.dedup();
-    // A wish that never got seats has legs with hold 0.
-    for hold in holds.into_iter().filter(|h| *h != 0) {
+    for hold in holds {
         let key = engine_key(&[b"release", &hold.to_le_bytes()]);
         match state.engine.release(key, hold).await {
             Ok(Reply::Released)
@@ -424,7 +423,8 @@ pub(crate) async fn release_holds(state: &AppState, holds: &[u64]) {
 /// Release a dead order's seats and remember that it was done.
 pub async fn release_seats(state: &AppState, order: &OrderRecord) -> Result<(), ApiError> {
     assert!(order.status.is_dead(), "only a cancelled or expired order gives its seats back");
-    let holds: Vec<u64> = legs_of(order)?.iter().map(|l| l.hold).collect();
+    // A wish's order has no seats (and no hold) until it is fulfilled.
+    let holds: Vec<u64> = legs_of(order)?.iter().filter(|l| !l.seats.is_empty()).map(|l| l.hold).collect();
     release_holds(state, &holds).await;
     state.store.mark_seats_released(&order.order_no).await?;
     state.issuer.seats_back.notify_one();
