@@ -73,6 +73,33 @@ pub struct Config {
     /// Refund fees by time before departure: the first tier whose `hours_before` the time
     /// left reaches applies (12306's: 8 days and more free, 48 h 5%, 24 h 10%, less 20%).
     pub refund_fee_tiers: Vec<FeeTier>,
+    /// `redis://host:port` for the waiting room shared by several nodes; unset: in memory.
+    pub redis_url: Option<String>,
+    /// Sales with a waiting room: `[[sales]] sale_id, opens_at, run_ids, admit_per_s`.
+    pub sales: Vec<crate::queue::SaleConfig>,
+    /// How long a queue token lets an admitted user buy, seconds (120 to 180).
+    pub queue_token_ttl_s: u64,
+    /// HMAC key of queue tokens, base64 of 32 bytes; unset: a key file (every node of one
+    /// deployment needs the same).
+    pub queue_secret: Option<Secret>,
+    /// Places a slow-lane joiner is put behind.
+    pub slow_lane_offset: u64,
+    /// Token buckets per user, device and IP on the buy path: rate and burst.
+    pub risk_rate_per_s: u32,
+    pub risk_burst: u32,
+    /// Risk score (0-100) that sends a joiner to the slow lane, and that refuses a request.
+    pub risk_slow_score: u32,
+    pub risk_refuse_score: u32,
+    /// Secret of the admin endpoints (`X-Admin-Key`; `CHEPIAO_ADMIN_KEY` overrides); unset:
+    /// the admin endpoints answer 401.
+    pub admin_key: Option<Secret>,
+    /// Requests served at once; beyond it, 503 with `Retry-After` before any work.
+    pub concurrency_max: usize,
+    /// Requests per second per client IP (and burst) before 429.
+    pub ip_rate_per_s: u32,
+    pub ip_burst: u32,
+    /// Time limit of the buy path (orders, payments, queue), ms; tighter than `request_timeout_ms`.
+    pub buy_timeout_ms: u64,
 }
 
 /// A refund fee tier: `percent` of the fare when at least `hours_before` departure.
@@ -99,6 +126,20 @@ impl Default for Config {
             token_ttl_s: 2 * 3600,
             pay_window_s: 600,
             hold_grace_s: 900,
+            redis_url: None,
+            sales: Vec::new(),
+            queue_token_ttl_s: 150,
+            queue_secret: None,
+            slow_lane_offset: 1_000,
+            risk_rate_per_s: 5,
+            risk_burst: 20,
+            risk_slow_score: 40,
+            risk_refuse_score: 70,
+            admin_key: None,
+            concurrency_max: 2_048,
+            ip_rate_per_s: 1_000,
+            ip_burst: 2_000,
+            buy_timeout_ms: 3_000,
             wish_deadline_min_s: 60,
             nats_url: None,
             nats_stream: "CHEPIAO".into(),
@@ -141,6 +182,20 @@ impl Config {
         "pay_window_s",
         "hold_grace_s",
         "wish_deadline_min_s",
+        "redis_url",
+        "sales",
+        "queue_token_ttl_s",
+        "queue_secret",
+        "slow_lane_offset",
+        "risk_rate_per_s",
+        "risk_burst",
+        "risk_slow_score",
+        "risk_refuse_score",
+        "admin_key",
+        "concurrency_max",
+        "ip_rate_per_s",
+        "ip_burst",
+        "buy_timeout_ms",
         "nats_url",
         "nats_stream",
         "mockpay_secret",
@@ -204,6 +259,27 @@ impl Config {
             self.gates.iter().find(|g| !g.0.split_once('=').is_some_and(|(id, key)| !id.is_empty() && !key.is_empty()))
         {
             return Err(format!("gates: an entry is not `gate_id=secret` ({} characters)", g.0.len()));
+        }
+        if !(120..=180).contains(&self.queue_token_ttl_s) {
+            return Err("queue_token_ttl_s must be 120 to 180".into());
+        }
+        for sale in &self.sales {
+            crate::queue::Sale::parse(sale)?;
+        }
+        if !(1..=100_000).contains(&self.risk_rate_per_s) || !(1..=100_000).contains(&self.risk_burst) {
+            return Err("risk_rate_per_s and risk_burst must be 1 to 100000".into());
+        }
+        if self.risk_slow_score > self.risk_refuse_score {
+            return Err("risk_slow_score must be at most risk_refuse_score".into());
+        }
+        if !(1..=1_000_000).contains(&self.concurrency_max) {
+            return Err("concurrency_max must be 1 to 1000000".into());
+        }
+        if !(1..=10_000_000).contains(&self.ip_rate_per_s) || !(1..=10_000_000).contains(&self.ip_burst) {
+            return Err("ip_rate_per_s and ip_burst must be 1 to 10000000".into());
+        }
+        if !(100..=600_000).contains(&self.buy_timeout_ms) {
+            return Err("buy_timeout_ms must be 100 to 600000".into());
         }
         if !(100..=600_000).contains(&self.request_timeout_ms) {
             return Err("request_timeout_ms must be 100 to 600000".into());

@@ -63,6 +63,11 @@ codes! {
     authentication_required = 40101, UNAUTHORIZED, "this needs a token from login (`Authorization: Bearer ...`)";
     bad_signature = 40102, UNAUTHORIZED, "payment notify signature missing or wrong";
     bad_gate_key = 40103, UNAUTHORIZED, "check-in needs `X-Gate-Key` with the secret of the `gate_id` given";
+    risk_refused = 40301, FORBIDDEN, "refused by the risk checks (a blocked user, device or IP, or a high score)";
+    queue_token_required = 40302, FORBIDDEN, "this run is sold through a waiting room: send `X-Queue-Token` from the queue";
+    queue_token_invalid = 40303, FORBIDDEN, "the queue token is malformed or its signature does not match";
+    queue_token_expired = 40304, FORBIDDEN, "the queue token expired: join the queue again";
+    queue_token_not_yours = 40305, FORBIDDEN, "the queue token is another user's or another sale's";
     not_found = 40401, NOT_FOUND, "no such route or resource";
     unknown_station = 40402, NOT_FOUND, "unknown station telecode";
     unknown_run = 40403, NOT_FOUND, "unknown run";
@@ -70,6 +75,8 @@ codes! {
     unknown_payment = 40405, NOT_FOUND, "no such payment on that channel";
     unknown_ticket = 40406, NOT_FOUND, "no such ticket (or not the caller's)";
     unknown_channel = 40407, NOT_FOUND, "no such payment channel";
+    unknown_sale = 40409, NOT_FOUND, "no such sale";
+    not_in_queue = 40410, NOT_FOUND, "the caller has not joined this sale's queue (or the admission lapsed)";
     unknown_wish = 40408, NOT_FOUND, "no such waitlist wish (or not the caller's)";
     method_not_allowed = 40501, METHOD_NOT_ALLOWED, "method not allowed on this route";
     passenger_exists = 40901, CONFLICT, "that passenger is on the caller's list already";
@@ -87,21 +94,31 @@ codes! {
     bad_ticket_code = 42201, UNPROCESSABLE_ENTITY, "the ticket code is malformed or its signature does not verify";
     wrong_station = 42202, UNPROCESSABLE_ENTITY, "the ticket does not board at this station";
     outside_validity = 42203, UNPROCESSABLE_ENTITY, "the ticket is not valid at this time (wrong date)";
+    rate_limited = 42901, TOO_MANY_REQUESTS, "too many requests from this user, device or IP; see `Retry-After`";
     body_too_large = 41301, PAYLOAD_TOO_LARGE, "request body larger than the limit";
     unsupported_media_type = 41501, UNSUPPORTED_MEDIA_TYPE, "request body must be application/json";
     internal = 50001, INTERNAL_SERVER_ERROR, "internal error (a bug: the request id finds it in the logs)";
     unavailable = 50301, SERVICE_UNAVAILABLE, "a store is unreachable; retry later";
     timeout = 50302, SERVICE_UNAVAILABLE, "the request took longer than the server's limit; retry later";
     busy = 50303, SERVICE_UNAVAILABLE, "the seat engine's queue is full; retry shortly";
+    overloaded = 50304, SERVICE_UNAVAILABLE, "the server is at its concurrency limit; see `Retry-After`";
+    queue_full = 50305, SERVICE_UNAVAILABLE, "the sale's waiting room is full";
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if self.status.is_server_error() {
+        // Shedding answers by the thousand under overload: counted in metrics, not logged.
+        let shed = self.code == 50304 || self.status == StatusCode::TOO_MANY_REQUESTS;
+        if self.status.is_server_error() && !shed {
             tracing::warn!(code = self.code, message = %self.message, "request failed");
         }
+        let retry = self.status == StatusCode::TOO_MANY_REQUESTS || self.status == StatusCode::SERVICE_UNAVAILABLE;
         let body = ErrorBody { code: self.code, message: self.message, request_id: current_request_id() };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if retry {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+        }
+        response
     }
 }
 

@@ -27,6 +27,8 @@ pub mod metrics;
 pub mod middleware;
 pub mod openapi;
 pub mod pii;
+pub mod queue;
+pub mod risk;
 pub mod routes;
 pub mod secrets;
 
@@ -67,6 +69,12 @@ pub struct Shared {
     /// gate_id → SHA-256 of its secret.
     pub gates: std::collections::HashMap<String, Vec<u8>>,
     pub passengers: flow::orders::PassengerCache,
+    /// The waiting rooms of the configured sales.
+    pub room: Arc<queue::WaitingRoom>,
+    pub risk: risk::Risk,
+    /// SHA-256 of the admin key; None: admin endpoints are closed.
+    pub admin_key: Option<Vec<u8>>,
+    pub ip_limits: middleware::IpLimits,
     /// New orders, recorded many per INSERT.
     pub order_batcher: flow::batch::Batcher<chepiao_store::NewOrder, chepiao_store::CreateOrder>,
     /// New payments, recorded many per INSERT.
@@ -183,7 +191,24 @@ impl App {
         });
         let notify_batcher = store_batcher(&store, |s, notifies| s.apply_notifies(notifies));
         let gates = routes::checkin::gate_keys(&config.gates, std::env::var("CHEPIAO_GATE_KEYS").ok().as_deref());
+        let room = Arc::new(waiting_room(&config).await?);
+        let risk = risk::Risk::new(risk::RiskConfig {
+            rate_per_s: config.risk_rate_per_s,
+            burst: config.risk_burst,
+            slow_score: config.risk_slow_score,
+            refuse_score: config.risk_refuse_score,
+        });
+        let admin_key = std::env::var("CHEPIAO_ADMIN_KEY")
+            .ok()
+            .or(config.admin_key.clone().map(|s| s.0))
+            .filter(|k| !k.is_empty())
+            .map(|k| <sha2::Sha256 as sha2::Digest>::digest(k.as_bytes()).to_vec());
+        let ip_limits = middleware::IpLimits::new(config.ip_rate_per_s, config.ip_burst);
         let shared = Shared {
+            room,
+            risk,
+            admin_key,
+            ip_limits,
             network,
             store,
             engine,
@@ -212,18 +237,21 @@ impl App {
     }
 
     pub fn router(&self) -> Router {
-        use axum::routing::post;
-        use routes::{checkin, health, network, orders, payments, tickets, users, waitlist, web};
+        use axum::routing::{post, put};
+        use routes::{checkin, health, network, orders, payments, queue, tickets, users, waitlist, web};
         let limits = middleware::Limits {
             body_len_max: self.state.config.body_len_max,
             request_timeout: Duration::from_millis(self.state.config.request_timeout_ms),
         };
-        Router::new()
-            .route("/", get(web::index))
-            .route("/healthz", get(health::healthz))
-            .route("/readyz", get(health::readyz))
-            .route("/metrics", get(health::metrics))
-            .route("/openapi.json", get(health::openapi))
+        let buy_timeout = Duration::from_millis(self.state.config.buy_timeout_ms);
+        // The buy path: a tighter time limit of its own.
+        let buy = Router::new()
+            .route("/api/v1/orders", get(orders::list).post(orders::create))
+            .route("/api/v1/orders/{order_no}/payments", post(orders::pay))
+            .route("/api/v1/queue/{sale_id}/join", post(queue::join))
+            .route_layer(axum::middleware::from_fn_with_state(buy_timeout, middleware::buy_timeout));
+        // The API: a per-IP rate limit in front of every route.
+        let api = Router::new()
             .route("/api/v1/stations", get(network::stations))
             .route("/api/v1/trains", get(network::trains))
             .route("/api/v1/runs/{run_id}", get(network::run))
@@ -231,10 +259,8 @@ impl App {
             .route("/api/v1/auth/register", post(users::register))
             .route("/api/v1/auth/login", post(users::login))
             .route("/api/v1/passengers", get(users::passengers).post(users::add_passenger))
-            .route("/api/v1/orders", get(orders::list).post(orders::create))
             .route("/api/v1/orders/{order_no}", get(orders::get))
             .route("/api/v1/orders/{order_no}/cancel", post(orders::cancel))
-            .route("/api/v1/orders/{order_no}/payments", post(orders::pay))
             .route("/api/v1/payments/notify/{channel}", post(payments::notify))
             .route("/mockpay/pay/{payment_no}", post(payments::mockpay_pay))
             .route("/api/v1/tickets/{ticket_sn}", get(tickets::get))
@@ -250,11 +276,31 @@ impl App {
             .route("/api/v1/waitlist/{waitlist_id}/payments", post(waitlist::pay))
             .route("/api/v1/waitlist/{waitlist_id}/cancel", post(waitlist::cancel))
             .route("/api/v1/notifications", get(waitlist::notifications))
+            .route("/api/v1/sales", get(queue::sales))
+            .route("/api/v1/queue/{sale_id}/status", get(queue::status))
+            .route("/api/v1/queue/{sale_id}/events", get(queue::events))
+            .route("/api/v1/admin/risk/{list}/{kind}", get(queue::risk_list))
+            .route("/api/v1/admin/risk/{list}/{kind}/{value}", put(queue::risk_put).delete(queue::risk_delete))
+            .merge(buy)
+            .route_layer(axum::middleware::from_fn_with_state(self.state.clone(), middleware::ip_rate_limit));
+        // Bounded concurrency: beyond `concurrency_max` in flight, 503 at once.
+        let shed = tower::ServiceBuilder::new()
+            .layer(axum::error_handling::HandleErrorLayer::new(middleware::overloaded))
+            .layer(tower::load_shed::LoadShedLayer::new())
+            .layer(tower::limit::ConcurrencyLimitLayer::new(self.state.config.concurrency_max));
+        Router::new()
+            .route("/", get(web::index))
+            .route("/healthz", get(health::healthz))
+            .route("/readyz", get(health::readyz))
+            .route("/metrics", get(health::metrics))
+            .route("/openapi.json", get(health::openapi))
+            .merge(api)
             .route_layer(axum::middleware::from_fn(middleware::track_metrics))
             .fallback(|| async { ApiError::not_found("no such route") })
             .method_not_allowed_fallback(|| async { ApiError::method_not_allowed("method not allowed on this route") })
             .with_state(self.state.clone())
             .layer(DefaultBodyLimit::max(limits.body_len_max))
+            .layer(shed)
             .layer(CatchPanicLayer::custom(middleware::panic_response))
             .layer(axum::middleware::from_fn_with_state(limits, middleware::request_context))
     }
@@ -267,7 +313,8 @@ impl App {
     ) -> std::io::Result<()> {
         crate::metrics::handle();
         let tasks = self.spawn_background();
-        let result = axum::serve(listener, self.router()).with_graceful_shutdown(shutdown).await;
+        let service = self.router().into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let result = axum::serve(listener, service).with_graceful_shutdown(shutdown).await;
         for t in tasks {
             t.abort();
         }
@@ -275,6 +322,31 @@ impl App {
         let engine = self.state.engine.clone();
         tokio::task::spawn_blocking(move || engine.close()).await.ok();
         result
+    }
+}
+
+/// The waiting room over Redis when `redis_url` is set, else in memory.
+async fn waiting_room(config: &Config) -> Result<queue::WaitingRoom, StartError> {
+    let backend: Arc<dyn queue::QueueBackend> = match &config.redis_url {
+        Some(url) => Arc::new(
+            queue::redis::RedisQueue::connect(url, "chepiao").await.map_err(|e| StartError::Config(e.to_string()))?,
+        ),
+        None => Arc::new(queue::memory::MemoryQueue::default()),
+    };
+    let key = secrets::key(config.queue_secret.as_ref(), &config.data_dir, "queue").map_err(StartError::Config)?;
+    let tokens = queue::QueueTokens::new(&key, config.queue_token_ttl_s);
+    let sales =
+        config.sales.iter().map(queue::Sale::parse).collect::<Result<Vec<_>, _>>().map_err(StartError::Config)?;
+    tracing::info!(backend = backend.name(), sales = sales.len(), "waiting room ready");
+    queue::WaitingRoom::new(backend, tokens, sales, config.slow_lane_offset).map_err(StartError::Config)
+}
+
+/// Forget the rate state of idle users, devices and IPs now and then.
+async fn tidy_limits(state: AppState) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        state.risk.tidy();
+        state.ip_limits.tidy();
     }
 }
 
@@ -288,6 +360,8 @@ impl App {
             tokio::spawn(flow::waitlist::match_forever(state.clone())),
             tokio::spawn(state.relay.clone().run_forever(Duration::from_millis(200))),
             tokio::spawn(prune_nonces(state.clone())),
+            tokio::spawn(queue::admit_forever(state.room.clone(), Duration::from_millis(50))),
+            tokio::spawn(tidy_limits(state.clone())),
         ];
         if let Some(nats) = &state.nats {
             tasks.push(tokio::spawn(nats.clone().consume_forever(state.issuer.clone())));

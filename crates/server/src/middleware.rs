@@ -94,3 +94,78 @@ pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Respons
     tracing::error!(panic = detail, "handler panicked");
     ApiError::internal("internal error").into_response()
 }
+
+/// The client's IP: the connection's peer, or, behind a proxy on a loopback or private
+/// address (the nginx example sets it), the `X-Real-IP` the proxy sends. A client cannot pose as
+/// another IP by sending the header itself from a public address.
+pub fn client_ip(req_headers: &axum::http::HeaderMap, peer: Option<std::net::SocketAddr>) -> std::net::IpAddr {
+    let peer_ip = peer.map(|p| p.ip()).unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+    let trusted = match peer_ip {
+        std::net::IpAddr::V4(v4) => v4.is_loopback() || v4.is_private(),
+        std::net::IpAddr::V6(v6) => v6.is_loopback(),
+    };
+    if trusted
+        && let Some(real) =
+            req_headers.get("x-real-ip").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok())
+    {
+        return real;
+    }
+    peer_ip
+}
+
+/// Per-IP token buckets (GCRA, `governor`): 429 before any work.
+pub struct IpLimits(governor::DefaultKeyedRateLimiter<std::net::IpAddr>);
+
+impl IpLimits {
+    pub fn new(per_s: u32, burst: u32) -> IpLimits {
+        let quota = governor::Quota::per_second(std::num::NonZeroU32::new(per_s.max(1)).expect("at least 1"))
+            .allow_burst(std::num::NonZeroU32::new(burst.max(1)).expect("at least 1"));
+        IpLimits(governor::RateLimiter::keyed(quota))
+    }
+
+    pub fn allow(&self, ip: std::net::IpAddr) -> bool {
+        self.0.check_key(&ip).is_ok()
+    }
+
+    pub fn tidy(&self) {
+        self.0.retain_recent();
+    }
+}
+
+/// The client IP of a request, as [`client_ip`] sees it.
+pub fn request_ip(req: &Request) -> std::net::IpAddr {
+    let peer = req.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0);
+    client_ip(req.headers(), peer)
+}
+
+/// The client's IP, as the per-IP limit saw it (an extension on every API request).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub std::net::IpAddr);
+
+/// Per-IP rate limit on the API (not on health and metrics).
+pub async fn ip_rate_limit(State(state): State<crate::AppState>, req: Request, next: Next) -> Response {
+    let ip = request_ip(&req);
+    if !state.ip_limits.allow(ip) {
+        metrics::counter!("chepiao_shed_total", "reason" => "ip_rate").increment(1);
+        return ApiError::rate_limited(format!("more than {} requests a second from {ip}", state.config.ip_rate_per_s))
+            .into_response();
+    }
+    let mut req = req;
+    req.extensions_mut().insert(ClientIp(ip));
+    next.run(req).await
+}
+
+/// The buy path's own, tighter time limit.
+pub async fn buy_timeout(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::timeout(format!("no answer within {} ms", limit.as_millis())).into_response(),
+    }
+}
+
+/// Bounded concurrency: a request beyond `concurrency_max` in flight is answered 503 with
+/// `Retry-After` at once, before any work (tower's load-shed over its concurrency limit).
+pub async fn overloaded(_: tower::BoxError) -> Response {
+    metrics::counter!("chepiao_shed_total", "reason" => "concurrency").increment(1);
+    ApiError::overloaded("too many requests in flight; retry after a second").into_response()
+}

@@ -5,6 +5,7 @@ pub mod health;
 pub mod network;
 pub mod orders;
 pub mod payments;
+pub mod queue;
 pub mod tickets;
 pub mod users;
 pub mod waitlist;

@@ -158,13 +158,56 @@ fn payment_out(p: &PaymentRecord) -> PaymentOut {
 pub async fn create(
     State(state): State<AppState>,
     user: AuthUser,
+    headers: HeaderMap,
+    axum::extract::Extension(crate::middleware::ClientIp(ip)): axum::extract::Extension<crate::middleware::ClientIp>,
     ApiJson(req): ApiJson<OrderRequest>,
 ) -> Result<Response, ApiError> {
+    let device = crate::routes::queue::device_id(&headers)?;
+    crate::routes::queue::risk_check(&state, "order", &crate::risk::Subject { user: user.id, device, ip })?;
+    check_queue_token(&state, user.id, &headers, &req)?;
     let placed = orders::place(&state, user.id, &req).await?;
     metrics::counter!("chepiao_orders_total", "result" => if placed.created { "created" } else { "replayed" })
         .increment(1);
     let status = if placed.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(order_out(&placed.order, OrderStatus::PendingPayment)?)).into_response())
+}
+
+/// An order for a run sold through a waiting room needs the caller's queue token for that sale.
+fn check_queue_token(state: &AppState, user_id: i64, headers: &HeaderMap, req: &OrderRequest) -> Result<(), ApiError> {
+    let token = headers.get("x-queue-token").and_then(|v| v.to_str().ok());
+    for leg in &req.legs {
+        let Some(sale) = state.room.sale_of_run(&leg.run_id) else { continue };
+        let Some(token) = token else {
+            return Err(ApiError::queue_token_required(format!(
+                "{} is sold through sale {}",
+                leg.run_id, sale.sale_id
+            )));
+        };
+        let checked = state.room.tokens.check(token, &sale.sale_id, user_id, orders::now_ms());
+        metrics::counter!("chepiao_queue_token_checks_total", "result" => match checked {
+            Ok(()) => "ok",
+            Err(crate::queue::TokenError::Forged) => "forged",
+            Err(crate::queue::TokenError::Expired) => "expired",
+            Err(crate::queue::TokenError::NotYours) => "not_yours",
+        })
+        .increment(1);
+        match checked {
+            Ok(()) => {}
+            Err(crate::queue::TokenError::Forged) => {
+                return Err(ApiError::queue_token_invalid("the queue token is not genuine"));
+            }
+            Err(crate::queue::TokenError::Expired) => {
+                return Err(ApiError::queue_token_expired("join the queue again"));
+            }
+            Err(crate::queue::TokenError::NotYours) => {
+                return Err(ApiError::queue_token_not_yours(format!(
+                    "the token is not yours for sale {}",
+                    sale.sale_id
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// One of the caller's orders, with its payments and tickets.

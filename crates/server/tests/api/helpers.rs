@@ -143,6 +143,12 @@ async fn start(
         sale_window_days: 2,
         data_dir: dir.clone(),
         mockpay_secret: Some(chepiao_server::secrets::Secret(MOCKPAY_SECRET.into())),
+        // Tests of the flow send bursts from one user and one IP; the risk and rate tests
+        // set these back to what a real sale would use.
+        risk_rate_per_s: 100_000,
+        risk_burst: 100_000,
+        ip_rate_per_s: 1_000_000,
+        ip_burst: 1_000_000,
         ..Config::default()
     };
     tweak(&mut config);

@@ -8,6 +8,7 @@ mod inventory;
 mod nats;
 mod network;
 mod orders;
+mod queue;
 mod refund;
 mod robustness;
 mod users;
