@@ -32,8 +32,18 @@ pub enum Mode {
     Spread,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    /// Orders (and with `--pay`, purchases) as fast as the server answers or at `--rate`.
+    Orders,
+    /// The sale opens: `--users` join its waiting room, are admitted and buy (see `rush`).
+    Rush,
+}
+
 #[derive(clap::Args)]
 pub struct LoadArgs {
+    #[arg(long, value_enum, default_value = "orders")]
+    pub scenario: Scenario,
     /// The server to load.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub url: String,
@@ -193,6 +203,11 @@ pub async fn run(args: LoadArgs, network: Network) -> anyhow::Result<()> {
         Some(s) => Some(s.payment_audit().await?),
         None => None,
     };
+    if args.scenario == Scenario::Rush {
+        let config = config::load(&args.flags)?;
+        let store = store.context("the rush creates its users in the server's store: drop --no-audit")?;
+        return crate::rush::run(&args, &config, &network, store).await;
+    }
     let tag = format!("{:x}", chrono::Utc::now().timestamp_millis() % 0xfffffff);
     let users = Arc::new(setup_users(&http, &base, args.users.max(1), &tag).await?);
     let journeys = Arc::new(journeys(&network, args.mode));
@@ -305,7 +320,7 @@ pub async fn run(args: LoadArgs, network: Network) -> anyhow::Result<()> {
     audit(store.as_ref()).await
 }
 
-async fn pay_order(http: &reqwest::Client, base: &str, token: &str, order: &Value) -> anyhow::Result<()> {
+pub(crate) async fn pay_order(http: &reqwest::Client, base: &str, token: &str, order: &Value) -> anyhow::Result<()> {
     let no = order["order_no"].as_str().context("order_no")?;
     let body = json!({"channel": "mockpay"});
     let (s, started) =
@@ -348,7 +363,7 @@ fn summary(t: &mut Tally, took: Duration, orders: u64) {
     }
 }
 
-async fn audit(store: &dyn chepiao_store::Store) -> anyhow::Result<()> {
+pub(crate) async fn audit(store: &dyn chepiao_store::Store) -> anyhow::Result<()> {
     let seats = chepiao_server::flow::audit::audit_seats(store).await?;
     let pay = store.payment_audit().await?;
     println!(

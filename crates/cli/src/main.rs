@@ -7,6 +7,7 @@ mod config;
 mod gate;
 mod import;
 mod load;
+mod rush;
 
 use std::sync::Arc;
 

@@ -378,6 +378,13 @@ async fn unpaid_orders_expire_and_free_their_seats() {
     assert_eq!(free_seats(&app, "BUSINESS").await, before);
     let (status, e) = send(&app, "POST", &format!("/api/v1/orders/{order_no}/cancel"), Some(&alice.token), None).await;
     assert_eq!((status, e["code"].as_u64()), (409, Some(40905)));
+    // The release is recorded just after the engine gave the seats back.
+    for _ in 0..100 {
+        if app.state.store.unreleased_orders(10).await.unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert!(app.state.store.unreleased_orders(10).await.unwrap().is_empty());
 }
 

@@ -1,0 +1,306 @@
+//! `chepiao load --scenario rush`: the Spring Festival opening. `--users` accounts (100,000 by
+//! default) join one sale's waiting room, wait to be admitted, and buy one ticket each with
+//! their queue token.
+//!
+//! Registering 100,000 accounts over HTTP would spend most of the run hashing passwords
+//! (argon2 is slow on purpose), so the scenario creates the accounts and one passenger each
+//! directly in the server's store and signs their login tokens with the server's own key (it
+//! opens the store and the key files with the same flags as `serve`, on the same machine).
+//! Everything after that goes over HTTP, as a client would: join (with a device id and a
+//! client address of its own, `X-Real-IP`, which the server trusts from loopback), polls of
+//! the queue status paced by the position it reports, and the order with `X-Queue-Token`.
+//!
+//! The summary reports the joins (throughput, latency), admission fairness (each user's
+//! admission rank against its join rank: how far anyone overtook or was overtaken), the orders
+//! (tickets sold, refusals by reason, latency), and ends with the invariant audit.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use base64::Engine as _;
+use chepiao_domain::Network;
+use chepiao_server::Config;
+use futures_util::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Value, json};
+use tokio::sync::{Mutex, Semaphore};
+
+use crate::load::LoadArgs;
+
+struct Rusher {
+    token: String,
+    passenger: i64,
+}
+
+#[derive(Default)]
+struct Outcome {
+    join_us: Vec<u32>,
+    order_us: Vec<u32>,
+    /// (join rank, admitted at ms)
+    admissions: Vec<(u64, i64)>,
+    answers: BTreeMap<String, u64>,
+    polls: u64,
+}
+
+fn pct(v: &mut [u32], p: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_unstable();
+    let i = ((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1;
+    f64::from(v[i]) / 1000.0
+}
+
+async fn make_users(
+    store: Arc<dyn chepiao_store::Store>,
+    config: &Config,
+    n: usize,
+    tag: &str,
+) -> anyhow::Result<Vec<Rusher>> {
+    let jwt = chepiao_server::secrets::key(config.jwt_secret.as_ref(), &config.data_dir, "jwt")
+        .map_err(anyhow::Error::msg)?;
+    let pii_key =
+        chepiao_server::secrets::key(config.pii_key.as_ref(), &config.data_dir, "pii").map_err(anyhow::Error::msg)?;
+    let auth = Arc::new(tokio::task::spawn_blocking(move || chepiao_server::auth::Auth::new(jwt, 4 * 3600)).await?);
+    let pii = Arc::new(chepiao_server::pii::Pii::new(pii_key));
+    // Nobody logs in as these users: one hash of a random password serves all of them.
+    let hash = auth.hash_password(uuid::Uuid::new_v4().to_string()).await.map_err(|e| anyhow::anyhow!(e.message))?;
+    let bar = ProgressBar::new(n as u64).with_message("creating users");
+    bar.set_style(ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} {per_sec}").expect("valid template"));
+    let now_s = chrono::Utc::now().timestamp() as u64;
+    let made: Vec<anyhow::Result<Rusher>> = futures_util::stream::iter(0..n)
+        .map(|i| {
+            let (store, auth, pii, hash, bar) = (store.clone(), auth.clone(), pii.clone(), hash.clone(), bar.clone());
+            let name = format!("rush{tag}u{i}");
+            async move {
+                let now_ms = chrono::Utc::now().timestamp_millis();
+                let id = store.create_user(&name, &hash, now_ms).await?.context("username taken")?;
+                let id_no = format!("R{tag}{i:07}");
+                let p = chepiao_store::NewPassenger {
+                    user_id: id,
+                    name_enc: pii.encrypt("抢票人"),
+                    id_type: "PASSPORT".into(),
+                    id_no_enc: pii.encrypt(&id_no),
+                    id_no_index: pii.index(&id_no),
+                    created_at_ms: now_ms,
+                };
+                let passenger = match store.add_passenger(&p, 15).await? {
+                    chepiao_store::AddPassenger::Added(pid) => pid,
+                    other => bail!("adding a passenger: {other:?}"),
+                };
+                bar.inc(1);
+                Ok(Rusher { token: auth.issue(id, &name, now_s).0, passenger })
+            }
+        })
+        .buffer_unordered(512)
+        .collect()
+        .await;
+    bar.finish();
+    made.into_iter().collect()
+}
+
+/// When the server admitted the holder of `token` (its expiry less the token lifetime).
+fn admitted_at_ms(token: &str, ttl_ms: i64) -> Option<i64> {
+    let body = token.split('.').nth(1)?;
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(body).ok()?;
+    let v: Value = serde_json::from_slice(&json).ok()?;
+    Some(v["exp"].as_i64()? - ttl_ms)
+}
+
+pub async fn run(
+    args: &LoadArgs,
+    config: &Config,
+    network: &Network,
+    store: Arc<dyn chepiao_store::Store>,
+) -> anyhow::Result<()> {
+    let base = args.url.trim_end_matches('/').to_string();
+    let http =
+        reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).timeout(Duration::from_secs(60)).build()?;
+    let sales: Value = http.get(format!("{base}/api/v1/sales")).send().await?.json().await?;
+    let sale = sales.as_array().and_then(|s| s.first()).context("the server has no sale: configure `sales`")?;
+    let sale_id = sale["sale_id"].as_str().context("sale_id")?.to_string();
+    let run_id = sale["run_ids"][0].as_str().context("run_ids")?.to_string();
+    let run: chepiao_domain::RunId = run_id.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let train = network.train(network.train_idx(&run.train).context("the sale's train")?);
+    let (from, to) = (train.stops[0].telecode.to_string(), train.stops[train.stops.len() - 1].telecode.to_string());
+    let class = chepiao_domain::SeatClass::ALL
+        .into_iter()
+        .find(|c| *c != chepiao_domain::SeatClass::Standing && train.layout().capacity(*c) > 0)
+        .context("a seated class")?;
+    let tag = format!("{:x}", chrono::Utc::now().timestamp_millis() % 0xfffffff);
+    let users = make_users(store.clone(), config, args.users, &tag).await?;
+    println!(
+        "rush: {} users on sale {sale_id}, each buying {run_id} {from}→{to} {} ({} places), {} requests in flight",
+        users.len(),
+        class.as_str(),
+        train.layout().capacity(class),
+        args.concurrency
+    );
+    let ttl_ms = config.queue_token_ttl_s as i64 * 1000;
+    let gate = Arc::new(Semaphore::new(args.concurrency.max(1)));
+    let outcome = Arc::new(Mutex::new(Outcome::default()));
+    let joined = Arc::new(AtomicU64::new(0));
+    let bar = ProgressBar::new(users.len() as u64).with_message("joined, admitted and bought");
+    bar.set_style(ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} {per_sec}").expect("valid template"));
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(users.len());
+    for (i, u) in users.into_iter().enumerate() {
+        let (http, base, gate, outcome, joined, bar) =
+            (http.clone(), base.clone(), gate.clone(), outcome.clone(), joined.clone(), bar.clone());
+        let (sale_id, run_id, from, to, tag, pay) =
+            (sale_id.clone(), run_id.clone(), from.clone(), to.clone(), tag.clone(), args.pay);
+        tasks.push(tokio::spawn(async move {
+            let ip = format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255);
+            let device = format!("rush-device-{i}");
+            let req = |method: reqwest::Method, path: String| {
+                http.request(method, format!("{base}{path}"))
+                    .bearer_auth(&u.token)
+                    .header("x-real-ip", &ip)
+                    .header("x-device-id", &device)
+            };
+            let mut local = Outcome::default();
+            let count = |local: &mut Outcome, key: String| *local.answers.entry(key).or_default() += 1;
+            // Join.
+            let sent = Instant::now();
+            let answer = {
+                let _permit = gate.acquire().await.expect("never closed");
+                req(reqwest::Method::POST, format!("/api/v1/queue/{sale_id}/join")).send().await
+            };
+            local.join_us.push(sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+            let rank = joined.fetch_add(1, Ordering::Relaxed);
+            let mut status: Value = match answer {
+                Ok(r) if r.status().is_success() => r.json().await.unwrap_or(Value::Null),
+                Ok(r) => {
+                    let s = r.status().as_u16();
+                    let b: Value = r.json().await.unwrap_or(Value::Null);
+                    count(&mut local, format!("join {s} {}", b["code"]));
+                    return local;
+                }
+                Err(_) => {
+                    count(&mut local, "join transport error".into());
+                    return local;
+                }
+            };
+            // Wait for admission, polling at a pace the position suggests.
+            let token = loop {
+                if status["admitted"] == true {
+                    break status["queue_token"].as_str().unwrap_or_default().to_string();
+                }
+                let position = status["position"].as_u64().unwrap_or(0);
+                let wait_ms = (position * 1000 / 2000).clamp(200, 10_000);
+                tokio::time::sleep(Duration::from_millis(wait_ms + (i as u64 % 97))).await;
+                local.polls += 1;
+                let _permit = gate.acquire().await.expect("never closed");
+                match req(reqwest::Method::GET, format!("/api/v1/queue/{sale_id}/status")).send().await {
+                    Ok(r) if r.status().is_success() => status = r.json().await.unwrap_or(Value::Null),
+                    Ok(r) => count(&mut local, format!("status {}", r.status().as_u16())),
+                    Err(_) => count(&mut local, "status transport error".into()),
+                }
+            };
+            if let Some(at) = admitted_at_ms(&token, ttl_ms) {
+                local.admissions.push((rank, at));
+            }
+            // Buy.
+            let body = json!({"idempotency_key": format!("rush-{tag}-{i}"), "legs": [
+                {"run_id": run_id, "from": from, "to": to, "class": class.as_str(), "passenger_ids": [u.passenger]}]});
+            let sent = Instant::now();
+            let answer = {
+                let _permit = gate.acquire().await.expect("never closed");
+                req(reqwest::Method::POST, "/api/v1/orders".into())
+                    .header("x-queue-token", &token)
+                    .json(&body)
+                    .send()
+                    .await
+            };
+            local.order_us.push(sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+            match answer {
+                Ok(r) => {
+                    let s = r.status().as_u16();
+                    let b: Value = r.json().await.unwrap_or(Value::Null);
+                    count(&mut local, if s >= 400 { format!("order {s} {}", b["code"]) } else { format!("order {s}") });
+                    if s == 201 && pay {
+                        let _permit = gate.acquire().await.expect("never closed");
+                        let token = u.token.clone();
+                        let ok = crate::load::pay_order(&http, &base, &token, &b).await.is_ok();
+                        count(&mut local, if ok { "paid".into() } else { "pay failed".into() });
+                    }
+                }
+                Err(_) => count(&mut local, "order transport error".into()),
+            }
+            bar.inc(1);
+            let mut o = outcome.lock().await;
+            o.join_us.extend(local.join_us);
+            o.order_us.extend(local.order_us);
+            o.admissions.extend(local.admissions);
+            o.polls += local.polls;
+            for (k, v) in local.answers {
+                *o.answers.entry(k).or_default() += v;
+            }
+            Outcome::default()
+        }));
+    }
+    let mut stray = Outcome::default();
+    for t in tasks {
+        let o = t.await?;
+        for (k, v) in o.answers {
+            *stray.answers.entry(k).or_default() += v;
+        }
+        stray.join_us.extend(o.join_us);
+    }
+    bar.finish();
+    let took = start.elapsed();
+    let mut o = Arc::try_unwrap(outcome).map_err(|_| anyhow::anyhow!("tasks still running"))?.into_inner();
+    for (k, v) in stray.answers {
+        *o.answers.entry(k).or_default() += v;
+    }
+    o.join_us.extend(stray.join_us);
+    report(&mut o, took);
+    crate::load::audit(store.as_ref()).await
+}
+
+fn report(o: &mut Outcome, took: Duration) {
+    let secs = took.as_secs_f64();
+    println!("rush over in {secs:.1} s");
+    println!(
+        "  joins: {}  latency ms p50 {:.2}  p99 {:.2}  max {:.2}",
+        o.join_us.len(),
+        pct(&mut o.join_us, 0.5),
+        pct(&mut o.join_us, 0.99),
+        pct(&mut o.join_us, 1.0)
+    );
+    // Fairness: rank users by join (as the client saw its join answered) and by admission
+    // time; displacement is how many places a user's admission rank differs from its join rank.
+    o.admissions.sort_by_key(|(rank, _)| *rank);
+    let mut by_admission: Vec<(i64, usize)> = o.admissions.iter().enumerate().map(|(j, (_, at))| (*at, j)).collect();
+    by_admission.sort();
+    let mut displacement: Vec<u32> = vec![0; by_admission.len()];
+    // Within one admission tick users are sorted by join rank, so a batch adds no displacement.
+    for (k, (_, j)) in by_admission.iter().enumerate() {
+        displacement[*j] = (k as i64 - *j as i64).unsigned_abs() as u32;
+    }
+    let admitted = displacement.len();
+    let mut d_us: Vec<u32> = displacement.iter().map(|d| d * 1000).collect();
+    println!(
+        "  admitted: {admitted}; admission rank vs join rank, places: p50 {:.0}  p99 {:.0}  max {:.0}  ({} status polls)",
+        pct(&mut d_us, 0.5),
+        pct(&mut d_us, 0.99),
+        pct(&mut d_us, 1.0),
+        o.polls
+    );
+    let sold = o.answers.get("order 201").copied().unwrap_or(0);
+    println!(
+        "  orders: {} answered, {sold} tickets held ({:.0}/s over the run); latency ms p50 {:.2}  p99 {:.2}  max {:.2}",
+        o.order_us.len(),
+        sold as f64 / secs,
+        pct(&mut o.order_us, 0.5),
+        pct(&mut o.order_us, 0.99),
+        pct(&mut o.order_us, 1.0)
+    );
+    println!("  answers by reason:");
+    for (k, v) in &o.answers {
+        println!("    {k:<32} {v}");
+    }
+}
