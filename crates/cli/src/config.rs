@@ -38,6 +38,10 @@ pub struct Flags {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nats_url: Option<String>,
+    /// redis://host:port: keep the waiting room in Redis, shared by several nodes (default: in memory).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_url: Option<String>,
 }
 
 pub fn load(flags: &Flags) -> anyhow::Result<Config> {

@@ -184,7 +184,10 @@ async fn setup_users(http: &reqwest::Client, base: &str, n: usize, tag: &str) ->
 
 #[derive(Default)]
 struct Tally {
+    /// Answers that were served (anything but a shed 503/429).
     latencies_us: Vec<u32>,
+    /// Shed answers (503, 429): how fast the server said no.
+    shed_us: Vec<u32>,
     answers: BTreeMap<String, u64>,
     paid: u64,
 }
@@ -253,9 +256,11 @@ pub async fn run(args: LoadArgs, network: Network) -> anyhow::Result<()> {
                 let answer =
                     call(&http, reqwest::Method::POST, format!("{base}/api/v1/orders"), Some(&user.token), Some(&body))
                         .await;
-                let took = sent.elapsed();
-                if (local.latencies_us.len() as u64) < SAMPLES_MAX {
-                    local.latencies_us.push(took.as_micros().min(u128::from(u32::MAX)) as u32);
+                let took = sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+                let shed = matches!(&answer, Ok((503 | 429, _)));
+                let sink = if shed { &mut local.shed_us } else { &mut local.latencies_us };
+                if (sink.len() as u64) < SAMPLES_MAX {
+                    sink.push(took);
                 }
                 let key = match &answer {
                     Ok((s, b)) if *s >= 400 => format!("{s} {}", b["code"]),
@@ -276,6 +281,7 @@ pub async fn run(args: LoadArgs, network: Network) -> anyhow::Result<()> {
             }
             let mut t = tally.lock().await;
             t.latencies_us.extend(local.latencies_us);
+            t.shed_us.extend(local.shed_us);
             t.paid += local.paid;
             for (k, v) in local.answers {
                 *t.answers.entry(k).or_default() += v;
@@ -335,13 +341,15 @@ pub(crate) async fn pay_order(http: &reqwest::Client, base: &str, token: &str, o
 
 fn summary(t: &mut Tally, took: Duration, orders: u64) {
     t.latencies_us.sort_unstable();
-    let pct = |p: f64| -> f64 {
-        if t.latencies_us.is_empty() {
+    t.shed_us.sort_unstable();
+    let of = |v: &[u32], p: f64| -> f64 {
+        if v.is_empty() {
             return 0.0;
         }
-        let i = ((t.latencies_us.len() as f64 * p).ceil() as usize).clamp(1, t.latencies_us.len()) - 1;
-        f64::from(t.latencies_us[i]) / 1000.0
+        let i = ((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1;
+        f64::from(v[i]) / 1000.0
     };
+    let pct = |p: f64| of(&t.latencies_us, p);
     println!(
         "orders: {orders} in {:.2} s = {:.0} orders/s (HTTP answers of any kind)",
         took.as_secs_f64(),
@@ -350,13 +358,22 @@ fn summary(t: &mut Tally, took: Duration, orders: u64) {
     let created = t.answers.get("201").copied().unwrap_or(0);
     println!("  created {created} = {:.0} orders/s", created as f64 / took.as_secs_f64());
     println!(
-        "  order latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
+        "  order latency ms (served answers): p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
         pct(0.5),
         pct(0.9),
         pct(0.99),
         pct(0.999),
         pct(1.0)
     );
+    if !t.shed_us.is_empty() {
+        println!(
+            "  shed (503/429): {} answers = {:.0}/s; latency ms p50 {:.2}  p99 {:.2}",
+            t.shed_us.len(),
+            t.shed_us.len() as f64 / took.as_secs_f64(),
+            of(&t.shed_us, 0.5),
+            of(&t.shed_us, 0.99)
+        );
+    }
     println!("  answers:");
     for (k, v) in &t.answers {
         println!("    {k:<24} {v}");

@@ -43,6 +43,8 @@ struct Outcome {
     admissions: Vec<(u64, i64)>,
     answers: BTreeMap<String, u64>,
     polls: u64,
+    /// When the last join was answered, µs from the start.
+    last_join_us: u64,
 }
 
 fn pct(v: &mut [u32], p: f64) -> f64 {
@@ -170,6 +172,7 @@ pub async fn run(
                 req(reqwest::Method::POST, format!("/api/v1/queue/{sale_id}/join")).send().await
             };
             local.join_us.push(sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+            local.last_join_us = start.elapsed().as_micros() as u64;
             let rank = joined.fetch_add(1, Ordering::Relaxed);
             let mut status: Value = match answer {
                 Ok(r) if r.status().is_success() => r.json().await.unwrap_or(Value::Null),
@@ -236,6 +239,7 @@ pub async fn run(
             o.order_us.extend(local.order_us);
             o.admissions.extend(local.admissions);
             o.polls += local.polls;
+            o.last_join_us = o.last_join_us.max(local.last_join_us);
             for (k, v) in local.answers {
                 *o.answers.entry(k).or_default() += v;
             }
@@ -249,6 +253,7 @@ pub async fn run(
             *stray.answers.entry(k).or_default() += v;
         }
         stray.join_us.extend(o.join_us);
+        stray.last_join_us = stray.last_join_us.max(o.last_join_us);
     }
     bar.finish();
     let took = start.elapsed();
@@ -257,6 +262,7 @@ pub async fn run(
         *o.answers.entry(k).or_default() += v;
     }
     o.join_us.extend(stray.join_us);
+    o.last_join_us = o.last_join_us.max(stray.last_join_us);
     report(&mut o, took);
     crate::load::audit(store.as_ref()).await
 }
@@ -264,9 +270,11 @@ pub async fn run(
 fn report(o: &mut Outcome, took: Duration) {
     let secs = took.as_secs_f64();
     println!("rush over in {secs:.1} s");
+    let join_s = (o.last_join_us as f64 / 1e6).max(1e-3);
     println!(
-        "  joins: {}  latency ms p50 {:.2}  p99 {:.2}  max {:.2}",
+        "  joins: {} in {join_s:.2} s = {:.0} joins/s (admission, polls and orders running alongside); latency ms p50 {:.2}  p99 {:.2}  max {:.2}",
         o.join_us.len(),
+        o.join_us.len() as f64 / join_s,
         pct(&mut o.join_us, 0.5),
         pct(&mut o.join_us, 0.99),
         pct(&mut o.join_us, 1.0)

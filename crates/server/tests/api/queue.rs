@@ -274,3 +274,33 @@ async fn a_client_over_its_ip_rate_gets_429_before_any_work() {
     assert_eq!(statuses[5..], [429, 429, 429], "{statuses:?}");
     assert_eq!(app.get("/healthz").await.status().as_u16(), 200, "health checks are never rate-limited");
 }
+
+#[tokio::test]
+async fn queue_status_streams_as_server_sent_events_until_admitted() {
+    let r = room(false, 5, |_| {}).await;
+    let mut buyers = Vec::new();
+    for i in 0..3 {
+        let b = buyer(&r.app, &format!("sse{i}"), 1).await;
+        let (s, _) = join(&r, &b, Some(&format!("phone-{i}"))).await;
+        assert_eq!(s, 200);
+        buyers.push(b);
+    }
+    // The last joiner waits ~0.5 s at 5 a second: the stream shows its position, then the token.
+    let resp = r
+        .app
+        .client
+        .get(r.app.url(&format!("/api/v1/queue/{}/events", r.sale)))
+        .bearer_auth(&buyers[2].token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let body = tokio::time::timeout(Duration::from_secs(20), resp.text()).await.unwrap().unwrap();
+    let events: Vec<Value> =
+        body.lines().filter_map(|l| l.strip_prefix("data:")).map(|d| serde_json::from_str(d.trim()).unwrap()).collect();
+    assert!(events.len() >= 2, "{body}");
+    assert!(events[0]["position"].is_u64(), "{body}");
+    let last = events.last().unwrap();
+    assert_eq!(last["admitted"], true, "the stream ends with the admission: {body}");
+    assert!(last["queue_token"].as_str().unwrap().starts_with("Q1."));
+}
