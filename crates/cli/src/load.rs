@@ -78,6 +78,11 @@ const SAMPLES_MAX: u64 = 10_000_000;
 struct User {
     token: String,
     passengers: Vec<i64>,
+    /// Each virtual user has a device and a client address of its own (`X-Device-Id`,
+    /// `X-Real-IP`, trusted from loopback), as real buyers do: the risk checks see many
+    /// people, not one machine.
+    device: String,
+    ip: String,
 }
 
 /// A journey to book: (run id, from, to, class).
@@ -147,6 +152,11 @@ async fn call(
     Ok((status, r.json().await.unwrap_or(Value::Null)))
 }
 
+/// A private address per virtual user.
+pub(crate) fn client_ip(i: usize) -> String {
+    format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255)
+}
+
 async fn setup_users(http: &reqwest::Client, base: &str, n: usize, tag: &str) -> anyhow::Result<Vec<User>> {
     let bar = ProgressBar::new(n as u64).with_message("registering users");
     bar.set_style(ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len}").expect("valid template"));
@@ -173,7 +183,7 @@ async fn setup_users(http: &reqwest::Client, base: &str, n: usize, tag: &str) ->
                 passengers.push(b["passenger_id"].as_i64().context("passenger_id")?);
             }
             bar.inc(1);
-            Ok(User { token, passengers })
+            Ok(User { token, passengers, device: format!("load-device-{tag}-{i}"), ip: client_ip(*i) })
         }))
         .await?;
         users.extend(made);
@@ -253,9 +263,19 @@ pub async fn run(args: LoadArgs, network: Network) -> anyhow::Result<()> {
                 let body = json!({"idempotency_key": format!("load-{tag}-{i}"), "legs": [
                     {"run_id": run, "from": from, "to": to, "class": class, "passenger_ids": [passenger]}]});
                 let sent = Instant::now();
-                let answer =
-                    call(&http, reqwest::Method::POST, format!("{base}/api/v1/orders"), Some(&user.token), Some(&body))
-                        .await;
+                let answer = async {
+                    let r = http
+                        .post(format!("{base}/api/v1/orders"))
+                        .bearer_auth(&user.token)
+                        .header("x-device-id", &user.device)
+                        .header("x-real-ip", &user.ip)
+                        .json(&body)
+                        .send()
+                        .await?;
+                    let status = r.status().as_u16();
+                    anyhow::Ok((status, r.json::<Value>().await.unwrap_or(Value::Null)))
+                }
+                .await;
                 let took = sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
                 let shed = matches!(&answer, Ok((503 | 429, _)));
                 let sink = if shed { &mut local.shed_us } else { &mut local.latencies_us };

@@ -155,7 +155,7 @@ pub async fn run(
         let (sale_id, run_id, from, to, tag, pay) =
             (sale_id.clone(), run_id.clone(), from.clone(), to.clone(), tag.clone(), args.pay);
         tasks.push(tokio::spawn(async move {
-            let ip = format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255);
+            let ip = crate::load::client_ip(i);
             let device = format!("rush-device-{i}");
             let req = |method: reqwest::Method, path: String| {
                 http.request(method, format!("{base}{path}"))
