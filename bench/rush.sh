@@ -4,19 +4,23 @@
 # users join, are admitted and buy; the run ends with the invariant audit.
 #   bench/rush.sh                      # waiting room in memory
 #   QUEUE=redis bench/rush.sh          # waiting room in Redis at $REDIS_URL
+#   OPENS_IN_S=60 bench/rush.sh        # everyone queues before the opening (pure joins first)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 users=${USERS:-100000}
 port=${PORT:-18093}
 rate=${ADMIT_PER_S:-5000}
 concurrency=${CONCURRENCY:-256}
+# Seconds from the server start to the opening: users who join before it only queue (as on
+# 12306, where the queue forms before the sale opens); 0 opens at once.
+opens_in_s=${OPENS_IN_S:-0}
 cargo build --release --quiet
 dir=$(mktemp -d)
 tomorrow=$(TZ=Asia/Shanghai date -d tomorrow +%Y%m%d)
 cat >"$dir/chepiao.toml" <<TOML
 [[sales]]
 sale_id = "spring-rush"
-opens_at = "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+opens_at = "$(date -u -d "+$opens_in_s seconds" +%Y-%m-%dT%H:%M:%SZ)"
 run_ids = ["G1-$tomorrow"]
 admit_per_s = $rate
 TOML

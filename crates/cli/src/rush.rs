@@ -128,9 +128,11 @@ pub async fn run(
     let run: chepiao_domain::RunId = run_id.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
     let train = network.train(network.train_idx(&run.train).context("the sale's train")?);
     let (from, to) = (train.stops[0].telecode.to_string(), train.stops[train.stops.len() - 1].telecode.to_string());
+    // The class with the most places (second class on a G train).
     let class = chepiao_domain::SeatClass::ALL
         .into_iter()
-        .find(|c| *c != chepiao_domain::SeatClass::Standing && train.layout().capacity(*c) > 0)
+        .filter(|c| *c != chepiao_domain::SeatClass::Standing)
+        .max_by_key(|c| train.layout().capacity(*c))
         .context("a seated class")?;
     let tag = format!("{:x}", chrono::Utc::now().timestamp_millis() % 0xfffffff);
     let users = make_users(store.clone(), config, args.users, &tag).await?;
@@ -166,10 +168,10 @@ pub async fn run(
             let mut local = Outcome::default();
             let count = |local: &mut Outcome, key: String| *local.answers.entry(key).or_default() += 1;
             // Join.
-            let sent = Instant::now();
-            let answer = {
+            let (answer, sent) = {
                 let _permit = gate.acquire().await.expect("never closed");
-                req(reqwest::Method::POST, format!("/api/v1/queue/{sale_id}/join")).send().await
+                let sent = Instant::now();
+                (req(reqwest::Method::POST, format!("/api/v1/queue/{sale_id}/join")).send().await, sent)
             };
             local.join_us.push(sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
             local.last_join_us = start.elapsed().as_micros() as u64;
@@ -209,14 +211,15 @@ pub async fn run(
             // Buy.
             let body = json!({"idempotency_key": format!("rush-{tag}-{i}"), "legs": [
                 {"run_id": run_id, "from": from, "to": to, "class": class.as_str(), "passenger_ids": [u.passenger]}]});
-            let sent = Instant::now();
-            let answer = {
+            let (answer, sent) = {
                 let _permit = gate.acquire().await.expect("never closed");
-                req(reqwest::Method::POST, "/api/v1/orders".into())
+                let sent = Instant::now();
+                let r = req(reqwest::Method::POST, "/api/v1/orders".into())
                     .header("x-queue-token", &token)
                     .json(&body)
                     .send()
-                    .await
+                    .await;
+                (r, sent)
             };
             local.order_us.push(sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
             match answer {
