@@ -215,33 +215,55 @@ mod tests {
     use super::*;
 
     fn subject(user: i64, device: Option<&str>) -> Subject {
-        Subject { user, device: device.map(String::from), ip: "10.0.0.1".parse().unwrap() }
+        Subject { user, device: device.map(String::from), ip: format!("10.0.0.{user}").parse().unwrap() }
     }
 
-    fn risk() -> Risk {
-        Risk::new(RiskConfig { rate_per_s: 1, burst: 2, slow_score: 40, refuse_score: 90 })
+    fn risk(burst: u32) -> Risk {
+        Risk::new(RiskConfig { rate_per_s: 1, burst, slow_score: 40, refuse_score: 70 })
     }
 
     #[test]
-    fn lists_buckets_and_score() {
-        let r = risk();
+    fn buckets_per_user_device_and_ip() {
+        let r = risk(2);
         assert_eq!(r.check("t", &subject(1, Some("d1"))), Decision::Pass);
         assert_eq!(r.check("t", &subject(1, Some("d1"))), Decision::Pass);
         assert_eq!(r.check("t", &subject(1, Some("d1"))), Decision::Limited { what: "user_rate" }, "burst of 2");
+        assert_eq!(
+            r.check("t", &subject(2, Some("d1"))),
+            Decision::Limited { what: "device_rate" },
+            "the device's bucket is shared by the accounts on it"
+        );
+        let same_ip = |user| Subject { user, device: Some(format!("p{user}")), ip: "10.9.9.9".parse().unwrap() };
+        assert_eq!(r.check("t", &same_ip(10)), Decision::Pass);
+        assert_eq!(r.check("t", &same_ip(11)), Decision::Pass);
+        assert_eq!(r.check("t", &same_ip(12)), Decision::Limited { what: "ip_rate" });
+    }
+
+    #[test]
+    fn lists_and_score() {
+        let r = risk(1_000);
         assert_eq!(r.check("t", &subject(2, None)), Decision::Slow { score: 50 }, "no device id");
         for u in 3..=5 {
-            r.check("t", &subject(u, Some("shared")));
+            assert_eq!(r.check("t", &subject(u, Some("shared"))), Decision::Pass);
         }
         assert_eq!(
             r.check("t", &subject(6, Some("shared"))),
             Decision::Slow { score: 40 },
             "a device of many accounts"
         );
+        // No device id from an address shared by more than 20 accounts: refused.
+        let nat = |user| Subject { user, device: Some(format!("n{user}")), ip: "10.7.7.7".parse().unwrap() };
+        for u in 100..121 {
+            r.check("t", &nat(u));
+        }
+        let anonymous = Subject { user: 200, device: None, ip: "10.7.7.7".parse().unwrap() };
+        assert_eq!(r.check("t", &anonymous), Decision::Refuse { reason: "score" });
         r.list_add(ListKind::Device, ListName::Block, "d9");
         assert_eq!(r.check("t", &subject(7, Some("d9"))), Decision::Refuse { reason: "blocked" });
-        r.list_add(ListKind::User, ListName::Allow, "1");
-        assert_eq!(r.check("t", &subject(1, Some("d1"))), Decision::Pass, "allowed: no bucket");
-        assert!(r.list_remove(ListKind::User, ListName::Allow, "1"));
+        r.list_add(ListKind::User, ListName::Allow, "200");
+        assert_eq!(r.check("t", &anonymous), Decision::Pass, "allowed: no bucket, no score");
+        assert!(r.list_remove(ListKind::User, ListName::Allow, "200"));
+        assert!(!r.list_remove(ListKind::User, ListName::Allow, "200"));
         assert_eq!(r.list(ListKind::Device, ListName::Block), ["d9"]);
     }
 }
