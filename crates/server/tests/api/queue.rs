@@ -207,8 +207,20 @@ async fn orders_need_a_valid_token_redis() {
 }
 
 #[tokio::test]
-async fn blocked_devices_are_refused_and_rates_are_limited() {
-    let r = room(false, 1000, |c| {
+async fn blocked_devices_are_refused_and_rates_are_limited_memory() {
+    blocked_devices_are_refused_and_rates_are_limited(false).await;
+}
+
+#[tokio::test]
+async fn blocked_devices_are_refused_and_rates_are_limited_redis() {
+    if redis_url().is_none() {
+        return;
+    }
+    blocked_devices_are_refused_and_rates_are_limited(true).await;
+}
+
+async fn blocked_devices_are_refused_and_rates_are_limited(redis: bool) {
+    let r = room(redis, 1000, |c| {
         c.risk_rate_per_s = 1;
         c.risk_burst = 3;
     })
