@@ -26,7 +26,7 @@ use chepiao_server::Config;
 use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
-use tokio::sync::{Mutex, Semaphore};
+use tokio::sync::Semaphore;
 
 use crate::load::LoadArgs;
 
@@ -45,6 +45,19 @@ struct Outcome {
     polls: u64,
     /// When the last join was answered, µs from the start.
     last_join_us: u64,
+}
+
+impl Outcome {
+    fn merge(&mut self, other: Outcome) {
+        self.join_us.extend(other.join_us);
+        self.order_us.extend(other.order_us);
+        self.admissions.extend(other.admissions);
+        self.polls += other.polls;
+        self.last_join_us = self.last_join_us.max(other.last_join_us);
+        for (k, v) in other.answers {
+            *self.answers.entry(k).or_default() += v;
+        }
+    }
 }
 
 fn pct(v: &mut [u32], p: f64) -> f64 {
@@ -145,15 +158,13 @@ pub async fn run(
     );
     let ttl_ms = config.queue_token_ttl_s as i64 * 1000;
     let gate = Arc::new(Semaphore::new(args.concurrency.max(1)));
-    let outcome = Arc::new(Mutex::new(Outcome::default()));
     let joined = Arc::new(AtomicU64::new(0));
     let bar = ProgressBar::new(users.len() as u64).with_message("joined, admitted and bought");
     bar.set_style(ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} {per_sec}").expect("valid template"));
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(users.len());
     for (i, u) in users.into_iter().enumerate() {
-        let (http, base, gate, outcome, joined, bar) =
-            (http.clone(), base.clone(), gate.clone(), outcome.clone(), joined.clone(), bar.clone());
+        let (http, base, gate, joined, bar) = (http.clone(), base.clone(), gate.clone(), joined.clone(), bar.clone());
         let (sale_id, run_id, from, to, tag, pay) =
             (sale_id.clone(), run_id.clone(), from.clone(), to.clone(), tag.clone(), args.pay);
         tasks.push(tokio::spawn(async move {
@@ -237,35 +248,15 @@ pub async fn run(
                 Err(_) => count(&mut local, "order transport error".into()),
             }
             bar.inc(1);
-            let mut o = outcome.lock().await;
-            o.join_us.extend(local.join_us);
-            o.order_us.extend(local.order_us);
-            o.admissions.extend(local.admissions);
-            o.polls += local.polls;
-            o.last_join_us = o.last_join_us.max(local.last_join_us);
-            for (k, v) in local.answers {
-                *o.answers.entry(k).or_default() += v;
-            }
-            Outcome::default()
+            local
         }));
     }
-    let mut stray = Outcome::default();
+    let mut o = Outcome::default();
     for t in tasks {
-        let o = t.await?;
-        for (k, v) in o.answers {
-            *stray.answers.entry(k).or_default() += v;
-        }
-        stray.join_us.extend(o.join_us);
-        stray.last_join_us = stray.last_join_us.max(o.last_join_us);
+        o.merge(t.await?);
     }
     bar.finish();
     let took = start.elapsed();
-    let mut o = Arc::try_unwrap(outcome).map_err(|_| anyhow::anyhow!("tasks still running"))?.into_inner();
-    for (k, v) in stray.answers {
-        *o.answers.entry(k).or_default() += v;
-    }
-    o.join_us.extend(stray.join_us);
-    o.last_join_us = o.last_join_us.max(stray.last_join_us);
     report(&mut o, took);
     crate::load::audit(store.as_ref()).await
 }

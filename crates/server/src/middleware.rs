@@ -54,11 +54,7 @@ pub async fn request_context(State(limits): State<Limits>, req: Request, next: N
             if declared.is_some_and(|n| n > limits.body_len_max as u64) {
                 return ApiError::body_too_large(format!("body exceeds {} bytes", limits.body_len_max)).into_response();
             }
-            match tokio::time::timeout(limits.request_timeout, next.run(req)).await {
-                Ok(response) => response,
-                Err(_) => ApiError::timeout(format!("no answer within {} ms", limits.request_timeout.as_millis()))
-                    .into_response(),
-            }
+            within(limits.request_timeout, next, req).await
         })
         .await;
     let status = response.status().as_u16();
@@ -157,6 +153,11 @@ pub async fn ip_rate_limit(State(state): State<crate::AppState>, req: Request, n
 
 /// The buy path's own, tighter time limit.
 pub async fn buy_timeout(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    within(limit, next, req).await
+}
+
+/// Run the rest of the stack, or answer 503/50302 once `limit` has passed.
+async fn within(limit: Duration, next: Next, req: Request) -> Response {
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(response) => response,
         Err(_) => ApiError::timeout(format!("no answer within {} ms", limit.as_millis())).into_response(),

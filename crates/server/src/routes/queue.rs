@@ -185,14 +185,13 @@ fn check_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-fn list_path(p: Result<Path<(String, String)>, PathRejection>) -> Result<(ListName, ListKind), ApiError> {
-    let Path((list, kind)) = p.map_err(|e| ApiError::bad_parameter(e.body_text()))?;
-    let list = match list.as_str() {
+fn list_path(list: &str, kind: &str) -> Result<(ListName, ListKind), ApiError> {
+    let list = match list {
         "block" => ListName::Block,
         "allow" => ListName::Allow,
         _ => return Err(ApiError::bad_parameter("list: `block` or `allow`")),
     };
-    let kind = match kind.as_str() {
+    let kind = match kind {
         "user" => ListKind::User,
         "device" => ListKind::Device,
         "ip" => ListKind::Ip,
@@ -216,7 +215,8 @@ pub async fn risk_list(
     p: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Json<RiskList>, ApiError> {
     check_admin(&state, &headers)?;
-    let (list, kind) = list_path(p)?;
+    let Path((list, kind)) = p.map_err(|e| ApiError::bad_parameter(e.body_text()))?;
+    let (list, kind) = list_path(&list, &kind)?;
     Ok(Json(RiskList { values: state.risk.list(kind, list) }))
 }
 
@@ -251,7 +251,7 @@ async fn risk_change(
 ) -> Result<Json<RiskList>, ApiError> {
     check_admin(&state, &headers)?;
     let Path((list, kind, value)) = p.map_err(|e| ApiError::bad_parameter(e.body_text()))?;
-    let (list, kind) = list_path(Ok(Path((list, kind))))?;
+    let (list, kind) = list_path(&list, &kind)?;
     if value.is_empty() || value.len() > crate::risk::DEVICE_ID_LEN_MAX {
         return Err(ApiError::bad_parameter("value: 1 to 128 characters"));
     }
