@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The hot-sale figures of docs/BENCHMARKS.md: a fresh server with one sale (G1 tomorrow, its
 # waiting room admitting $ADMIT_PER_S a second), then `chepiao load --scenario rush`: $USERS
-# users join, are admitted and buy; the run ends with the invariant audit.
+# users join at once (the storm), are admitted and buy; the run ends with the invariant audit.
 #   bench/rush.sh                      # waiting room in memory
 #   QUEUE=redis bench/rush.sh          # waiting room in Redis at $REDIS_URL
 #   OPENS_IN_S=60 bench/rush.sh        # everyone queues before the opening (pure joins first)
@@ -10,7 +10,8 @@ cd "$(dirname "$0")/.."
 users=${USERS:-100000}
 port=${PORT:-18093}
 rate=${ADMIT_PER_S:-5000}
-concurrency=${CONCURRENCY:-256}
+# Connections of the join storm, and requests in flight afterwards.
+concurrency=${CONCURRENCY:-128}
 # Seconds from the server start to the opening: users who join before it only queue (as on
 # 12306, where the queue forms before the sale opens); 0 opens at once.
 opens_in_s=${OPENS_IN_S:-0}

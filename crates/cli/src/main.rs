@@ -8,6 +8,7 @@ mod gate;
 mod import;
 mod load;
 mod rush;
+mod storm;
 
 use std::sync::Arc;
 

@@ -6,9 +6,10 @@
 //! (argon2 is slow on purpose), so the scenario creates the accounts and one passenger each
 //! directly in the server's store and signs their login tokens with the server's own key (it
 //! opens the store and the key files with the same flags as `serve`, on the same machine).
-//! Everything after that goes over HTTP, as a client would: join (with a device id and a
-//! client address of its own, `X-Real-IP`, which the server trusts from loopback), polls of
-//! the queue status paced by the position it reports, and the order with `X-Queue-Token`.
+//! Everything after that goes over HTTP, as a client would: the join storm (everyone at once,
+//! each with a device id and a client address of its own, `X-Real-IP`, which the server trusts
+//! from loopback; see `storm`), polls of the queue status paced by the position it reports, and
+//! the order with `X-Queue-Token`.
 //!
 //! The summary reports the joins (throughput, latency), admission fairness (each user's
 //! admission rank against its join rank: how far anyone overtook or was overtaken), the orders
@@ -16,7 +17,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -30,6 +30,9 @@ use tokio::sync::Semaphore;
 
 use crate::load::LoadArgs;
 
+/// The pause between creating the users and the storm.
+const SETTLE: Duration = Duration::from_secs(2);
+
 struct Rusher {
     token: String,
     passenger: i64,
@@ -37,23 +40,18 @@ struct Rusher {
 
 #[derive(Default)]
 struct Outcome {
-    join_us: Vec<u32>,
     order_us: Vec<u32>,
     /// (join rank, admitted at ms)
     admissions: Vec<(u64, i64)>,
     answers: BTreeMap<String, u64>,
     polls: u64,
-    /// When the last join was answered, µs from the start.
-    last_join_us: u64,
 }
 
 impl Outcome {
     fn merge(&mut self, other: Outcome) {
-        self.join_us.extend(other.join_us);
         self.order_us.extend(other.order_us);
         self.admissions.extend(other.admissions);
         self.polls += other.polls;
-        self.last_join_us = self.last_join_us.max(other.last_join_us);
         for (k, v) in other.answers {
             *self.answers.entry(k).or_default() += v;
         }
@@ -157,14 +155,42 @@ pub async fn run(
         args.concurrency
     );
     let ttl_ms = config.queue_token_ttl_s as i64 * 1000;
-    let gate = Arc::new(Semaphore::new(args.concurrency.max(1)));
-    let joined = Arc::new(AtomicU64::new(0));
-    let bar = ProgressBar::new(users.len() as u64).with_message("joined, admitted and bought");
-    bar.set_style(ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} {per_sec}").expect("valid template"));
+    // Everyone joins at once (the storm), then each user waits for admission and buys.
+    let authority = crate::storm::authority(&base)?;
+    let requests = users
+        .iter()
+        .enumerate()
+        .map(|(i, u)| {
+            crate::storm::request(
+                &authority,
+                &sale_id,
+                &u.token,
+                &crate::load::client_ip(i),
+                &format!("rush-device-{i}"),
+            )
+        })
+        .collect();
+    // Creating the users was setup: let the server finish with it (its store's commits) before
+    // the storm, which is the measurement.
+    tokio::time::sleep(SETTLE).await;
     let start = Instant::now();
+    let (joins, join_took) = crate::storm::run(&authority, requests, args.concurrency).await?;
+    let mut join_us: Vec<u32> = joins.iter().map(|j| j.latency_us).collect();
+    let join_s = join_took.as_secs_f64().max(1e-3);
+    println!(
+        "  joins: {} in {join_s:.2} s = {:.0} joins/s; latency ms p50 {:.2}  p99 {:.2}  max {:.2}",
+        joins.len(),
+        joins.len() as f64 / join_s,
+        pct(&mut join_us, 0.5),
+        pct(&mut join_us, 0.99),
+        pct(&mut join_us, 1.0)
+    );
+    let gate = Arc::new(Semaphore::new(args.concurrency.max(1)));
+    let bar = ProgressBar::new(users.len() as u64).with_message("admitted and bought");
+    bar.set_style(ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} {per_sec}").expect("valid template"));
     let mut tasks = Vec::with_capacity(users.len());
-    for (i, u) in users.into_iter().enumerate() {
-        let (http, base, gate, joined, bar) = (http.clone(), base.clone(), gate.clone(), joined.clone(), bar.clone());
+    for (i, (u, joined)) in users.into_iter().zip(joins).enumerate() {
+        let (http, base, gate, bar) = (http.clone(), base.clone(), gate.clone(), bar.clone());
         let (sale_id, run_id, from, to, tag, pay) =
             (sale_id.clone(), run_id.clone(), from.clone(), to.clone(), tag.clone(), args.pay);
         tasks.push(tokio::spawn(async move {
@@ -178,25 +204,12 @@ pub async fn run(
             };
             let mut local = Outcome::default();
             let count = |local: &mut Outcome, key: String| *local.answers.entry(key).or_default() += 1;
-            // Join.
-            let (answer, sent) = {
-                let _permit = gate.acquire().await.expect("never closed");
-                let sent = Instant::now();
-                (req(reqwest::Method::POST, format!("/api/v1/queue/{sale_id}/join")).send().await, sent)
-            };
-            local.join_us.push(sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
-            local.last_join_us = start.elapsed().as_micros() as u64;
-            let rank = joined.fetch_add(1, Ordering::Relaxed);
-            let mut status: Value = match answer {
-                Ok(r) if r.status().is_success() => r.json().await.unwrap_or(Value::Null),
-                Ok(r) => {
-                    let s = r.status().as_u16();
-                    let b: Value = r.json().await.unwrap_or(Value::Null);
-                    count(&mut local, format!("join {s} {}", b["code"]));
-                    return local;
-                }
-                Err(_) => {
-                    count(&mut local, "join transport error".into());
+            let rank = joined.rank;
+            let mut status = match joined.answer {
+                Ok(status) => status,
+                Err(reason) => {
+                    count(&mut local, reason);
+                    bar.inc(1);
                     return local;
                 }
             };
@@ -264,15 +277,6 @@ pub async fn run(
 fn report(o: &mut Outcome, took: Duration) {
     let secs = took.as_secs_f64();
     println!("rush over in {secs:.1} s");
-    let join_s = (o.last_join_us as f64 / 1e6).max(1e-3);
-    println!(
-        "  joins: {} in {join_s:.2} s = {:.0} joins/s (admission, polls and orders running alongside); latency ms p50 {:.2}  p99 {:.2}  max {:.2}",
-        o.join_us.len(),
-        o.join_us.len() as f64 / join_s,
-        pct(&mut o.join_us, 0.5),
-        pct(&mut o.join_us, 0.99),
-        pct(&mut o.join_us, 1.0)
-    );
     // Fairness: rank users by join (as the client saw its join answered) and by admission
     // time; displacement is how many places a user's admission rank differs from its join rank.
     o.admissions.sort_by_key(|(rank, _)| *rank);

@@ -43,6 +43,8 @@ pub struct Claims {
 pub struct Auth {
     encoding: EncodingKey,
     decoding: DecodingKey,
+    /// Built once: every request with a token is checked against it.
+    validation: Validation,
     pub token_ttl_s: u64,
     hashing: Arc<Semaphore>,
     dummy_hash: String,
@@ -55,9 +57,13 @@ fn blocking_failed(e: tokio::task::JoinError) -> ApiError {
 impl Auth {
     pub fn new(secret: [u8; 32], token_ttl_s: u64) -> Auth {
         let permits = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = LEEWAY_S;
+        validation.set_required_spec_claims(&["exp", "sub"]);
         Auth {
             encoding: EncodingKey::from_secret(&secret),
             decoding: DecodingKey::from_secret(&secret),
+            validation,
             token_ttl_s,
             hashing: Arc::new(Semaphore::new(permits)),
             dummy_hash: hash_now("not a password of anyone").expect("hashing works"),
@@ -74,20 +80,19 @@ impl Auth {
     }
 
     pub fn verify(&self, token: &str) -> Result<(i64, String), ApiError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| ApiError::invalid_token("malformed token"))?;
-        if header.alg != Algorithm::HS256 {
-            return Err(ApiError::bad_signing_method(format!("tokens are signed with HS256, not {:?}", header.alg)));
-        }
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = LEEWAY_S;
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).map_err(|e| match e.kind() {
-            ErrorKind::InvalidAlgorithm => ApiError::bad_signing_method("wrong signing algorithm"),
-            ErrorKind::ExpiredSignature => ApiError::invalid_claims("token expired"),
-            ErrorKind::MissingRequiredClaim(c) => ApiError::invalid_claims(format!("token lacks `{c}`")),
-            ErrorKind::Json(_) => ApiError::invalid_claims("token claims are not chepiao's"),
-            _ => ApiError::invalid_token("invalid token"),
-        })?;
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| match e.kind() {
+                ErrorKind::InvalidAlgorithm => match jsonwebtoken::decode_header(token) {
+                    Ok(header) => {
+                        ApiError::bad_signing_method(format!("tokens are signed with HS256, not {:?}", header.alg))
+                    }
+                    Err(_) => ApiError::bad_signing_method("wrong signing algorithm"),
+                },
+                ErrorKind::ExpiredSignature => ApiError::invalid_claims("token expired"),
+                ErrorKind::MissingRequiredClaim(c) => ApiError::invalid_claims(format!("token lacks `{c}`")),
+                ErrorKind::Json(_) => ApiError::invalid_claims("token claims are not chepiao's"),
+                _ => ApiError::invalid_token("invalid token"),
+            })?;
         if data.claims.typ != TOKEN_TYPE_ACCESS {
             return Err(ApiError::wrong_token_type(format!("a {:?} token cannot be used here", data.claims.typ)));
         }

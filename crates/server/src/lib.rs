@@ -237,20 +237,21 @@ impl App {
     }
 
     pub fn router(&self) -> Router {
+        // The recorder first: the route metrics keep the handles they register.
+        crate::metrics::handle();
         use axum::routing::{post, put};
         use routes::{checkin, health, network, orders, payments, queue, tickets, users, waitlist, web};
         let limits = middleware::Limits {
             body_len_max: self.state.config.body_len_max,
             request_timeout: Duration::from_millis(self.state.config.request_timeout_ms),
         };
-        let buy_timeout = Duration::from_millis(self.state.config.buy_timeout_ms);
-        // The buy path: a tighter time limit of its own.
+        // The buy path: the per-IP limit and a tighter time limit, in one layer.
         let buy = Router::new()
             .route("/api/v1/orders", get(orders::list).post(orders::create))
             .route("/api/v1/orders/{order_no}/payments", post(orders::pay))
             .route("/api/v1/queue/{sale_id}/join", post(queue::join))
-            .route_layer(axum::middleware::from_fn_with_state(buy_timeout, middleware::buy_timeout));
-        // The API: a per-IP rate limit in front of every route.
+            .route_layer(axum::middleware::from_fn_with_state(self.state.clone(), middleware::buy_guard));
+        // The API: a per-IP rate limit in front of every route (the buy path's is its own).
         let api = Router::new()
             .route("/api/v1/stations", get(network::stations))
             .route("/api/v1/trains", get(network::trains))
@@ -281,8 +282,8 @@ impl App {
             .route("/api/v1/queue/{sale_id}/events", get(queue::events))
             .route("/api/v1/admin/risk/{list}/{kind}", get(queue::risk_list))
             .route("/api/v1/admin/risk/{list}/{kind}/{value}", put(queue::risk_put).delete(queue::risk_delete))
-            .merge(buy)
-            .route_layer(axum::middleware::from_fn_with_state(self.state.clone(), middleware::ip_rate_limit));
+            .route_layer(axum::middleware::from_fn_with_state(self.state.clone(), middleware::ip_rate_limit))
+            .merge(buy);
         // Bounded concurrency: beyond `concurrency_max` in flight, 503 at once.
         let shed = tower::ServiceBuilder::new()
             .layer(axum::error_handling::HandleErrorLayer::new(middleware::overloaded))

@@ -38,10 +38,19 @@ fn client_request_id(req: &Request) -> Option<String> {
     ok.then(|| v.to_string())
 }
 
+/// A new request id: this process's random prefix and a sequence number. Unique without a
+/// call to the OS's random source per request (a v4 UUID each cost a `getrandom` system call).
+fn new_request_id() -> String {
+    static PREFIX: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| uuid::Uuid::new_v4().simple().to_string()[..12].to_string());
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    format!("{}{:08x}", *PREFIX, SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+}
+
 /// Outermost layer: assign the request id, enforce the declared body size and the time limit,
 /// and log the request. Everything inside runs with the id in a task-local.
 pub async fn request_context(State(limits): State<Limits>, req: Request, next: Next) -> Response {
-    let id = client_request_id(&req).unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    let id = client_request_id(&req).unwrap_or_else(new_request_id);
     let (method, uri) = (req.method().clone(), req.uri().clone());
     let started = Instant::now();
     let mut response = REQUEST_ID
@@ -68,16 +77,53 @@ pub async fn request_context(State(limits): State<Limits>, req: Request, next: N
 
 /// Per-route metrics; installed with `route_layer` so the matched route template is known.
 pub async fn track_metrics(req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_default();
-    let method = req.method().as_str().to_owned();
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let method = req.method().clone();
     let started = Instant::now();
     let response = next.run(req).await;
-    let status = response.status().as_u16().to_string();
-    let elapsed = started.elapsed().as_secs_f64();
-    metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
-        .increment(1);
-    metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route).record(elapsed);
+    let route = route.as_ref().map_or("", MatchedPath::as_str);
+    record_request(route, &method, response.status().as_u16(), started.elapsed().as_secs_f64());
     response
+}
+
+/// The metric handles of one route, method and status.
+struct RouteHandles {
+    method: axum::http::Method,
+    status: u16,
+    count: metrics::Counter,
+    duration: metrics::Histogram,
+}
+
+/// Count a request and record its duration. The handles are registered once per route, method
+/// and status, then found again by the route template: building the labelled key (three owned
+/// strings) for every request cost more than the request's own metrics. Bounded by the routes,
+/// their methods and the statuses they answer.
+fn record_request(route: &str, method: &axum::http::Method, status: u16, elapsed_s: f64) {
+    type ByRoute = std::collections::HashMap<String, Vec<RouteHandles>>;
+    static BY_ROUTE: std::sync::LazyLock<std::sync::RwLock<ByRoute>> = std::sync::LazyLock::new(Default::default);
+    let record = |by_route: &ByRoute| {
+        let h = by_route.get(route)?.iter().find(|h| h.status == status && h.method == *method)?;
+        h.count.increment(1);
+        h.duration.record(elapsed_s);
+        Some(())
+    };
+    if record(&BY_ROUTE.read().expect("never poisoned")).is_some() {
+        return;
+    }
+    let mut by_route = BY_ROUTE.write().expect("never poisoned");
+    if record(&by_route).is_none() {
+        let (m, r) = (method.as_str().to_owned(), route.to_owned());
+        let count = metrics::counter!("http_requests_total", "method" => m.clone(), "route" => r.clone(), "status" => status.to_string());
+        let duration = metrics::histogram!("http_request_duration_seconds", "method" => m, "route" => r);
+        count.increment(1);
+        duration.record(elapsed_s);
+        by_route.entry(route.to_owned()).or_default().push(RouteHandles {
+            method: method.clone(),
+            status,
+            count,
+            duration,
+        });
+    }
 }
 
 /// A panic in a handler is a bug; the client gets a JSON 500, the server keeps running.
@@ -110,13 +156,11 @@ pub fn client_ip(req_headers: &axum::http::HeaderMap, peer: Option<std::net::Soc
 }
 
 /// Per-IP token buckets (GCRA, `governor`): 429 before any work.
-pub struct IpLimits(governor::DefaultKeyedRateLimiter<std::net::IpAddr>);
+pub struct IpLimits(crate::risk::KeyedLimiter<std::net::IpAddr>);
 
 impl IpLimits {
     pub fn new(per_s: u32, burst: u32) -> IpLimits {
-        let quota = governor::Quota::per_second(std::num::NonZeroU32::new(per_s.max(1)).expect("at least 1"))
-            .allow_burst(std::num::NonZeroU32::new(burst.max(1)).expect("at least 1"));
-        IpLimits(governor::RateLimiter::keyed(quota))
+        IpLimits(crate::risk::keyed_limiter(per_s, burst))
     }
 
     pub fn allow(&self, ip: std::net::IpAddr) -> bool {
@@ -139,21 +183,34 @@ pub fn request_ip(req: &Request) -> std::net::IpAddr {
 pub struct ClientIp(pub std::net::IpAddr);
 
 /// Per-IP rate limit on the API (not on health and metrics).
-pub async fn ip_rate_limit(State(state): State<crate::AppState>, req: Request, next: Next) -> Response {
-    let ip = request_ip(&req);
-    if !state.ip_limits.allow(ip) {
-        metrics::counter!("chepiao_shed_total", "reason" => "ip_rate").increment(1);
-        return ApiError::rate_limited(format!("more than {} requests a second from {ip}", state.config.ip_rate_per_s))
-            .into_response();
+pub async fn ip_rate_limit(State(state): State<crate::AppState>, mut req: Request, next: Next) -> Response {
+    match limit_ip(&state, &mut req) {
+        Ok(()) => next.run(req).await,
+        Err(refused) => refused.into_response(),
     }
-    let mut req = req;
-    req.extensions_mut().insert(ClientIp(ip));
-    next.run(req).await
 }
 
-/// The buy path's own, tighter time limit.
-pub async fn buy_timeout(State(limit): State<Duration>, req: Request, next: Next) -> Response {
-    within(limit, next, req).await
+/// The buy path's layer: the per-IP limit and its own, tighter time limit (one layer, not two:
+/// the buy path is the one that takes the rush).
+pub async fn buy_guard(State(state): State<crate::AppState>, mut req: Request, next: Next) -> Response {
+    match limit_ip(&state, &mut req) {
+        Ok(()) => within(Duration::from_millis(state.config.buy_timeout_ms), next, req).await,
+        Err(refused) => refused.into_response(),
+    }
+}
+
+/// Attach the client IP to the request, or refuse it (429) when that IP is over its limit.
+fn limit_ip(state: &crate::AppState, req: &mut Request) -> Result<(), ApiError> {
+    let ip = request_ip(req);
+    if !state.ip_limits.allow(ip) {
+        metrics::counter!("chepiao_shed_total", "reason" => "ip_rate").increment(1);
+        return Err(ApiError::rate_limited(format!(
+            "more than {} requests a second from {ip}",
+            state.config.ip_rate_per_s
+        )));
+    }
+    req.extensions_mut().insert(ClientIp(ip));
+    Ok(())
 }
 
 /// Run the rest of the stack, or answer 503/50302 once `limit` has passed.

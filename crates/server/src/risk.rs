@@ -17,9 +17,23 @@
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, RwLock};
 
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::{Quota, RateLimiter};
+
+/// A token bucket per key. The keys are the client's to choose (device ids, addresses), so the
+/// maps hash with a per-process random seed (foldhash: a fraction of SipHash's cost, which was
+/// a tenth of a join's risk check).
+pub type KeyedLimiter<K> =
+    RateLimiter<K, governor::state::keyed::DefaultKeyedStateStore<K, Hasher>, governor::clock::DefaultClock>;
+
+/// A keyed limiter allowing `per_s` a second with bursts of `burst`.
+pub fn keyed_limiter<K: Clone + std::hash::Hash + Eq>(per_s: u32, burst: u32) -> KeyedLimiter<K> {
+    let quota = Quota::per_second(NonZeroU32::new(per_s.max(1)).expect("at least 1"))
+        .allow_burst(NonZeroU32::new(burst.max(1)).expect("at least 1"));
+    RateLimiter::dashmap_with_hasher(quota, Hasher::default())
+}
 
 /// Distinct keys (devices, IPs) the score remembers before starting over.
 pub const RISK_KEYS_MAX: usize = 1_000_000;
@@ -77,17 +91,22 @@ pub struct RiskConfig {
 
 pub struct Risk {
     config: RiskConfig,
-    lists: Mutex<HashMap<(ListKind, ListName), HashSet<String>>>,
-    users: DefaultKeyedRateLimiter<i64>,
-    devices: DefaultKeyedRateLimiter<String>,
-    ips: DefaultKeyedRateLimiter<IpAddr>,
+    lists: RwLock<HashMap<(ListKind, ListName), HashSet<String>>>,
+    /// Entries on all lists: with none (the usual case), the list checks cost nothing.
+    listed_len: AtomicUsize,
+    users: KeyedLimiter<i64>,
+    devices: KeyedLimiter<String>,
+    ips: KeyedLimiter<IpAddr>,
     accounts: Mutex<Accounts>,
 }
 
+/// Seeded per process, like the buckets' maps (the keys are the client's to choose).
+type Hasher = foldhash::quality::RandomState;
+
 #[derive(Default)]
 struct Accounts {
-    per_device: HashMap<String, HashSet<i64>>,
-    per_ip: HashMap<IpAddr, HashSet<i64>>,
+    per_device: HashMap<String, HashSet<i64, Hasher>, Hasher>,
+    per_ip: HashMap<IpAddr, HashSet<i64, Hasher>, Hasher>,
 }
 
 fn count(metric_check: &'static str, decision: &'static str) {
@@ -96,39 +115,55 @@ fn count(metric_check: &'static str, decision: &'static str) {
 
 impl Risk {
     pub fn new(config: RiskConfig) -> Risk {
-        let quota = Quota::per_second(NonZeroU32::new(config.rate_per_s.max(1)).expect("at least 1"))
-            .allow_burst(NonZeroU32::new(config.burst.max(1)).expect("at least 1"));
+        let (per_s, burst) = (config.rate_per_s, config.burst);
         Risk {
             config,
-            lists: Mutex::new(HashMap::new()),
-            users: RateLimiter::keyed(quota),
-            devices: RateLimiter::keyed(quota),
-            ips: RateLimiter::keyed(quota),
+            lists: RwLock::new(HashMap::new()),
+            listed_len: AtomicUsize::new(0),
+            users: keyed_limiter(per_s, burst),
+            devices: keyed_limiter(per_s, burst),
+            ips: keyed_limiter(per_s, burst),
             accounts: Mutex::new(Accounts::default()),
         }
     }
 
     pub fn list_add(&self, kind: ListKind, list: ListName, value: &str) {
-        self.lists.lock().expect("never poisoned").entry((kind, list)).or_default().insert(value.to_string());
+        let mut lists = self.lists.write().expect("never poisoned");
+        if lists.entry((kind, list)).or_default().insert(value.to_string()) {
+            self.listed_len.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     pub fn list_remove(&self, kind: ListKind, list: ListName, value: &str) -> bool {
-        self.lists.lock().expect("never poisoned").get_mut(&(kind, list)).is_some_and(|s| s.remove(value))
+        let mut lists = self.lists.write().expect("never poisoned");
+        let removed = lists.get_mut(&(kind, list)).is_some_and(|s| s.remove(value));
+        if removed {
+            self.listed_len.fetch_sub(1, Ordering::Relaxed);
+        }
+        removed
     }
 
     pub fn list(&self, kind: ListKind, list: ListName) -> Vec<String> {
         let mut v: Vec<String> =
-            self.lists.lock().expect("never poisoned").get(&(kind, list)).into_iter().flatten().cloned().collect();
+            self.lists.read().expect("never poisoned").get(&(kind, list)).into_iter().flatten().cloned().collect();
         v.sort();
         v
     }
 
-    fn listed(&self, s: &Subject, list: ListName) -> bool {
-        let lists = self.lists.lock().expect("never poisoned");
-        let has = |kind, v: &str| lists.get(&(kind, list)).is_some_and(|set| set.contains(v));
-        has(ListKind::User, &s.user.to_string())
-            || s.device.as_deref().is_some_and(|d| has(ListKind::Device, d))
-            || has(ListKind::Ip, &s.ip.to_string())
+    /// Which list, if any, names the subject: its user, device or IP. Block wins over allow.
+    fn listed(&self, s: &Subject) -> Option<ListName> {
+        if self.listed_len.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let (user, ip) = (s.user.to_string(), s.ip.to_string());
+        let lists = self.lists.read().expect("never poisoned");
+        let on = |list| {
+            let has = |kind, v: &str| lists.get(&(kind, list)).is_some_and(|set| set.contains(v));
+            has(ListKind::User, &user)
+                || s.device.as_deref().is_some_and(|d| has(ListKind::Device, d))
+                || has(ListKind::Ip, &ip)
+        };
+        [ListName::Block, ListName::Allow].into_iter().find(|list| on(*list))
     }
 
     /// Decide, and count the decision under `check` (`join`, `order`).
@@ -147,11 +182,10 @@ impl Risk {
     }
 
     fn decide(&self, s: &Subject) -> Decision {
-        if self.listed(s, ListName::Block) {
-            return Decision::Refuse { reason: "blocked" };
-        }
-        if self.listed(s, ListName::Allow) {
-            return Decision::Pass;
+        match self.listed(s) {
+            Some(ListName::Block) => return Decision::Refuse { reason: "blocked" },
+            Some(ListName::Allow) => return Decision::Pass,
+            None => {}
         }
         if self.users.check_key(&s.user).is_err() {
             return Decision::Limited { what: "user_rate" };

@@ -93,6 +93,16 @@ pub fn device_id(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     }
 }
 
+/// The caller's device fingerprint (`X-Device-Id`), read without copying the other headers.
+pub struct DeviceId(pub Option<String>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for DeviceId {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, ApiError> {
+        device_id(&parts.headers).map(DeviceId)
+    }
+}
+
 /// Run the risk checks for `check`; the lane to join in, or the refusal.
 pub fn risk_check(state: &AppState, check: &'static str, subject: &Subject) -> Result<Lane, ApiError> {
     match state.risk.check(check, subject) {
@@ -111,12 +121,12 @@ pub fn risk_check(state: &AppState, check: &'static str, subject: &Subject) -> R
 pub async fn join(
     State(state): State<AppState>,
     user: AuthUser,
-    headers: HeaderMap,
+    DeviceId(device): DeviceId,
     Extension(ClientIp(ip)): Extension<ClientIp>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<QueueStatus>, ApiError> {
     let sale = sale(&state, id)?;
-    let subject = Subject { user: user.id, device: device_id(&headers)?, ip };
+    let subject = Subject { user: user.id, device, ip };
     let lane = risk_check(&state, "join", &subject)?;
     let now = crate::flow::orders::now_ms();
     let status = state.room.join(sale, user.id, lane, now).await.map_err(|e| ApiError::unavailable(e.to_string()))?;

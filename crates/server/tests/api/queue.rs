@@ -284,6 +284,11 @@ async fn a_client_over_its_ip_rate_gets_429_before_any_work() {
     }
     assert_eq!(&statuses[..5], [200; 5]);
     assert_eq!(statuses[5..], [429, 429, 429], "{statuses:?}");
+    // The buy path has a layer of its own; the same IP is over the same limit there (not 401).
+    for path in ["/api/v1/orders", "/api/v1/queue/any/join"] {
+        let r = app.client.post(app.url(path)).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 429, "{path}");
+    }
     assert_eq!(app.get("/healthz").await.status().as_u16(), 200, "health checks are never rate-limited");
 }
 
