@@ -516,3 +516,31 @@ async fn the_outbox_rides_out_a_bus_outage() {
     assert!(app.state.store.outbox_pending(100).await.unwrap().is_empty());
     assert_eq!(app.state.store.payment_audit().await.unwrap().ticketed, 5);
 }
+
+/// The buy path's time limit: with the SQLite file locked by another process's write
+/// transaction, placing an order cannot finish; the client gets 503/50302 at `buy_timeout_ms`
+/// (not the store's 5 s busy wait), and a retry with the same key once the lock is gone places
+/// the order exactly once.
+#[tokio::test]
+async fn a_stuck_order_is_answered_503_at_the_buy_time_limit() {
+    use sqlx::Connection;
+    let app = spawn_app_with(Backend::Sqlite, |c| c.buy_timeout_ms = 300).await;
+    let b = buyer(&app, "stuck", 1).await;
+    let mut lock =
+        sqlx::SqliteConnection::connect(&format!("sqlite://{}", app.dir.join("chepiao.db").display())).await.unwrap();
+    sqlx::query("BEGIN EXCLUSIVE").execute(&mut lock).await.unwrap();
+    let body = order_body("stuck-1", &g1(), "VNP", "AOH", "SECOND", &b.passengers);
+    let sent = std::time::Instant::now();
+    let (status, err) = send(&app, "POST", "/api/v1/orders", Some(&b.token), Some(body.clone())).await;
+    let took = sent.elapsed();
+    assert_eq!((status, err["code"].as_u64()), (503, Some(50302)), "{err}");
+    assert!(took < Duration::from_secs(3), "answered at the time limit, not the store's busy wait: {took:?}");
+    sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
+    drop(lock);
+    let (status, order) = send(&app, "POST", "/api/v1/orders", Some(&b.token), Some(body.clone())).await;
+    assert!(status == 201 || status == 200, "{status} {order}");
+    let (again, same) = send(&app, "POST", "/api/v1/orders", Some(&b.token), Some(body)).await;
+    assert_eq!((again, &same["order_no"]), (200, &order["order_no"]), "{same}");
+    let (_, list) = send(&app, "GET", "/api/v1/orders", Some(&b.token), None).await;
+    assert_eq!((list["total"].as_u64(), &list["items"][0]["order_no"]), (Some(1), &order["order_no"]), "{list}");
+}
