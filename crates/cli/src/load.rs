@@ -359,17 +359,19 @@ pub(crate) async fn pay_order(http: &reqwest::Client, base: &str, token: &str, o
     Ok(())
 }
 
+/// The `p` quantile (0 to 1) of latencies in µs, sorted, in ms; 0 for none.
+pub(crate) fn percentile_ms(sorted_us: &[u32], p: f64) -> f64 {
+    if sorted_us.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted_us.len() as f64 * p).ceil() as usize).clamp(1, sorted_us.len()) - 1;
+    f64::from(sorted_us[i]) / 1000.0
+}
+
 fn summary(t: &mut Tally, took: Duration, orders: u64) {
     t.latencies_us.sort_unstable();
     t.shed_us.sort_unstable();
-    let of = |v: &[u32], p: f64| -> f64 {
-        if v.is_empty() {
-            return 0.0;
-        }
-        let i = ((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1;
-        f64::from(v[i]) / 1000.0
-    };
-    let pct = |p: f64| of(&t.latencies_us, p);
+    let pct = |p: f64| percentile_ms(&t.latencies_us, p);
     println!(
         "orders: {orders} in {:.2} s = {:.0} orders/s (HTTP answers of any kind)",
         took.as_secs_f64(),
@@ -390,8 +392,8 @@ fn summary(t: &mut Tally, took: Duration, orders: u64) {
             "  shed (503/429): {} answers = {:.0}/s; latency ms p50 {:.2}  p99 {:.2}",
             t.shed_us.len(),
             t.shed_us.len() as f64 / took.as_secs_f64(),
-            of(&t.shed_us, 0.5),
-            of(&t.shed_us, 0.99)
+            percentile_ms(&t.shed_us, 0.5),
+            percentile_ms(&t.shed_us, 0.99)
         );
     }
     println!("  answers:");

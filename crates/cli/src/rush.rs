@@ -59,12 +59,8 @@ impl Outcome {
 }
 
 fn pct(v: &mut [u32], p: f64) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
     v.sort_unstable();
-    let i = ((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1;
-    f64::from(v[i]) / 1000.0
+    crate::load::percentile_ms(v, p)
 }
 
 async fn make_users(

@@ -312,7 +312,6 @@ impl App {
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        crate::metrics::handle();
         let tasks = self.spawn_background();
         let service = self.router().into_make_service_with_connect_info::<std::net::SocketAddr>();
         let result = axum::serve(listener, service).with_graceful_shutdown(shutdown).await;

@@ -78,6 +78,10 @@ pub struct MemoryQueue {
 impl MemoryQueue {
     fn with<T>(&self, sale: &str, f: impl FnOnce(&mut SaleQueue) -> T) -> T {
         let mut sales = self.sales.lock().expect("never poisoned");
+        // Every join and status poll comes here: the sale's name is copied only the first time.
+        if let Some(q) = sales.get_mut(sale) {
+            return f(q);
+        }
         f(sales.entry(sale.to_string()).or_default())
     }
 }

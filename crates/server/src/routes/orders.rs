@@ -184,13 +184,8 @@ fn check_queue_token(state: &AppState, user_id: i64, headers: &HeaderMap, req: &
             )));
         };
         let checked = state.room.tokens.check(token, &sale.sale_id, user_id, orders::now_ms());
-        metrics::counter!("chepiao_queue_token_checks_total", "result" => match checked {
-            Ok(()) => "ok",
-            Err(crate::queue::TokenError::Forged) => "forged",
-            Err(crate::queue::TokenError::Expired) => "expired",
-            Err(crate::queue::TokenError::NotYours) => "not_yours",
-        })
-        .increment(1);
+        metrics::counter!("chepiao_queue_token_checks_total", "result" => checked.map_or_else(|e| e.label(), |()| "ok"))
+            .increment(1);
         match checked {
             Ok(()) => {}
             Err(crate::queue::TokenError::Forged) => {

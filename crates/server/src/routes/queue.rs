@@ -263,7 +263,7 @@ async fn risk_change(
     let Path((list, kind, value)) = p.map_err(|e| ApiError::bad_parameter(e.body_text()))?;
     let (list, kind) = list_path(&list, &kind)?;
     if value.is_empty() || value.len() > crate::risk::DEVICE_ID_LEN_MAX {
-        return Err(ApiError::bad_parameter("value: 1 to 128 characters"));
+        return Err(ApiError::bad_parameter(format!("value: 1 to {} characters", crate::risk::DEVICE_ID_LEN_MAX)));
     }
     if add {
         state.risk.list_add(kind, list, &value);
