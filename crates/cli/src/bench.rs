@@ -269,7 +269,7 @@ fn allocation(network: &Network, trains: &str, seeds: u64) -> anyhow::Result<()>
 }
 
 fn store(writes: u64, callers: u64) -> anyhow::Result<()> {
-    use chepiao_store::Store;
+    use chepiao_store::UserStore;
     let dir = std::env::temp_dir().join(format!("chepiao-bench-store-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;

@@ -1,10 +1,10 @@
-//! `chepiao gate`: an offline check-in gate on the command line (the logic is
-//! `chepiao_server::gate`). Its state file keeps the keys, the revocation list and its scans.
+//! `chepiao gate`: an offline check-in gate on the command line (its logic is
+//! `chepiao_api::gate`). Its state file keeps the keys, the revocation list and its scans.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
-use chepiao_server::gate::{GateState, Verdict};
+use chepiao_api::gate::{GateState, Verdict};
 use clap::{Args, Subcommand};
 
 #[derive(Args)]

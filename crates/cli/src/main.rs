@@ -7,15 +7,10 @@ mod config;
 mod gate;
 mod import;
 mod load;
-mod rush;
-mod storm;
-
-use std::sync::Arc;
 
 use anyhow::Context;
 use chepiao_server::App;
 use chepiao_server::config::LogFormat;
-use chepiao_store::Store;
 use clap::{Parser, Subcommand};
 
 /// mimalloc: the search path allocates many small strings; glibc malloc showed up at ~15% of
@@ -47,7 +42,7 @@ enum Command {
     #[command(subcommand)]
     Bench(bench::Bench),
     /// Virtual users buying tickets from a running server, then an invariant audit.
-    Load(load::LoadArgs),
+    Load(load::args::LoadArgs),
     /// Checks of the append-only audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -65,7 +60,7 @@ enum AuditCommand {
 /// Page through the audit log checking the chain.
 async fn audit_verify(flags: config::Flags) -> anyhow::Result<()> {
     let config = config::load(&flags)?;
-    let store = open_store(&config).await?;
+    let store = config::open_store(&config).await?;
     let mut end = (chepiao_store::AUDIT_GENESIS.to_vec(), 0i64);
     loop {
         let page = store.audit_range(end.1, 10_000).await?;
@@ -90,25 +85,10 @@ fn init_logs(format: LogFormat) {
     }
 }
 
-/// Open the store the configuration names: PostgreSQL for `postgres://`, SQLite otherwise.
-pub async fn open_store(config: &chepiao_server::Config) -> anyhow::Result<Arc<dyn Store>> {
-    let url = config.database_url();
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let store = chepiao_store_postgres::PgStore::connect(&url).await.context("connecting to PostgreSQL")?;
-        return Ok(Arc::new(store));
-    }
-    if config.database_url.is_none() {
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
-    }
-    let store = chepiao_store_sqlite::SqliteStore::open(&url).await.with_context(|| format!("opening {url}"))?;
-    Ok(Arc::new(store))
-}
-
 async fn serve(flags: config::Flags) -> anyhow::Result<()> {
     let config = config::load(&flags)?;
     init_logs(config.log_format);
-    let store = open_store(&config).await?;
+    let store = config::open_store(&config).await?;
     if store.load_network().await?.trains.is_empty() {
         tracing::info!("no rail network in the store yet: importing the bundled one");
         import::import(store.as_ref(), None, false).await?;
@@ -117,7 +97,7 @@ async fn serve(flags: config::Flags) -> anyhow::Result<()> {
         tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
     let app = App::build(store.clone(), config).await?;
-    tracing::info!(backend = store.backend(), trains = app.state().network.trains().len(), "ready");
+    tracing::info!(backend = store.backend(), trains = app.state().flow.network.trains().len(), "ready");
     println!("chepiao is serving at http://{addr}/  (API description: http://{addr}/openapi.json)");
     app.serve(listener, shutdown_signal()).await?;
     tracing::info!("shut down cleanly");
@@ -151,7 +131,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Import { flags, data } => {
             let config = config::load(&flags)?;
             init_logs(config.log_format);
-            let store = open_store(&config).await?;
+            let store = config::open_store(&config).await?;
             import::import(store.as_ref(), data.as_deref(), true).await
         }
         Command::Load(args) => {

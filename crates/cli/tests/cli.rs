@@ -142,7 +142,7 @@ async fn a_paid_order_is_ticketed_after_sigkill() {
     let body = json!({"out_trade_no": payment_no, "payment_no": payment_no, "amount_fen": order["amount_fen"],
         "status": "SUCCESS", "txn_id": "T1", "ts": chrono::Utc::now().timestamp(), "nonce": "n1"})
     .to_string();
-    let signature = chepiao_server::flow::payments::sign(secret.as_bytes(), body.as_bytes());
+    let signature = chepiao_flow::channels::sign(secret.as_bytes(), body.as_bytes());
     let r = http
         .post(format!("{base}/api/v1/payments/notify/mockpay"))
         .header("content-type", "application/json")
@@ -209,14 +209,12 @@ async fn a_paid_order_is_ticketed_after_sigkill() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("audit log intact"));
     {
-        use sqlx::Connection;
-        let url = format!("sqlite://{}", dir.join("chepiao.db").display());
-        let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
-        let refused = sqlx::query("UPDATE audit_log SET detail = 'forged' WHERE seq = 1").execute(&mut db).await;
+        let db = rusqlite::Connection::open(dir.join("chepiao.db")).unwrap();
+        let refused = db.execute("UPDATE audit_log SET detail = 'forged' WHERE seq = 1", []);
         assert!(refused.is_err(), "the log is append-only");
         // Someone with the database file in hand drops the guard and edits anyway.
-        sqlx::query("DROP TRIGGER audit_log_no_update").execute(&mut db).await.unwrap();
-        sqlx::query("UPDATE audit_log SET detail = 'forged' WHERE seq = 1").execute(&mut db).await.unwrap();
+        db.execute("DROP TRIGGER audit_log_no_update", []).unwrap();
+        db.execute("UPDATE audit_log SET detail = 'forged' WHERE seq = 1", []).unwrap();
     }
     let out = verify();
     assert!(!out.status.success());

@@ -533,7 +533,7 @@ fn to_stops(calls: &[Call]) -> Vec<Stop> {
     stops
 }
 
-/// Read both files from a directory (as shipped in `../shared/data` and the repository's `data/rail`).
+/// Read both files from a directory (as shipped in the repository's `data/rail`).
 pub fn read_dir(dir: &std::path::Path) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
     let read = |name: &str| {
         let mut buf = Vec::new();

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{Datelike, NaiveDate};
+use chrono::{Datelike, NaiveDate, Timelike};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Why a value was refused; the message names the rule that failed.
@@ -214,11 +214,22 @@ impl fmt::Display for ChinaTime {
     }
 }
 
-impl Serialize for ChinaTime {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+impl FromStr for ChinaTime {
+    type Err = ParseError;
+
+    /// `2026-11-21T09:00:00+08:00`: a minute on the railway's clock, offset +08:00 only.
+    fn from_str(s: &str) -> Result<ChinaTime, ParseError> {
+        let t = chrono::DateTime::parse_from_rfc3339(s).or_else(|_| err(format!("{s:?} is not an RFC 3339 time")))?;
+        if t.offset().local_minus_utc() != 8 * 3600 || t.timestamp() % 60 != 0 {
+            return err(format!("{s:?} is not a whole minute in China time (+08:00)"));
+        }
+        let local = t.naive_local();
+        let minutes = local.time().num_seconds_from_midnight() / 60;
+        Ok(ChinaTime { date: ServiceDate(local.date()), minutes })
     }
 }
+
+serde_via_str!(ChinaTime);
 
 /// Money in integer fen (1 yuan = 100 fen). Never a float.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default, Serialize, Deserialize)]

@@ -16,19 +16,10 @@ use crossbeam_channel::{Sender, TrySendError, bounded};
 use tokio::sync::oneshot;
 
 use crate::command::*;
+use crate::error::EngineError;
 use crate::shard::{self, Clock, Envelope, ShardConfig};
 use crate::state::{Limits, StateMachine};
 use crate::wal::{RecoveryReport, Wal};
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum EngineError {
-    /// The shard's queue is full: back-pressure, retry later.
-    #[error("the seat engine is busy; retry later")]
-    Busy,
-    /// The shard stopped (its log could not be written) or the engine is shutting down.
-    #[error("the seat engine is unavailable: {0}")]
-    Unavailable(String),
-}
 
 #[derive(Clone, Debug)]
 pub struct EngineConfig {

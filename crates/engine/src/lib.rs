@@ -8,11 +8,13 @@
 //! - [`wal`]: the shard's checksummed write-ahead log and snapshots, and recovery;
 //! - [`shard`]: the thread that batches commands, applies them, syncs the log once per batch
 //!   (group commit) and only then replies;
-//! - [`engine`]: the async handle the server uses; runs are spread over shards by hash.
+//! - [`engine`]: the async handle the server uses; runs are spread over shards by hash;
+//!   [`error`]: what it answers when it cannot do the work at all.
 //! - [`quality`]: the allocation-quality simulation behind `chepiao bench allocation`.
 
 pub mod command;
 pub mod engine;
+pub mod error;
 pub mod inventory;
 pub mod quality;
 pub mod shard;
@@ -20,6 +22,7 @@ pub mod state;
 pub mod wal;
 
 pub use command::{Answer, Command, Held, HoldId, HoldState, IdemKey, LegRequest, Query, Reject, Reply, RunSpec};
-pub use engine::{Engine, EngineConfig, EngineError, HeldLeg, HoldOutcome};
+pub use engine::{Engine, EngineConfig, HeldLeg, HoldOutcome};
+pub use error::EngineError;
 pub use shard::{Clock, system_clock};
 pub use state::{Limits, StateMachine};

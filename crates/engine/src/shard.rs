@@ -15,6 +15,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use tokio::sync::oneshot;
 
 use crate::command::{Answer, Command, Query, Reply};
+use crate::error::EngineError;
 use crate::state::StateMachine;
 use crate::wal::Wal;
 
@@ -26,9 +27,9 @@ pub fn system_clock() -> Clock {
 }
 
 pub(crate) enum Envelope {
-    Command(Command, oneshot::Sender<Result<Reply, crate::EngineError>>),
+    Command(Command, oneshot::Sender<Result<Reply, EngineError>>),
     Queries(Vec<Query>, oneshot::Sender<Vec<Answer>>),
-    Snapshot(oneshot::Sender<Result<u64, crate::EngineError>>),
+    Snapshot(oneshot::Sender<Result<u64, EngineError>>),
     /// Stats for benchmarks and metrics: (materialised runs, holds made).
     Stats(oneshot::Sender<(usize, usize)>),
     /// Finish what is queued before this, then stop.
@@ -76,7 +77,7 @@ pub(crate) fn run(
         if !commands.is_empty() {
             if let Err(e) = wal.append(sm.now_ms(), &commands) {
                 for tx in waiters.drain(..) {
-                    let _ = tx.send(Err(crate::EngineError::Unavailable(format!("log write failed: {e}"))));
+                    let _ = tx.send(Err(EngineError::Unavailable(format!("log write failed: {e}"))));
                 }
                 return;
             }
@@ -92,7 +93,7 @@ pub(crate) fn run(
                     let _ = tx.send(qs.iter().map(|q| sm.query(q)).collect());
                 }
                 Envelope::Snapshot(tx) => {
-                    let r = wal.snapshot(&sm).map_err(|e| crate::EngineError::Unavailable(e.to_string()));
+                    let r = wal.snapshot(&sm).map_err(|e| EngineError::Unavailable(e.to_string()));
                     since_snapshot = 0;
                     let _ = tx.send(r);
                 }

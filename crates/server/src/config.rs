@@ -1,13 +1,17 @@
 //! Server configuration. Sources, later ones winning: built-in defaults, a TOML file
 //! (`--config`), `CHEPIAO_*` environment variables, command-line flags. The binary does the
-//! merging; this module owns the shape, the defaults and the checks.
+//! merging (and is the only reader of the environment); this module owns the shape, the
+//! defaults and the checks.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+pub use chepiao_flow::FeeTier;
+use chepiao_flow::FlowConfig;
 use serde::{Deserialize, Serialize};
 
-use crate::secrets::Secret;
+use crate::hotsale::room::{Sale, SaleConfig};
+use crate::security::secrets::Secret;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -52,8 +56,7 @@ pub struct Config {
     pub nats_url: Option<String>,
     /// JetStream stream (and subject prefix) for the events.
     pub nats_stream: String,
-    /// HMAC key the `mockpay` channel signs its notifies with (any string; the
-    /// `CHEPIAO_MOCKPAY_SECRET` environment variable overrides it). Unset: a key file.
+    /// HMAC key the `mockpay` channel signs its notifies with (any string). Unset: a key file.
     pub mockpay_secret: Option<Secret>,
     /// Ed25519 seed for ticket QR signatures, base64 of 32 bytes; unset: a key file.
     pub ticket_key: Option<Secret>,
@@ -65,8 +68,8 @@ pub struct Config {
     /// Start with the outbox relay paused: payments still commit and queue in the outbox, and
     /// nothing is published until an operator resumes it (event-bus maintenance).
     pub relay_paused: bool,
-    /// Gates allowed to check tickets in: `gate_id=secret` each (`CHEPIAO_GATE_KEYS="g1=s1,g2=s2"`
-    /// in the environment adds to them).
+    /// Gates allowed to check tickets in: `gate_id=secret` each (the binary adds the entries of
+    /// `CHEPIAO_GATE_KEYS="g1=s1,g2=s2"` in the environment).
     pub gates: Vec<Secret>,
     /// How long before departure a ticket's code becomes valid, seconds.
     pub ticket_valid_before_s: u64,
@@ -76,7 +79,7 @@ pub struct Config {
     /// `redis://host:port` for the waiting room shared by several nodes; unset: in memory.
     pub redis_url: Option<String>,
     /// Sales with a waiting room: `[[sales]] sale_id, opens_at, run_ids, admit_per_s`.
-    pub sales: Vec<crate::queue::SaleConfig>,
+    pub sales: Vec<SaleConfig>,
     /// How long a queue token lets an admitted user buy, seconds (120 to 180).
     pub queue_token_ttl_s: u64,
     /// HMAC key of queue tokens, base64 of 32 bytes; unset: a key file (every node of one
@@ -90,8 +93,7 @@ pub struct Config {
     /// Risk score (0-100) that sends a joiner to the slow lane, and that refuses a request.
     pub risk_slow_score: u32,
     pub risk_refuse_score: u32,
-    /// Secret of the admin endpoints (`X-Admin-Key`; `CHEPIAO_ADMIN_KEY` overrides); unset:
-    /// the admin endpoints answer 401.
+    /// Secret of the admin endpoints (`X-Admin-Key`); unset: the admin endpoints answer 401.
     pub admin_key: Option<Secret>,
     /// Requests served at once; beyond it, 503 with `Retry-After` before any work.
     pub concurrency_max: usize,
@@ -100,14 +102,6 @@ pub struct Config {
     pub ip_burst: u32,
     /// Time limit of the buy path (orders, payments, queue), ms; tighter than `request_timeout_ms`.
     pub buy_timeout_ms: u64,
-}
-
-/// A refund fee tier: `percent` of the fare when at least `hours_before` departure.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FeeTier {
-    pub hours_before: u32,
-    pub percent: u8,
 }
 
 impl Default for Config {
@@ -150,12 +144,7 @@ impl Default for Config {
             relay_paused: false,
             gates: Vec::new(),
             ticket_valid_before_s: 24 * 3600,
-            refund_fee_tiers: vec![
-                FeeTier { hours_before: 8 * 24, percent: 0 },
-                FeeTier { hours_before: 48, percent: 5 },
-                FeeTier { hours_before: 24, percent: 10 },
-                FeeTier { hours_before: 0, percent: 20 },
-            ],
+            refund_fee_tiers: chepiao_flow::default_fee_tiers(),
         }
     }
 }
@@ -213,6 +202,18 @@ impl Config {
         self.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("chepiao.db").display()))
     }
 
+    /// The sale's limits and windows, for the flow.
+    pub fn flow(&self) -> FlowConfig {
+        FlowConfig {
+            sale_window_days: self.sale_window_days,
+            pay_window_s: self.pay_window_s,
+            hold_grace_s: self.hold_grace_s,
+            wish_deadline_min_s: self.wish_deadline_min_s,
+            ticket_valid_before_s: self.ticket_valid_before_s,
+            refund_fee_tiers: self.refund_fee_tiers.clone(),
+        }
+    }
+
     /// Where the seat engine keeps its logs and snapshots.
     pub fn engine_dir(&self) -> PathBuf {
         self.data_dir.join("engine")
@@ -264,7 +265,7 @@ impl Config {
             return Err("queue_token_ttl_s must be 120 to 180".into());
         }
         for sale in &self.sales {
-            crate::queue::Sale::parse(sale)?;
+            Sale::parse(sale)?;
         }
         if !(1..=100_000).contains(&self.risk_rate_per_s) || !(1..=100_000).contains(&self.risk_burst) {
             return Err("risk_rate_per_s and risk_burst must be 1 to 100000".into());

@@ -1,39 +1,45 @@
 //! The PostgreSQL implementation of [`Store`], selected with `--database-url postgres://...`.
-//! Bulk writes go as one statement per table with `UNNEST` over arrays, so an import is a
-//! handful of round trips, not tens of thousands. The purchase flow's writes go through a
-//! group writer (one connection, many callers' writes per transaction), like SQLite's.
+//!
+//! How the parts fit:
+//! - [`writer`]: group-commit writers, each a thread with a connection of its own, taken in
+//!   turn (PostgreSQL runs transactions side by side, and one connection's round trips would
+//!   otherwise bound every write; appends to the audit chain still serialise on its head row);
+//! - one module per aggregate (`network`, `users`, `orders`, `payments`, `outbox`, `tickets`,
+//!   `audit`, `after_sale`): plain async functions over a connection or the pool; multi-row
+//!   writes are one statement with `UNNEST` over arrays; the decisions they apply are
+//!   `chepiao_store`'s, shared with SQLite;
+//! - `row`: reading chepiao's values out of rows;
+//! - reads go through a pool; the migrations in `migrations/` are embedded.
+
+mod after_sale;
+mod audit;
+mod network;
+mod orders;
+mod outbox;
+mod payments;
+mod row;
+mod tickets;
+mod users;
+pub mod writer;
 
 use std::borrow::Cow;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use chepiao_domain::network::{NetworkData, Station};
+use chepiao_domain::network::NetworkData;
 use chepiao_domain::{RunId, ServiceDate};
-use chepiao_store::flow_sql::TxFuture;
-use chepiao_store::writer::{GroupWriter, TxControl};
-use chepiao_store::{
-    AddPassenger, NewPassenger, PassengerRecord, RunRecord, RunStatus, StationRow, StopRow, Store, StoreError,
-    UserRecord, check_window, trains_from_rows,
-};
-use chrono::NaiveDate;
+use chepiao_store::*;
+use sqlx::PgConnection;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{Connection, PgConnection, Row};
-
 pub use sqlx::postgres::PgConnectOptions as ConnectOptions;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use writer::{JobFuture, Writer, db};
 
-type Result<T> = chepiao_store::Result<T>;
-
-/// Connections per API node; PostgreSQL's default max_connections is 100.
+/// Pooled read connections per API node; PostgreSQL's default max_connections is 100.
 const CONNECTIONS_MAX: u32 = 16;
-
-fn db(e: sqlx::Error) -> StoreError {
-    StoreError::Database(e.to_string())
-}
-
-fn corrupt(table: &'static str, detail: impl ToString) -> StoreError {
-    StoreError::Corrupt { table, detail: detail.to_string() }
-}
+/// Group writers (and their connections) per store.
+const WRITERS: usize = 4;
 
 fn migrator() -> Migrator {
     let m = |version, description: &'static str, sql: &'static str| {
@@ -47,6 +53,7 @@ fn migrator() -> Migrator {
             m(4, "checkin", include_str!("../migrations/0004_checkin.sql")),
             m(5, "refunds", include_str!("../migrations/0005_refunds.sql")),
             m(6, "after_sale", include_str!("../migrations/0006_after_sale.sql")),
+            m(7, "passenger_masked", include_str!("../migrations/0007_passenger_masked.sql")),
         ]),
         ..Migrator::DEFAULT
     }
@@ -54,63 +61,39 @@ fn migrator() -> Migrator {
 
 pub struct PgStore {
     pool: PgPool,
-    /// Group writers, each with a connection of its own, taken in turn: unlike SQLite,
-    /// PostgreSQL runs transactions side by side, and one connection's round trips would
-    /// otherwise bound every write. Appends to the audit chain still serialise on its head row.
-    writers: Vec<GroupWriter<PgConnection>>,
+    writers: Vec<Writer>,
     next_writer: std::sync::atomic::AtomicUsize,
 }
-
-/// Group writers (and their connections) per store.
-const WRITERS: usize = 4;
-
-fn exec<'a>(c: &'a mut PgConnection, sql: &'static str) -> TxFuture<'a, ()> {
-    Box::pin(async move { sqlx::query(sql).execute(c).await.map(drop) })
-}
-
-chepiao_store::impl_flow_store!(PgStore, PgConnection, sqlx::postgres::PgRow, " FOR UPDATE");
 
 impl PgStore {
     /// Connect to `url` and bring the schema up to date.
     pub async fn connect(url: &str) -> Result<PgStore> {
-        Self::connect_with(PgConnectOptions::from_str(url).map_err(db)?).await
+        Self::connect_with(ConnectOptions::from_str(url).map_err(db)?).await
     }
 
     /// Connect with explicit options (tests use this to give each test its own schema).
-    pub async fn connect_with(options: PgConnectOptions) -> Result<PgStore> {
+    pub async fn connect_with(options: ConnectOptions) -> Result<PgStore> {
         let pool =
             PgPoolOptions::new().max_connections(CONNECTIONS_MAX).connect_with(options.clone()).await.map_err(db)?;
         migrator().run(&pool).await.map_err(|e| StoreError::Migration(e.to_string()))?;
         let mut writers = Vec::with_capacity(WRITERS);
         for i in 0..WRITERS {
-            let control = TxControl { begin: "BEGIN", exec };
-            let options = options.clone();
-            let connect = move || async move { PgConnection::connect_with(&options).await };
-            let writer = GroupWriter::connect(&format!("postgres-writer-{i}"), connect, control).await.map_err(db)?;
-            writers.push(writer);
+            writers.push(Writer::connect(&format!("postgres-writer-{i}"), options.clone()).await?);
         }
         Ok(PgStore { pool, writers, next_writer: Default::default() })
     }
 
-    fn writer(&self) -> &GroupWriter<PgConnection> {
+    /// Run `job` with `data` in the next group commit of one of the writers, in turn.
+    async fn write<D, T, F>(&self, data: D, job: F) -> Result<T>
+    where
+        D: Send + Sync + 'static,
+        T: Send + 'static,
+        F: for<'c> Fn(&'c mut PgConnection, Arc<D>) -> JobFuture<'c, T> + Send + Sync + 'static,
+    {
         let i = self.next_writer.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        &self.writers[i % self.writers.len()]
+        let data = Arc::new(data);
+        self.writers[i % self.writers.len()].write(move |c| job(c, data.clone())).await
     }
-
-    fn reader(&self) -> &PgPool {
-        &self.pool
-    }
-}
-
-fn parse<T: FromStr>(table: &'static str, s: &str) -> Result<T>
-where
-    T::Err: std::fmt::Display,
-{
-    s.parse().map_err(|e| corrupt(table, format!("{s:?}: {e}")))
-}
-
-fn to_i32(v: u32) -> Result<i32> {
-    i32::try_from(v).map_err(|_| StoreError::Limit(format!("{v} does not fit a 32-bit column")))
 }
 
 #[async_trait]
@@ -123,215 +106,250 @@ impl Store for PgStore {
         sqlx::query("SELECT 1").execute(&self.pool).await.map_err(db)?;
         Ok(())
     }
+}
 
+#[async_trait]
+impl NetworkStore for PgStore {
     async fn save_network(&self, data: &NetworkData) -> Result<()> {
-        let s = &data.stations;
-        let col = |f: fn(&Station) -> String| s.iter().map(f).collect::<Vec<String>>();
         let mut tx = self.pool.begin().await.map_err(db)?;
-        sqlx::query(
-            "INSERT INTO stations (telecode, name, pinyin, initials, city, country)
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
-             ON CONFLICT (telecode) DO UPDATE SET name = excluded.name, pinyin = excluded.pinyin,
-             initials = excluded.initials, city = excluded.city, country = excluded.country",
-        )
-        .bind(col(|s| s.telecode.to_string()))
-        .bind(col(|s| s.name.clone()))
-        .bind(col(|s| s.pinyin.clone()))
-        .bind(col(|s| s.initials.clone()))
-        .bind(col(|s| s.city.clone()))
-        .bind(s.iter().map(|s| s.country.clone()).collect::<Vec<Option<String>>>())
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-
-        let codes: Vec<String> = data.trains.iter().map(|t| t.code.to_string()).collect();
-        sqlx::query("INSERT INTO trains (code) SELECT * FROM UNNEST($1::text[]) ON CONFLICT DO NOTHING")
-            .bind(&codes)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        sqlx::query("DELETE FROM stops WHERE train_code = ANY($1)").bind(&codes).execute(&mut *tx).await.map_err(db)?;
-
-        let (mut train, mut seq, mut code, mut arr, mut dep, mut km) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for t in &data.trains {
-            for (i, st) in t.stops.iter().enumerate() {
-                train.push(t.code.to_string());
-                seq.push(i as i32);
-                code.push(st.telecode.to_string());
-                arr.push(st.arrive_min.map(to_i32).transpose()?);
-                dep.push(st.depart_min.map(to_i32).transpose()?);
-                km.push(to_i32(st.km)?);
-            }
-        }
-        sqlx::query(
-            "INSERT INTO stops (train_code, seq, telecode, arrive_min, depart_min, km)
-             SELECT * FROM UNNEST($1::text[], $2::int[], $3::text[], $4::int[], $5::int[], $6::int[])",
-        )
-        .bind(train)
-        .bind(seq)
-        .bind(code)
-        .bind(arr)
-        .bind(dep)
-        .bind(km)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+        network::save(&mut tx, data).await?;
         tx.commit().await.map_err(db)
     }
 
     async fn load_network(&self) -> Result<NetworkData> {
-        let rows =
-            sqlx::query("SELECT telecode, name, pinyin, initials, city, country FROM stations ORDER BY telecode")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db)?;
-        let stations = rows
-            .iter()
-            .map(|r| {
-                StationRow {
-                    telecode: r.get("telecode"),
-                    name: r.get("name"),
-                    pinyin: r.get("pinyin"),
-                    initials: r.get("initials"),
-                    city: r.get("city"),
-                    country: r.get("country"),
-                }
-                .into_station()
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let rows =
-            sqlx::query("SELECT train_code, telecode, arrive_min, depart_min, km FROM stops ORDER BY train_code, seq")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db)?;
-        let trains = trains_from_rows(rows.iter().map(|r| StopRow {
-            train_code: r.get("train_code"),
-            telecode: r.get("telecode"),
-            arrive_min: r.get::<Option<i32>, _>("arrive_min").map(i64::from),
-            depart_min: r.get::<Option<i32>, _>("depart_min").map(i64::from),
-            km: i64::from(r.get::<i32, _>("km")),
-        }))?;
-        Ok(NetworkData { stations, trains })
+        network::load(&self.pool).await
     }
 
     async fn ensure_runs(&self, first: ServiceDate, last: ServiceDate) -> Result<u64> {
         check_window(first, last)?;
-        let done = sqlx::query(
-            "INSERT INTO runs (train_code, service_date)
-             SELECT t.code, d::date FROM trains t CROSS JOIN generate_series($1::date, $2::date, interval '1 day') d
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(first.naive())
-        .bind(last.naive())
-        .execute(&self.pool)
-        .await
-        .map_err(db)?;
-        Ok(done.rows_affected())
+        network::ensure_runs(&self.pool, first, last).await
     }
 
     async fn runs_between(&self, first: ServiceDate, last: ServiceDate) -> Result<Vec<RunRecord>> {
         check_window(first, last)?;
-        let rows =
-            sqlx::query("SELECT train_code, service_date, status FROM runs WHERE service_date BETWEEN $1 AND $2")
-                .bind(first.naive())
-                .bind(last.naive())
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db)?;
-        rows.iter()
-            .map(|r| {
-                let status: &str = r.get("status");
-                let date: NaiveDate = r.get("service_date");
-                Ok(RunRecord {
-                    run_id: RunId::new(parse("runs", r.get("train_code"))?, ServiceDate::new(date)),
-                    status: RunStatus::parse(status).ok_or_else(|| corrupt("runs", status))?,
-                })
-            })
-            .collect()
+        network::runs_between(&self.pool, first, last).await
     }
 
     async fn set_run_status(&self, run: &RunId, status: RunStatus) -> Result<bool> {
-        let done = sqlx::query("UPDATE runs SET status = $1 WHERE train_code = $2 AND service_date = $3")
-            .bind(status.as_str())
-            .bind(run.train.as_str())
-            .bind(run.date.naive())
-            .execute(&self.pool)
-            .await
-            .map_err(db)?;
-        Ok(done.rows_affected() == 1)
+        network::set_run_status(&self.pool, run, status).await
     }
+}
 
+#[async_trait]
+impl UserStore for PgStore {
     async fn create_user(&self, username: &str, password_hash: &str, created_at_ms: i64) -> Result<Option<i64>> {
-        let row = sqlx::query(
-            "INSERT INTO users (username, password_hash, created_at_ms) VALUES ($1, $2, $3)
-             ON CONFLICT (username) DO NOTHING RETURNING id",
-        )
-        .bind(username)
-        .bind(password_hash)
-        .bind(created_at_ms)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db)?;
-        Ok(row.map(|r| r.get("id")))
+        users::create(&self.pool, username, password_hash, created_at_ms).await.map_err(db)
     }
 
     async fn user_by_name(&self, username: &str) -> Result<Option<UserRecord>> {
-        let row = sqlx::query("SELECT id, username, password_hash FROM users WHERE username = $1")
-            .bind(username)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db)?;
-        Ok(row.map(|r| UserRecord {
-            id: r.get("id"),
-            username: r.get("username"),
-            password_hash: r.get("password_hash"),
-        }))
+        users::by_name(&self.pool, username).await.map_err(db)
     }
 
     async fn add_passenger(&self, p: &NewPassenger, max_per_user: u32) -> Result<AddPassenger> {
-        // One statement: the count check and the insert cannot be split by another writer.
-        let done = sqlx::query(
-            "INSERT INTO passengers (user_id, name_enc, id_type, id_no_enc, id_no_index, created_at_ms)
-             SELECT $1, $2, $3, $4, $5, $6
-             WHERE (SELECT count(*) FROM passengers WHERE user_id = $7) < $8
-             RETURNING id",
-        )
-        .bind(p.user_id)
-        .bind(&p.name_enc)
-        .bind(&p.id_type)
-        .bind(&p.id_no_enc)
-        .bind(&p.id_no_index)
-        .bind(p.created_at_ms)
-        .bind(p.user_id)
-        .bind(i64::from(max_per_user))
-        .fetch_optional(&self.pool)
-        .await;
-        match done {
-            Ok(Some(r)) => Ok(AddPassenger::Added(r.get("id"))),
-            Ok(None) => Ok(AddPassenger::TooMany),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(AddPassenger::Duplicate),
-            Err(e) => Err(db(e)),
-        }
+        users::add_passenger(&self.pool, p, max_per_user).await.map_err(db)
     }
 
     async fn passengers(&self, user_id: i64) -> Result<Vec<PassengerRecord>> {
-        let rows = sqlx::query(
-            "SELECT id, user_id, name_enc, id_type, id_no_enc FROM passengers WHERE user_id = $1 ORDER BY id",
-        )
-        .bind(user_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?;
-        Ok(rows
-            .iter()
-            .map(|r| PassengerRecord {
-                id: r.get("id"),
-                user_id: r.get("user_id"),
-                name_enc: r.get("name_enc"),
-                id_type: r.get("id_type"),
-                id_no_enc: r.get("id_no_enc"),
-            })
-            .collect())
+        users::passengers(&self.pool, user_id).await.map_err(db)
+    }
+}
+
+#[async_trait]
+impl OrderStore for PgStore {
+    async fn create_orders(&self, new: &[NewOrder]) -> Result<Vec<CreateOrder>> {
+        chepiao_store::check_batch_len(new.len(), "orders")?;
+        if new.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write(new.to_vec(), |c, o| Box::pin(async move { orders::create(c, &o).await })).await
+    }
+
+    async fn order(&self, order_no: &str) -> Result<Option<OrderRecord>> {
+        orders::get(&self.pool, order_no).await.map_err(db)
+    }
+
+    async fn orders_in(&self, order_nos: &[String]) -> Result<Vec<OrderRecord>> {
+        orders::many(&self.pool, order_nos).await.map_err(db)
+    }
+
+    async fn orders_after(&self, after_no: &str, limit: u32) -> Result<Vec<OrderRecord>> {
+        orders::after(&self.pool, after_no, limit).await.map_err(db)
+    }
+
+    async fn order_by_key(&self, user_id: i64, idem_key: &str) -> Result<Option<OrderRecord>> {
+        orders::by_key(&self.pool, user_id, idem_key).await.map_err(db)
+    }
+
+    async fn orders_of(&self, q: PageQuery) -> Result<OrderPage> {
+        q.check()?;
+        orders::page(&self.pool, &q).await.map_err(db)
+    }
+
+    async fn transition_order(&self, t: &Transition) -> Result<Option<OrderRecord>> {
+        self.write(t.clone(), |c, t| Box::pin(async move { orders::transition(c, &t).await })).await
+    }
+
+    async fn expire_orders(&self, now_ms: i64, limit: u32) -> Result<Vec<OrderRecord>> {
+        self.write((), move |c, _| Box::pin(orders::expire(c, now_ms, limit))).await
+    }
+
+    async fn unreleased_orders(&self, limit: u32) -> Result<Vec<OrderRecord>> {
+        orders::unreleased(&self.pool, limit).await.map_err(db)
+    }
+
+    async fn mark_seats_released(&self, order_no: &str) -> Result<()> {
+        self.write(order_no.to_string(), |c, no| Box::pin(async move { orders::mark_released(c, &no).await })).await
+    }
+}
+
+#[async_trait]
+impl PaymentStore for PgStore {
+    async fn create_payments(&self, ps: &[NewPayment]) -> Result<()> {
+        chepiao_store::check_batch_len(ps.len(), "payments")?;
+        self.write(ps.to_vec(), |c, ps| Box::pin(async move { payments::create(c, &ps).await })).await
+    }
+
+    async fn payment(&self, payment_no: &str) -> Result<Option<PaymentRecord>> {
+        payments::get(&self.pool, payment_no).await.map_err(db)
+    }
+
+    async fn payments_of(&self, order_no: &str) -> Result<Vec<PaymentRecord>> {
+        payments::of_order(&self.pool, order_no).await.map_err(db)
+    }
+
+    async fn apply_notifies(&self, ns: &[Notify]) -> Result<Vec<NotifyOutcome>> {
+        chepiao_store::check_batch_len(ns.len(), "notifies")?;
+        self.write(ns.to_vec(), |c, ns| Box::pin(async move { payments::notifies(c, &ns).await })).await
+    }
+
+    async fn prune_nonces(&self, before_ms: i64) -> Result<u64> {
+        self.write((), move |c, _| Box::pin(payments::prune_nonces(c, before_ms))).await
+    }
+
+    async fn refund_unticketable(&self, u: &Unticketable) -> Result<bool> {
+        self.write(u.clone(), |c, u| Box::pin(async move { payments::unticketable(c, &u).await })).await
+    }
+
+    async fn complete_refund(&self, r: &RefundDone) -> Result<bool> {
+        self.write(r.clone(), |c, r| Box::pin(async move { payments::complete_refund(c, &r).await })).await
+    }
+
+    async fn payment_audit(&self) -> Result<PaymentAudit> {
+        payments::audit_payments(&self.pool).await.map_err(db)
+    }
+}
+
+#[async_trait]
+impl OutboxStore for PgStore {
+    async fn outbox_pending(&self, limit: u32) -> Result<Vec<OutboxRow>> {
+        let rows = outbox::pending(&self.pool, limit).await.map_err(db)?;
+        rows.into_iter().map(|(id, kind, subject, at)| outbox_row(id, &kind, &subject, at)).collect()
+    }
+
+    async fn outbox_done(&self, ids: &[i64]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.write(ids.to_vec(), |c, ids| Box::pin(async move { outbox::done(c, &ids).await })).await
+    }
+}
+
+#[async_trait]
+impl TicketStore for PgStore {
+    async fn issue_tickets(&self, batch: &[OrderTickets], now_ms: i64) -> Result<Vec<String>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write(batch.to_vec(), move |c, b| Box::pin(async move { tickets::issue(c, &b, now_ms).await })).await
+    }
+
+    async fn tickets_of(&self, order_no: &str) -> Result<Vec<TicketRecord>> {
+        tickets::of_order(&self.pool, order_no).await.map_err(db)
+    }
+
+    async fn ticket(&self, ticket_sn: &str) -> Result<Option<TicketRecord>> {
+        tickets::get(&self.pool, ticket_sn).await.map_err(db)
+    }
+
+    async fn tickets_after(&self, after_sn: &str, limit: u32) -> Result<Vec<TicketRecord>> {
+        tickets::after(&self.pool, after_sn, limit).await.map_err(db)
+    }
+
+    async fn check_in(&self, scan: &Scan) -> Result<CheckIn> {
+        self.write(scan.clone(), |c, s| Box::pin(async move { tickets::check_in(c, &s).await })).await
+    }
+
+    async fn refund_ticket(&self, r: &TicketRefundRecord) -> Result<RefundTicket> {
+        self.write(r.clone(), |c, r| Box::pin(async move { tickets::refund(c, &r).await })).await
+    }
+
+    async fn ticket_refund(&self, refund_no: &str) -> Result<Option<TicketRefundRecord>> {
+        tickets::refund_get(&self.pool, refund_no).await.map_err(db)
+    }
+
+    async fn complete_ticket_refund(&self, done: &TicketRefundDone) -> Result<bool> {
+        self.write(done.clone(), |c, d| Box::pin(async move { tickets::complete_refund(c, &d).await })).await
+    }
+
+    async fn revocations(&self, after_seq: i64, limit: u32) -> Result<Vec<Revocation>> {
+        tickets::revocations(&self.pool, after_seq, limit).await.map_err(db)
+    }
+}
+
+#[async_trait]
+impl AuditStore for PgStore {
+    async fn audit_append(&self, e: &AuditEntry) -> Result<i64> {
+        self.write(e.clone(), |c, e| Box::pin(async move { audit::append(c, std::slice::from_ref(&*e)).await })).await
+    }
+
+    async fn audit_range(&self, after_seq: i64, limit: u32) -> Result<Vec<AuditRecord>> {
+        audit::range(&self.pool, after_seq, limit).await.map_err(db)
+    }
+}
+
+#[async_trait]
+impl AfterSaleStore for PgStore {
+    async fn create_wish(&self, w: &NewWish, order: &NewOrder) -> Result<CreateWish> {
+        let args = (w.clone(), order.clone());
+        self.write(args, |c, a| Box::pin(async move { after_sale::create_wish(c, &a.0, &a.1).await })).await
+    }
+
+    async fn wish(&self, wish_id: &str) -> Result<Option<WishRecord>> {
+        after_sale::wish(&self.pool, wish_id).await.map_err(db)
+    }
+
+    async fn waiting_wishes(&self, limit: u32) -> Result<Vec<WishRecord>> {
+        after_sale::waiting(&self.pool, limit).await.map_err(db)
+    }
+
+    async fn fulfil_wish(&self, f: &Fulfil) -> Result<bool> {
+        self.write(f.clone(), |c, f| Box::pin(async move { after_sale::fulfil(c, &f).await })).await
+    }
+
+    async fn end_wish(&self, wish_id: &str, to: WishStatus, now_ms: i64) -> Result<EndWish> {
+        let id = wish_id.to_string();
+        self.write(id, move |c, id| Box::pin(async move { after_sale::end_wish(c, &id, to, now_ms).await })).await
+    }
+
+    async fn expire_wishes(&self, now_ms: i64, limit: u32) -> Result<Vec<WishRecord>> {
+        self.write((), move |c, _| Box::pin(after_sale::expire_wishes(c, now_ms, limit))).await
+    }
+
+    async fn notifications(&self, user_id: i64, limit: u32) -> Result<Vec<Notification>> {
+        after_sale::notifications(&self.pool, user_id, limit).await.map_err(db)
+    }
+
+    async fn settle_free_order(&self, order_no: &str, now_ms: i64) -> Result<bool> {
+        let no = order_no.to_string();
+        self.write(no, move |c, no| Box::pin(async move { after_sale::settle_free(c, &no, now_ms).await })).await
+    }
+
+    async fn rebook_swap(&self, new_order_no: &str, refund: &TicketRefundRecord) -> Result<RebookSwap> {
+        let args = (new_order_no.to_string(), refund.clone());
+        self.write(args, |c, a| Box::pin(async move { after_sale::rebook_swap(c, &a.0, &a.1).await })).await
+    }
+
+    async fn rebooked_to(&self, old_ticket_sn: &str) -> Result<Option<String>> {
+        after_sale::rebooked_to(&self.pool, old_ticket_sn).await.map_err(db)
     }
 }

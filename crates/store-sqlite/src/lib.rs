@@ -1,157 +1,103 @@
 //! The SQLite implementation of [`Store`]: chepiao's embedded default. One database file under
 //! the data directory, WAL mode, `synchronous = FULL` (a commit is on disk before it is
-//! acknowledged), and exactly one writer connection: SQLite serialises writers anyway, and one
-//! connection makes that explicit instead of a `SQLITE_BUSY` retry storm. Writes are group
-//! committed by [`GroupWriter`]: many callers' writes share one transaction and one
-//! fsync. Reads use a separate small pool, which WAL lets run beside the writer.
+//! acknowledged).
+//!
+//! How the parts fit:
+//! - [`threads`]: the one writer thread that owns the write connection and group-commits the
+//!   jobs queued to it (each job's statements run on that thread, prepared once and cached),
+//!   and the reader threads, each with a read-only connection (WAL lets them read beside the
+//!   writer);
+//! - one module per aggregate (`network`, `users`, `orders`, `payments`, `outbox`, `tickets`,
+//!   `audit`, `after_sale`): plain functions over a `rusqlite::Connection`, run on those
+//!   threads; the decisions they apply are `chepiao_store`'s, shared with PostgreSQL;
+//! - `row`: reading chepiao's values out of rows (a spelling it never writes is a corrupt row);
+//! - `schema`: the migrations in `migrations/`, embedded in the binary.
 
-use std::borrow::Cow;
-use std::str::FromStr;
+mod after_sale;
+mod audit;
+mod network;
+mod orders;
+mod outbox;
+mod payments;
+mod row;
+mod schema;
+pub mod threads;
+mod tickets;
+mod users;
+
+use std::path::Path;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chepiao_domain::network::{NetworkData, Station, Train};
+use chepiao_domain::network::NetworkData;
 use chepiao_domain::{RunId, ServiceDate};
-use chepiao_store::flow_sql::TxFuture;
-use chepiao_store::writer::{GroupWriter, TxControl};
-use chepiao_store::{
-    AddPassenger, NewPassenger, PassengerRecord, RunRecord, RunStatus, StationRow, StopRow, Store, StoreError,
-    UserRecord, check_window, trains_from_rows,
-};
-use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Connection, Row, SqliteConnection};
+use chepiao_store::*;
+use rusqlite::{Connection, OpenFlags};
+use threads::{Readers, Writer};
 
-type Result<T> = chepiao_store::Result<T>;
-
-/// Reader connections; SQLite readers don't block each other or the writer in WAL mode.
-const READERS_MAX: u32 = 4;
+/// Reader connections (threads).
+const READERS_MAX: usize = 4;
 /// How long a statement waits on a lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
-fn db(e: sqlx::Error) -> StoreError {
-    StoreError::Database(e.to_string())
-}
-
-fn corrupt(table: &'static str, detail: impl ToString) -> StoreError {
-    StoreError::Corrupt { table, detail: detail.to_string() }
-}
-
-/// The migrations, embedded so that the binary carries its schema.
-fn migrator() -> Migrator {
-    let m = |version, description: &'static str, sql: &'static str| {
-        Migration::new(version, Cow::Borrowed(description), MigrationType::Simple, Cow::Borrowed(sql), false)
-    };
-    Migrator {
-        migrations: Cow::Owned(vec![
-            m(1, "network", include_str!("../migrations/0001_network.sql")),
-            m(2, "users", include_str!("../migrations/0002_users.sql")),
-            m(3, "flow", include_str!("../migrations/0003_flow.sql")),
-            m(4, "checkin", include_str!("../migrations/0004_checkin.sql")),
-            m(5, "refunds", include_str!("../migrations/0005_refunds.sql")),
-            m(6, "after_sale", include_str!("../migrations/0006_after_sale.sql")),
-        ]),
-        ..Migrator::DEFAULT
-    }
-}
+/// Prepared statements each connection keeps.
+const STATEMENT_CACHE_LEN: usize = 128;
 
 pub struct SqliteStore {
-    writer: GroupWriter<SqliteConnection>,
-    reader: SqlitePool,
+    writer: Writer,
+    readers: Readers,
 }
 
-fn exec<'a>(c: &'a mut SqliteConnection, sql: &'static str) -> TxFuture<'a, ()> {
-    Box::pin(async move { sqlx::query(sql).execute(c).await.map(drop) })
+fn open(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
+    let c = Connection::open_with_flags(path, flags)?;
+    c.busy_timeout(BUSY_TIMEOUT)?;
+    c.set_prepared_statement_cache_capacity(STATEMENT_CACHE_LEN);
+    c.pragma_update(None, "foreign_keys", true)?;
+    Ok(c)
 }
-
-chepiao_store::impl_flow_store!(SqliteStore, SqliteConnection, sqlx::sqlite::SqliteRow, "");
 
 impl SqliteStore {
     /// Open (creating if missing) the database at `url` (`sqlite://path/to/file.db` or a plain
     /// path) and bring its schema up to date.
     pub async fn open(url: &str) -> Result<SqliteStore> {
-        let url = if url.starts_with("sqlite:") { url.to_string() } else { format!("sqlite://{url}") };
-        let options = SqliteConnectOptions::from_str(&url)
-            .map_err(db)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT);
-        let mut conn = SqliteConnection::connect_with(&options).await.map_err(db)?;
-        migrator().run(&mut conn).await.map_err(|e| StoreError::Migration(e.to_string()))?;
-        let control = TxControl { begin: "BEGIN IMMEDIATE", exec };
-        let writer = GroupWriter::start("sqlite-writer", conn, control)
-            .map_err(|e| StoreError::Database(format!("starting the writer: {e}")))?;
-        let reader = SqlitePoolOptions::new()
-            .max_connections(READERS_MAX)
-            .connect_with(options.read_only(true))
-            .await
-            .map_err(db)?;
-        Ok(SqliteStore { writer, reader })
+        let path = Path::new(url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url));
+        let path = path.to_path_buf();
+        // Opening and migrating read files: off the async threads.
+        let (writer, readers) = tokio::task::spawn_blocking(move || -> Result<(Connection, Vec<Connection>)> {
+            let db = threads::db;
+            let mut writer = open(&path, OpenFlags::default()).map_err(db)?;
+            writer.pragma_update(None, "journal_mode", "WAL").map_err(db)?;
+            writer.pragma_update(None, "synchronous", "FULL").map_err(db)?;
+            schema::migrate(&mut writer)?;
+            let read_only = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+            let readers = (0..READERS_MAX).map(|_| open(&path, read_only)).collect::<rusqlite::Result<_>>();
+            Ok((writer, readers.map_err(db)?))
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("opening SQLite: {e}")))??;
+        let started = |e: std::io::Error| StoreError::Database(format!("starting the SQLite threads: {e}"));
+        Ok(SqliteStore {
+            writer: Writer::start(writer).map_err(started)?,
+            readers: Readers::start(readers).map_err(started)?,
+        })
     }
 
-    fn reader(&self) -> &SqlitePool {
-        &self.reader
+    /// Run `f` on a reader connection (tests read raw rows with it).
+    pub async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        self.readers.read(f).await
     }
 
-    /// SQLite has one writer.
-    fn writer(&self) -> &GroupWriter<SqliteConnection> {
-        &self.writer
+    /// Run `f` in the writer's next group commit (tests break rows with it).
+    pub async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnMut(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        self.writer.write(f).await
     }
-
-    /// For tests that check what is stored: a raw connection to the same file.
-    pub fn reader_pool(&self) -> &SqlitePool {
-        &self.reader
-    }
-
-    async fn upsert_stations(tx: &mut SqliteConnection, stations: &[Station]) -> sqlx::Result<()> {
-        for s in stations {
-            sqlx::query(
-                "INSERT INTO stations (telecode, name, pinyin, initials, city, country) VALUES (?, ?, ?, ?, ?, ?)
-                 ON CONFLICT (telecode) DO UPDATE SET name = excluded.name, pinyin = excluded.pinyin,
-                 initials = excluded.initials, city = excluded.city, country = excluded.country",
-            )
-            .bind(s.telecode.as_str())
-            .bind(&s.name)
-            .bind(&s.pinyin)
-            .bind(&s.initials)
-            .bind(&s.city)
-            .bind(&s.country)
-            .execute(&mut *tx)
-            .await?;
-        }
-        Ok(())
-    }
-
-    async fn replace_train(tx: &mut SqliteConnection, t: &Train) -> sqlx::Result<()> {
-        sqlx::query("INSERT INTO trains (code) VALUES (?) ON CONFLICT DO NOTHING")
-            .bind(t.code.as_str())
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM stops WHERE train_code = ?").bind(t.code.as_str()).execute(&mut *tx).await?;
-        for (seq, s) in t.stops.iter().enumerate() {
-            sqlx::query(
-                "INSERT INTO stops (train_code, seq, telecode, arrive_min, depart_min, km) VALUES (?, ?, ?, ?, ?, ?)",
-            )
-            .bind(t.code.as_str())
-            .bind(seq as i64)
-            .bind(s.telecode.as_str())
-            .bind(s.arrive_min.map(i64::from))
-            .bind(s.depart_min.map(i64::from))
-            .bind(i64::from(s.km))
-            .execute(&mut *tx)
-            .await?;
-        }
-        Ok(())
-    }
-}
-
-fn parse<T: FromStr>(table: &'static str, s: &str) -> Result<T>
-where
-    T::Err: std::fmt::Display,
-{
-    s.parse().map_err(|e| corrupt(table, format!("{s:?}: {e}")))
 }
 
 #[async_trait]
@@ -161,214 +107,278 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.reader).await.map_err(db)?;
-        Ok(())
+        self.read(|c| c.query_row("SELECT 1", [], |_| Ok(()))).await
     }
+}
 
+#[async_trait]
+impl NetworkStore for SqliteStore {
     async fn save_network(&self, data: &NetworkData) -> Result<()> {
         // One job, so the whole network is one atomic write.
         let data = std::sync::Arc::new(data.clone());
-        self.writer
-            .write(move |conn| {
-                let data = data.clone();
-                Box::pin(async move {
-                    Self::upsert_stations(conn, &data.stations).await?;
-                    for t in &data.trains {
-                        Self::replace_train(conn, t).await?;
-                    }
-                    Ok(())
-                })
-            })
-            .await
-            .map_err(db)
+        self.write(move |c| network::save(c, &data)).await
     }
 
     async fn load_network(&self) -> Result<NetworkData> {
-        let rows =
-            sqlx::query("SELECT telecode, name, pinyin, initials, city, country FROM stations ORDER BY telecode")
-                .fetch_all(&self.reader)
-                .await
-                .map_err(db)?;
-        let stations = rows
-            .iter()
-            .map(|r| {
-                StationRow {
-                    telecode: r.get("telecode"),
-                    name: r.get("name"),
-                    pinyin: r.get("pinyin"),
-                    initials: r.get("initials"),
-                    city: r.get("city"),
-                    country: r.get("country"),
-                }
-                .into_station()
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let rows =
-            sqlx::query("SELECT train_code, telecode, arrive_min, depart_min, km FROM stops ORDER BY train_code, seq")
-                .fetch_all(&self.reader)
-                .await
-                .map_err(db)?;
-        let trains = trains_from_rows(rows.iter().map(|r| StopRow {
-            train_code: r.get("train_code"),
-            telecode: r.get("telecode"),
-            arrive_min: r.get::<Option<i64>, _>("arrive_min"),
-            depart_min: r.get::<Option<i64>, _>("depart_min"),
-            km: r.get::<i64, _>("km"),
-        }))?;
-        Ok(NetworkData { stations, trains })
+        self.read(network::load).await
     }
 
     async fn ensure_runs(&self, first: ServiceDate, last: ServiceDate) -> Result<u64> {
         check_window(first, last)?;
-        // `WHERE true` keeps SQLite's parser from reading ON CONFLICT as a join constraint.
-        let (first, last) = (first.to_string(), last.to_string());
-        let done = self
-            .writer
-            .write(move |conn| {
-                let (first, last) = (first.clone(), last.clone());
-                Box::pin(async move {
-                    sqlx::query(
-                        "WITH RECURSIVE d(day) AS (SELECT date(?1) UNION ALL SELECT date(day, '+1 day') FROM d WHERE day < date(?2))
-                         INSERT INTO runs (train_code, service_date) SELECT t.code, d.day FROM trains t CROSS JOIN d WHERE true
-                         ON CONFLICT DO NOTHING",
-                    )
-                    .bind(first)
-                    .bind(last)
-                    .execute(&mut *conn)
-                    .await
-                })
-            })
-            .await
-            .map_err(db)?;
-        Ok(done.rows_affected())
+        self.write(move |c| network::ensure_runs(c, first, last)).await
     }
 
     async fn runs_between(&self, first: ServiceDate, last: ServiceDate) -> Result<Vec<RunRecord>> {
         check_window(first, last)?;
-        let rows = sqlx::query("SELECT train_code, service_date, status FROM runs WHERE service_date BETWEEN ? AND ?")
-            .bind(first.to_string())
-            .bind(last.to_string())
-            .fetch_all(&self.reader)
-            .await
-            .map_err(db)?;
-        rows.iter()
-            .map(|r| {
-                let status: &str = r.get("status");
-                Ok(RunRecord {
-                    run_id: RunId::new(parse("runs", r.get("train_code"))?, parse("runs", r.get("service_date"))?),
-                    status: RunStatus::parse(status).ok_or_else(|| corrupt("runs", status))?,
-                })
-            })
-            .collect()
+        self.read(move |c| network::runs_between(c, first, last)).await
     }
 
     async fn set_run_status(&self, run: &RunId, status: RunStatus) -> Result<bool> {
-        let (status, train, date) = (status.as_str(), run.train.to_string(), run.date.to_string());
-        let done = self
-            .writer
-            .write(move |conn| {
-                let (train, date) = (train.clone(), date.clone());
-                Box::pin(async move {
-                    sqlx::query("UPDATE runs SET status = ? WHERE train_code = ? AND service_date = ?")
-                        .bind(status)
-                        .bind(train)
-                        .bind(date)
-                        .execute(&mut *conn)
-                        .await
-                })
-            })
-            .await
-            .map_err(db)?;
-        Ok(done.rows_affected() == 1)
+        let run = run.clone();
+        self.write(move |c| network::set_run_status(c, &run, status)).await
     }
+}
 
+#[async_trait]
+impl UserStore for SqliteStore {
     async fn create_user(&self, username: &str, password_hash: &str, created_at_ms: i64) -> Result<Option<i64>> {
-        let (username, hash) = (username.to_string(), password_hash.to_string());
-        self.writer
-            .write(move |conn| {
-                let (username, hash) = (username.clone(), hash.clone());
-                Box::pin(async move {
-                    let row = sqlx::query(
-                        "INSERT INTO users (username, password_hash, created_at_ms) VALUES (?, ?, ?)
-                         ON CONFLICT (username) DO NOTHING RETURNING id",
-                    )
-                    .bind(username)
-                    .bind(hash)
-                    .bind(created_at_ms)
-                    .fetch_optional(&mut *conn)
-                    .await?;
-                    Ok(row.map(|r| r.get::<i64, _>("id")))
-                })
-            })
-            .await
-            .map_err(db)
+        let (name, hash) = (username.to_string(), password_hash.to_string());
+        self.write(move |c| users::create(c, &name, &hash, created_at_ms)).await
     }
 
     async fn user_by_name(&self, username: &str) -> Result<Option<UserRecord>> {
-        let row = sqlx::query("SELECT id, username, password_hash FROM users WHERE username = ?")
-            .bind(username)
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(db)?;
-        Ok(row.map(|r| UserRecord {
-            id: r.get("id"),
-            username: r.get("username"),
-            password_hash: r.get("password_hash"),
-        }))
+        let name = username.to_string();
+        self.read(move |c| users::by_name(c, &name)).await
     }
 
     async fn add_passenger(&self, p: &NewPassenger, max_per_user: u32) -> Result<AddPassenger> {
-        let p = std::sync::Arc::new(p.clone());
-        self.writer
-            .write(move |conn| {
-                let p = p.clone();
-                Box::pin(async move {
-                    // One statement: the count check and the insert cannot be split by another writer.
-                    let done = sqlx::query(
-                        "INSERT INTO passengers (user_id, name_enc, id_type, id_no_enc, id_no_index, created_at_ms)
-                         SELECT ?, ?, ?, ?, ?, ?
-                         WHERE (SELECT count(*) FROM passengers WHERE user_id = ?) < ?
-                         RETURNING id",
-                    )
-                    .bind(p.user_id)
-                    .bind(&p.name_enc)
-                    .bind(&p.id_type)
-                    .bind(&p.id_no_enc)
-                    .bind(&p.id_no_index)
-                    .bind(p.created_at_ms)
-                    .bind(p.user_id)
-                    .bind(i64::from(max_per_user))
-                    .fetch_optional(&mut *conn)
-                    .await;
-                    match done {
-                        Ok(Some(r)) => Ok(AddPassenger::Added(r.get("id"))),
-                        Ok(None) => Ok(AddPassenger::TooMany),
-                        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(AddPassenger::Duplicate),
-                        Err(e) => Err(e),
-                    }
-                })
-            })
-            .await
-            .map_err(db)
+        let p = p.clone();
+        self.write(move |c| users::add_passenger(c, &p, max_per_user)).await
     }
 
     async fn passengers(&self, user_id: i64) -> Result<Vec<PassengerRecord>> {
-        let rows = sqlx::query(
-            "SELECT id, user_id, name_enc, id_type, id_no_enc FROM passengers WHERE user_id = ? ORDER BY id",
-        )
-        .bind(user_id)
-        .fetch_all(&self.reader)
-        .await
-        .map_err(db)?;
-        Ok(rows
-            .iter()
-            .map(|r| PassengerRecord {
-                id: r.get("id"),
-                user_id: r.get("user_id"),
-                name_enc: r.get("name_enc"),
-                id_type: r.get("id_type"),
-                id_no_enc: r.get("id_no_enc"),
-            })
-            .collect())
+        self.read(move |c| users::passengers(c, user_id)).await
+    }
+}
+
+#[async_trait]
+impl OrderStore for SqliteStore {
+    async fn create_orders(&self, new: &[NewOrder]) -> Result<Vec<CreateOrder>> {
+        chepiao_store::check_batch_len(new.len(), "orders")?;
+        let new = new.to_vec();
+        self.write(move |c| orders::create(c, &new)).await
+    }
+
+    async fn order(&self, order_no: &str) -> Result<Option<OrderRecord>> {
+        let no = order_no.to_string();
+        self.read(move |c| orders::get(c, &no)).await
+    }
+
+    async fn orders_in(&self, order_nos: &[String]) -> Result<Vec<OrderRecord>> {
+        let nos = order_nos.to_vec();
+        self.read(move |c| orders::many(c, &nos)).await
+    }
+
+    async fn orders_after(&self, after_no: &str, limit: u32) -> Result<Vec<OrderRecord>> {
+        let after = after_no.to_string();
+        self.read(move |c| orders::after(c, &after, limit)).await
+    }
+
+    async fn order_by_key(&self, user_id: i64, idem_key: &str) -> Result<Option<OrderRecord>> {
+        let key = idem_key.to_string();
+        self.read(move |c| orders::by_key(c, user_id, &key)).await
+    }
+
+    async fn orders_of(&self, q: PageQuery) -> Result<OrderPage> {
+        q.check()?;
+        self.read(move |c| orders::page(c, &q)).await
+    }
+
+    async fn transition_order(&self, t: &Transition) -> Result<Option<OrderRecord>> {
+        let t = t.clone();
+        self.write(move |c| orders::transition(c, &t)).await
+    }
+
+    async fn expire_orders(&self, now_ms: i64, limit: u32) -> Result<Vec<OrderRecord>> {
+        self.write(move |c| orders::expire(c, now_ms, limit)).await
+    }
+
+    async fn unreleased_orders(&self, limit: u32) -> Result<Vec<OrderRecord>> {
+        self.read(move |c| orders::unreleased(c, limit)).await
+    }
+
+    async fn mark_seats_released(&self, order_no: &str) -> Result<()> {
+        let no = order_no.to_string();
+        self.write(move |c| orders::mark_released(c, &no)).await
+    }
+}
+
+#[async_trait]
+impl PaymentStore for SqliteStore {
+    async fn create_payments(&self, ps: &[NewPayment]) -> Result<()> {
+        chepiao_store::check_batch_len(ps.len(), "payments")?;
+        let ps = ps.to_vec();
+        self.write(move |c| payments::create(c, &ps)).await
+    }
+
+    async fn payment(&self, payment_no: &str) -> Result<Option<PaymentRecord>> {
+        let no = payment_no.to_string();
+        self.read(move |c| payments::get(c, &no)).await
+    }
+
+    async fn payments_of(&self, order_no: &str) -> Result<Vec<PaymentRecord>> {
+        let no = order_no.to_string();
+        self.read(move |c| payments::of_order(c, &no)).await
+    }
+
+    async fn apply_notifies(&self, ns: &[Notify]) -> Result<Vec<NotifyOutcome>> {
+        chepiao_store::check_batch_len(ns.len(), "notifies")?;
+        let ns = ns.to_vec();
+        self.write(move |c| payments::notifies(c, &ns)).await
+    }
+
+    async fn prune_nonces(&self, before_ms: i64) -> Result<u64> {
+        self.write(move |c| payments::prune_nonces(c, before_ms)).await
+    }
+
+    async fn refund_unticketable(&self, u: &Unticketable) -> Result<bool> {
+        let u = u.clone();
+        self.write(move |c| payments::unticketable(c, &u)).await
+    }
+
+    async fn complete_refund(&self, r: &RefundDone) -> Result<bool> {
+        let r = r.clone();
+        self.write(move |c| payments::complete_refund(c, &r)).await
+    }
+
+    async fn payment_audit(&self) -> Result<PaymentAudit> {
+        self.read(payments::audit_payments).await
+    }
+}
+
+#[async_trait]
+impl OutboxStore for SqliteStore {
+    async fn outbox_pending(&self, limit: u32) -> Result<Vec<OutboxRow>> {
+        outbox::decode(self.read(move |c| outbox::pending(c, limit)).await?)
+    }
+
+    async fn outbox_done(&self, ids: &[i64]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let ids = ids.to_vec();
+        self.write(move |c| outbox::done(c, &ids)).await
+    }
+}
+
+#[async_trait]
+impl TicketStore for SqliteStore {
+    async fn issue_tickets(&self, batch: &[OrderTickets], now_ms: i64) -> Result<Vec<String>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let batch = batch.to_vec();
+        self.write(move |c| tickets::issue(c, &batch, now_ms)).await
+    }
+
+    async fn tickets_of(&self, order_no: &str) -> Result<Vec<TicketRecord>> {
+        let no = order_no.to_string();
+        self.read(move |c| tickets::of_order(c, &no)).await
+    }
+
+    async fn ticket(&self, ticket_sn: &str) -> Result<Option<TicketRecord>> {
+        let sn = ticket_sn.to_string();
+        self.read(move |c| tickets::get(c, &sn)).await
+    }
+
+    async fn tickets_after(&self, after_sn: &str, limit: u32) -> Result<Vec<TicketRecord>> {
+        let after = after_sn.to_string();
+        self.read(move |c| tickets::after(c, &after, limit)).await
+    }
+
+    async fn check_in(&self, scan: &Scan) -> Result<CheckIn> {
+        let scan = scan.clone();
+        self.write(move |c| tickets::check_in(c, &scan)).await
+    }
+
+    async fn refund_ticket(&self, r: &TicketRefundRecord) -> Result<RefundTicket> {
+        let r = r.clone();
+        self.write(move |c| tickets::refund(c, &r)).await
+    }
+
+    async fn ticket_refund(&self, refund_no: &str) -> Result<Option<TicketRefundRecord>> {
+        let no = refund_no.to_string();
+        self.read(move |c| tickets::refund_get(c, &no)).await
+    }
+
+    async fn complete_ticket_refund(&self, done: &TicketRefundDone) -> Result<bool> {
+        let done = done.clone();
+        self.write(move |c| tickets::complete_refund(c, &done)).await
+    }
+
+    async fn revocations(&self, after_seq: i64, limit: u32) -> Result<Vec<Revocation>> {
+        self.read(move |c| tickets::revocations(c, after_seq, limit)).await
+    }
+}
+
+#[async_trait]
+impl AuditStore for SqliteStore {
+    async fn audit_append(&self, e: &AuditEntry) -> Result<i64> {
+        let e = e.clone();
+        self.write(move |c| audit::append(c, std::slice::from_ref(&e))).await
+    }
+
+    async fn audit_range(&self, after_seq: i64, limit: u32) -> Result<Vec<AuditRecord>> {
+        self.read(move |c| audit::range(c, after_seq, limit)).await
+    }
+}
+
+#[async_trait]
+impl AfterSaleStore for SqliteStore {
+    async fn create_wish(&self, w: &NewWish, order: &NewOrder) -> Result<CreateWish> {
+        let (w, order) = (w.clone(), order.clone());
+        self.write(move |c| after_sale::create_wish(c, &w, &order)).await
+    }
+
+    async fn wish(&self, wish_id: &str) -> Result<Option<WishRecord>> {
+        let id = wish_id.to_string();
+        self.read(move |c| after_sale::wish(c, &id)).await
+    }
+
+    async fn waiting_wishes(&self, limit: u32) -> Result<Vec<WishRecord>> {
+        self.read(move |c| after_sale::waiting(c, limit)).await
+    }
+
+    async fn fulfil_wish(&self, f: &Fulfil) -> Result<bool> {
+        let f = f.clone();
+        self.write(move |c| after_sale::fulfil(c, &f)).await
+    }
+
+    async fn end_wish(&self, wish_id: &str, to: WishStatus, now_ms: i64) -> Result<EndWish> {
+        let id = wish_id.to_string();
+        self.write(move |c| after_sale::end_wish(c, &id, to, now_ms)).await
+    }
+
+    async fn expire_wishes(&self, now_ms: i64, limit: u32) -> Result<Vec<WishRecord>> {
+        self.write(move |c| after_sale::expire_wishes(c, now_ms, limit)).await
+    }
+
+    async fn notifications(&self, user_id: i64, limit: u32) -> Result<Vec<Notification>> {
+        self.read(move |c| after_sale::notifications(c, user_id, limit)).await
+    }
+
+    async fn settle_free_order(&self, order_no: &str, now_ms: i64) -> Result<bool> {
+        let no = order_no.to_string();
+        self.write(move |c| after_sale::settle_free(c, &no, now_ms)).await
+    }
+
+    async fn rebook_swap(&self, new_order_no: &str, refund: &TicketRefundRecord) -> Result<RebookSwap> {
+        let (no, r) = (new_order_no.to_string(), refund.clone());
+        self.write(move |c| after_sale::rebook_swap(c, &no, &r)).await
+    }
+
+    async fn rebooked_to(&self, old_ticket_sn: &str) -> Result<Option<String>> {
+        let sn = old_ticket_sn.to_string();
+        self.read(move |c| after_sale::rebooked_to(c, &sn)).await
     }
 }

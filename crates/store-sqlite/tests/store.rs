@@ -1,26 +1,50 @@
-//! The shared store suite against a fresh SQLite file.
+//! The shared store suite against SQLite: one test per check, each on a fresh file; and the
+//! writer thread's group commit.
 
+use std::ops::Deref;
+use std::sync::Arc;
+
+use chepiao_store::{AddPassenger, NewPassenger, Store, UserStore};
 use chepiao_store_sqlite::SqliteStore;
 
-#[tokio::test]
-async fn sqlite_passes_the_store_suite() {
+/// A store on a file of its own, removed with it.
+struct Fresh {
+    store: SqliteStore,
+    dir: std::path::PathBuf,
+}
+
+impl Deref for Fresh {
+    type Target = dyn Store;
+    fn deref(&self) -> &(dyn Store + 'static) {
+        &self.store
+    }
+}
+
+impl Drop for Fresh {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.dir).ok();
+    }
+}
+
+fn temp_dir() -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("chepiao-sqlite-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
-    let store = SqliteStore::open(dir.join("test.db").to_str().unwrap()).await.unwrap();
-    chepiao_store::testsuite::run_all(&store).await;
-    drop(store);
-    std::fs::remove_dir_all(&dir).ok();
+    dir
 }
+
+async fn fresh() -> Option<Fresh> {
+    let dir = temp_dir();
+    let store = SqliteStore::open(dir.join("test.db").to_str().unwrap()).await.unwrap();
+    Some(Fresh { store, dir })
+}
+
+chepiao_store::store_suite!(fresh);
 
 /// Many writers at once share transactions; each gets its own answer, and one that fails is
 /// rolled back alone while the rest of its batch commits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn group_commit_answers_each_writer_and_isolates_failures() {
-    use chepiao_store::{AddPassenger, NewPassenger, Store};
-    use std::sync::Arc;
-
-    let dir = std::env::temp_dir().join(format!("chepiao-sqlite-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir();
     let path = dir.join("test.db");
     let store = Arc::new(SqliteStore::open(path.to_str().unwrap()).await.unwrap());
     let mut tasks = Vec::new();
@@ -45,6 +69,7 @@ async fn group_commit_answers_each_writer_and_isolates_failures() {
         id_type: "PASSPORT".into(),
         id_no_enc: vec![i],
         id_no_index: vec![i; 32],
+        masked: String::new(),
         created_at_ms: 0,
     };
     let mut tasks = Vec::new();
@@ -64,6 +89,10 @@ async fn group_commit_answers_each_writer_and_isolates_failures() {
     }
     assert_eq!(failed, 1);
     assert_eq!(store.passengers(user).await.unwrap().len(), 11, "the others committed");
+    // A job that panics fails alone; the writer goes on.
+    let panicked = store.write(|_| -> rusqlite::Result<()> { panic!("a bug in a write job") }).await;
+    assert!(matches!(panicked, Err(chepiao_store::StoreError::Panicked(_))), "{panicked:?}");
+    assert!(store.create_user("after-the-panic", "$argon2id$h", 1).await.unwrap().is_some());
     // And it is all on disk: a fresh store on the same file sees it.
     drop(store);
     let again = SqliteStore::open(path.to_str().unwrap()).await.unwrap();

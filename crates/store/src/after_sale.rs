@@ -1,11 +1,12 @@
-//! Records of what happens after the sale: rebooking (改签), the waitlist (候补) and the
-//! notifications it sends. Both backends implement [`AfterSaleStore`] with the same SQL
-//! (`after_sale_sql`), inside the purchase flow's macro so that they share its helpers.
+//! What happens after the sale: rebooking (改签), the waitlist (候补) and the notifications it
+//! sends.
 
 use async_trait::async_trait;
 
-use crate::Result;
-use crate::flow::{NewOrder, OrderRecord, TicketRefundRecord, TicketStatus};
+use crate::error::Result;
+use crate::orders::{NewOrder, OrderRecord};
+use crate::status::status_enum;
+use crate::tickets::{TicketRefundRecord, TicketStatus};
 
 status_enum! {
     /// A wish as stored. While ACTIVE, its order says whether it is paid (API's
@@ -94,6 +95,14 @@ pub struct Notification {
     pub created_at_ms: i64,
 }
 
+/// A waiting wish fulfilled with the seats in `legs_json`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fulfil {
+    pub wish_id: String,
+    pub legs_json: String,
+    pub now_ms: i64,
+}
+
 /// Wishes one matcher round or one expiry call handles.
 pub const WISH_BATCH_MAX: u32 = 512;
 /// Notifications one call returns.
@@ -110,7 +119,7 @@ pub trait AfterSaleStore: Send + Sync + 'static {
     /// Fulfil a waiting wish with the seats in `legs_json`: the wish FULFILLED, the order's legs
     /// set, an outbox event to ticket it, a notification and an audit entry, in one
     /// transaction. False when the wish was no longer waiting (then the caller gives the seats back).
-    async fn fulfil_wish(&self, wish_id: &str, legs_json: &str, now_ms: i64) -> Result<bool>;
+    async fn fulfil_wish(&self, f: &Fulfil) -> Result<bool>;
     /// End an active wish (`to` is EXPIRED or CANCELLED): its order is refunded if paid, made
     /// dead if not.
     async fn end_wish(&self, wish_id: &str, to: WishStatus, now_ms: i64) -> Result<EndWish>;

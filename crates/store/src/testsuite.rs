@@ -1,12 +1,51 @@
-//! The backend-agnostic store suite. Each backend's integration test hands in a fresh, empty
-//! store and calls [`run_all`]; a failing check panics with the backend's name in the message.
+//! The backend-agnostic store suite: one check per function, each on a fresh, empty store.
+//!
+//! A backend's test file calls [`store_suite!`] with a function that makes a fresh store (or
+//! says why it cannot and returns None: then every check prints that it was skipped), and gets
+//! one `#[tokio::test]` per check. A failing check panics with the backend's name in the message.
 
 use chepiao_domain::network::{NetworkData, Station, Stop, Train};
 use chepiao_domain::{RunId, ServiceDate};
 
-use crate::after_sale::*;
-use crate::flow::*;
-use crate::{AddPassenger, NewPassenger, RunStatus, Store, StoreError};
+use crate::*;
+
+/// One `#[tokio::test]` per check of the suite, each on a store made by `$make` (an async fn
+/// returning `Option<impl Deref<Target = dyn Store>>`; None skips the check).
+#[macro_export]
+macro_rules! store_suite {
+    ($make:path) => {
+        $crate::store_suite!(@each $make;
+            empty_store_has_no_network,
+            network_round_trips_and_reimport_is_idempotent,
+            runs_are_created_once_per_train_and_date,
+            run_status_changes_stick,
+            window_limits_are_enforced,
+            users_are_unique_by_name,
+            passengers_belong_to_their_user,
+            orders_are_idempotent_per_user_and_key,
+            orders_page_newest_first,
+            orders_move_only_along_the_state_machine,
+            notifies_pay_once_refuse_replays_and_refund_late_payments,
+            a_notify_batch_is_decided_in_order,
+            the_outbox_hands_out_oldest_first,
+            tickets_issue_once_and_check_in_once,
+            ticket_refunds_revoke_once,
+            unticketable_orders_are_refunded,
+            wishes_are_fulfilled_or_ended_once,
+            rebooks_swap_a_ticket_once,
+            free_orders_settle_once,
+            audit_chain_verifies);
+    };
+    (@each $make:path; $($check:ident),*) => {
+        $(
+            #[tokio::test]
+            async fn $check() {
+                let Some(store) = $make().await else { return };
+                $crate::testsuite::$check(&*store).await;
+            }
+        )*
+    };
+}
 
 fn station(code: &str, name: &str, city: &str) -> Station {
     Station {
@@ -53,22 +92,9 @@ fn date(s: &str) -> ServiceDate {
     s.parse().unwrap()
 }
 
-/// Run every check against `store`, which must be empty.
-pub async fn run_all(store: &dyn Store) {
-    empty_store_has_no_network(store).await;
-    network_round_trips_and_reimport_is_idempotent(store).await;
-    runs_are_created_once_per_train_and_date(store).await;
-    run_status_changes_stick(store).await;
-    window_limits_are_enforced(store).await;
-    users_are_unique_by_name(store).await;
-    passengers_belong_to_their_user(store).await;
-    orders_are_idempotent_per_user_and_key(store).await;
-    orders_move_only_along_the_state_machine(store).await;
-    notifies_pay_once_refuse_replays_and_refund_late_payments(store).await;
-    tickets_issue_once(store).await;
-    wishes_are_fulfilled_or_ended_once(store).await;
-    rebooks_swap_a_ticket_once(store).await;
-    audit_chain_verifies(store).await;
+/// A new user named `name`.
+async fn user(store: &dyn Store, name: &str) -> i64 {
+    store.create_user(name, "$argon2id$x", 1).await.unwrap().expect("a fresh name")
 }
 
 fn new_order(user_id: i64, no: &str, key: &str, pay_before_ms: i64) -> NewOrder {
@@ -84,78 +110,12 @@ fn new_order(user_id: i64, no: &str, key: &str, pay_before_ms: i64) -> NewOrder 
     }
 }
 
-async fn orders_are_idempotent_per_user_and_key(store: &dyn Store) {
-    let name = store.backend();
-    let alice = store.user_by_name("alice").await.unwrap().unwrap().id;
-    let bob = store.user_by_name("bob").await.unwrap().unwrap().id;
-    let CreateOrder::Created(first) = store.create_order(&new_order(alice, "E1", "k1", 1_000_000)).await.unwrap()
-    else {
-        panic!("{name}: first order not created")
-    };
-    assert_eq!((first.status, first.version), (OrderStatus::PendingPayment, 0));
-    // The same key again, even with another order number: the first order.
-    let again = store.create_order(&new_order(alice, "E2", "k1", 2_000_000)).await.unwrap();
-    assert_eq!(again, CreateOrder::Existing(first.clone()), "{name}");
-    // Another user may use the same key.
-    assert!(matches!(
-        store.create_order(&new_order(bob, "E3", "k1", 1_000_000)).await.unwrap(),
-        CreateOrder::Created(_)
-    ));
-    for i in 0..5 {
-        store.create_order(&new_order(alice, &format!("E1{i}"), &format!("k1{i}"), 1_000_000 + i)).await.unwrap();
+/// A new unpaid order `no` with a far-off pay window.
+async fn order(store: &dyn Store, user_id: i64, no: &str) -> OrderRecord {
+    match store.create_order(&new_order(user_id, no, &format!("key-{no}"), 9_000_000_000_000)).await.unwrap() {
+        CreateOrder::Created(o) => o,
+        other => panic!("{}: {other:?}", store.backend()),
     }
-    let page = store.orders_of(alice, None, 1, 4).await.unwrap();
-    assert_eq!((page.items.len(), page.total), (4, 6), "{name}");
-    assert_eq!(page.items[0].order_no, "E14", "{name}: newest first");
-    let page2 = store.orders_of(alice, None, 2, 4).await.unwrap();
-    assert_eq!(page2.items.len(), 2);
-    let pending = store.orders_of(alice, Some(OrderStatus::Paid), 1, 10).await.unwrap();
-    assert_eq!(pending.total, 0);
-    assert!(matches!(store.orders_of(alice, None, 0, 10).await, Err(StoreError::Limit(_))));
-    assert_eq!(store.order_by_key(alice, "k1").await.unwrap().as_ref(), Some(&first), "{name}");
-    assert_eq!(store.order_by_key(alice, "k9").await.unwrap(), None);
-    // A batch: new orders, a key taken before, and a key used twice within the batch.
-    let batch = [
-        new_order(bob, "EB1", "b1", 1_000_000),
-        new_order(alice, "EB2", "k1", 1_000_000),
-        new_order(bob, "EB3", "b2", 1_000_000),
-        new_order(bob, "EB4", "b2", 1_000_000),
-    ];
-    let done = store.create_orders(&batch).await.unwrap();
-    assert!(matches!(&done[0], CreateOrder::Created(o) if o.order_no == "EB1"), "{name}: {done:?}");
-    assert!(matches!(&done[1], CreateOrder::Existing(o) if o.order_no == "E1"), "{name}: {done:?}");
-    assert!(matches!(&done[2], CreateOrder::Created(o) if o.order_no == "EB3"), "{name}: {done:?}");
-    assert!(matches!(&done[3], CreateOrder::Existing(o) if o.order_no == "EB3"), "{name}: {done:?}");
-    let all = store.orders_after("", 100).await.unwrap();
-    assert_eq!(all.len(), 9, "{name}");
-    assert_eq!(
-        store.orders_after("E13", 2).await.unwrap().iter().map(|o| o.order_no.as_str()).collect::<Vec<_>>(),
-        ["E14", "E3"]
-    );
-    assert_eq!(store.order("E1").await.unwrap(), Some(first));
-    assert_eq!(store.order("nope").await.unwrap(), None);
-}
-
-async fn orders_move_only_along_the_state_machine(store: &dyn Store) {
-    let name = store.backend();
-    let order = store.order("E10").await.unwrap().unwrap();
-    let cancelled = store.transition_order(&order, OrderStatus::Cancelled, 5).await.unwrap().expect("cancelled");
-    assert_eq!((cancelled.status, cancelled.version), (OrderStatus::Cancelled, 1), "{name}");
-    // A second writer holding the old version loses.
-    assert_eq!(store.transition_order(&order, OrderStatus::Expired, 6).await.unwrap(), None, "{name}");
-    // Expiry takes only unpaid orders past their window.
-    let expired = store.expire_orders(1_000_002, 100).await.unwrap();
-    let mut nos: Vec<_> = expired.iter().map(|o| o.order_no.as_str()).collect();
-    nos.sort();
-    assert_eq!(nos, ["E1", "E11", "E12", "E3", "EB1", "EB3"], "{name}");
-    assert!(store.expire_orders(1_000_002, 100).await.unwrap().is_empty(), "{name}: expired once");
-    let mut unreleased: Vec<_> = store.unreleased_orders(100).await.unwrap().into_iter().map(|o| o.order_no).collect();
-    unreleased.sort();
-    assert_eq!(unreleased, ["E1", "E10", "E11", "E12", "E3", "EB1", "EB3"], "{name}");
-    for no in &unreleased {
-        store.mark_seats_released(no).await.unwrap();
-    }
-    assert!(store.unreleased_orders(100).await.unwrap().is_empty());
 }
 
 fn notify(payment_no: &str, amount_fen: i64, nonce: &str, at_ms: i64) -> Notify {
@@ -181,89 +141,19 @@ fn new_payment(payment_no: &str, order_no: &str) -> NewPayment {
     }
 }
 
-async fn notifies_pay_once_refuse_replays_and_refund_late_payments(store: &dyn Store) {
-    let name = store.backend();
-    store.create_payment(&new_payment("P13", "E13")).await.unwrap();
-    assert_eq!(
-        store.apply_notify(&notify("P13", 1, "n0", 20)).await.unwrap(),
-        NotifyOutcome::AmountMismatch { expected_fen: 55_300 }
-    );
-    assert_eq!(store.order("E13").await.unwrap().unwrap().status, OrderStatus::PendingPayment, "{name}");
-    let paid = store.apply_notify(&notify("P13", 55_300, "n1", 21)).await.unwrap();
-    assert_eq!(paid, NotifyOutcome::Paid { order_no: "E13".into() }, "{name}");
-    assert_eq!(store.apply_notify(&notify("P13", 55_300, "n1", 22)).await.unwrap(), NotifyOutcome::Replayed);
-    let dup = store.apply_notify(&notify("P13", 55_300, "n2", 23)).await.unwrap();
-    assert_eq!(dup, NotifyOutcome::Duplicate { status: PaymentStatus::Success }, "{name}");
-    assert_eq!(store.apply_notify(&notify("P404", 1, "n3", 24)).await.unwrap(), NotifyOutcome::UnknownPayment);
-    let order = store.order("E13").await.unwrap().unwrap();
-    assert_eq!(order.status, OrderStatus::Paid, "{name}");
-    let payments = store.payments_of("E13").await.unwrap();
-    assert_eq!(payments[0].status, PaymentStatus::Success);
-    assert_eq!(payments[0].txn_id.as_deref(), Some("T-n1"));
-
-    // A payment for the cancelled E10 is captured, then refunded through the outbox.
-    store.create_payment(&new_payment("P10", "E10")).await.unwrap();
-    let late = store.apply_notify(&notify("P10", 55_300, "n4", 25)).await.unwrap();
-    assert_eq!(late, NotifyOutcome::RefundDue { order_no: "E10".into(), order_status: OrderStatus::Cancelled });
-    let outbox = store.outbox_pending(100).await.unwrap();
-    let events: Vec<_> = outbox.iter().map(|r| r.event.clone()).collect();
-    assert_eq!(
-        events,
-        [OutboxEvent::Ticket { order_no: "E13".into() }, OutboxEvent::Refund { payment_no: "P10".into() }],
-        "{name}"
-    );
-    assert!(outbox[0].id < outbox[1].id);
-    assert!(store.complete_refund("P10", "R1", 30).await.unwrap());
-    assert!(!store.complete_refund("P10", "R1", 31).await.unwrap(), "{name}: refunded once");
-    store.outbox_done(&[outbox[1].id]).await.unwrap();
-    assert_eq!(store.outbox_pending(100).await.unwrap().len(), 1);
-    assert_eq!(store.prune_nonces(24).await.unwrap(), 3, "{name}: n0, n1 and n2 were seen before 24");
-
-    // A batch is decided in order: a nonce used twice in it, a payment paid then retried, and
-    // a second payment of the order the first one just paid.
-    let bob = store.user_by_name("bob").await.unwrap().unwrap().id;
-    let CreateOrder::Created(_) = store.create_order(&new_order(bob, "E20", "b20", 9_000_000)).await.unwrap() else {
-        panic!()
-    };
-    store.create_payments(&[new_payment("P20a", "E20"), new_payment("P20b", "E20")]).await.unwrap();
-    assert_eq!(store.payments_of("E20").await.unwrap().len(), 2, "{name}");
-    let batch = [
-        notify("P20a", 55_300, "m1", 26),
-        notify("P20a", 55_300, "m1", 26),
-        notify("P20a", 55_300, "m2", 26),
-        notify("P20b", 55_300, "m3", 26),
-    ];
-    let outcomes = store.apply_notifies(&batch).await.unwrap();
-    assert_eq!(
-        outcomes,
-        [
-            NotifyOutcome::Paid { order_no: "E20".into() },
-            NotifyOutcome::Replayed,
-            NotifyOutcome::Duplicate { status: PaymentStatus::Success },
-            NotifyOutcome::RefundDue { order_no: "E20".into(), order_status: OrderStatus::Paid },
-        ],
-        "{name}"
-    );
-    assert_eq!(store.payment("P20b").await.unwrap().unwrap().status, PaymentStatus::RefundPending);
-    assert_eq!(store.order("E20").await.unwrap().unwrap().status, OrderStatus::Paid);
-    let events: Vec<_> = store.outbox_pending(100).await.unwrap().into_iter().map(|r| r.event).collect();
-    assert!(events.contains(&OutboxEvent::Refund { payment_no: "P20b".into() }), "{name}: {events:?}");
-    assert!(events.contains(&OutboxEvent::Ticket { order_no: "E20".into() }));
-    // Tidy up for the checks that follow: E20 refunded, its events handled.
-    let ids: Vec<i64> = store.outbox_pending(100).await.unwrap().iter().skip(1).map(|r| r.id).collect();
-    store.outbox_done(&ids).await.unwrap();
-    store.complete_refund("P20b", "R3", 27).await.unwrap();
-    let e20 = store.order("E20").await.unwrap().unwrap();
-    store.issue_tickets("E20", &[], 28).await.unwrap();
-    assert_eq!(e20.status, OrderStatus::Paid);
+/// A paid order `no` (paid by payment `P<no>`).
+async fn paid_order(store: &dyn Store, user_id: i64, no: &str) -> OrderRecord {
+    order(store, user_id, no).await;
+    store.create_payment(&new_payment(&format!("P{no}"), no)).await.unwrap();
+    let paid = store.apply_notify(&notify(&format!("P{no}"), 55_300, &format!("n-{no}"), 60)).await.unwrap();
+    assert_eq!(paid, NotifyOutcome::Paid { order_no: no.into() }, "{}", store.backend());
+    store.order(no).await.unwrap().unwrap()
 }
 
-async fn tickets_issue_once(store: &dyn Store) {
-    let name = store.backend();
-    let order = store.order("E13").await.unwrap().unwrap();
-    let ticket = |i: i64| TicketRecord {
-        ticket_sn: format!("E13{i}"),
-        order_no: "E13".into(),
+fn ticket(order: &OrderRecord, i: i64) -> TicketRecord {
+    TicketRecord {
+        ticket_sn: format!("{}{i}", order.order_no),
+        order_no: order.order_no.clone(),
         user_id: order.user_id,
         leg: 0,
         passenger_idx: i,
@@ -278,259 +168,46 @@ async fn tickets_issue_once(store: &dyn Store) {
         status: TicketStatus::Issued,
         qr: "qr".into(),
         issued_at_ms: 40,
-    };
-    assert!(store.issue_tickets("E13", &[ticket(0), ticket(1)], 40).await.unwrap());
-    assert!(!store.issue_tickets("E13", &[ticket(0), ticket(1)], 41).await.unwrap(), "{name}: issued once");
-    assert_eq!(store.order("E13").await.unwrap().unwrap().status, OrderStatus::Ticketed);
-    assert_eq!(store.tickets_of("E13").await.unwrap(), [ticket(0), ticket(1)], "{name}");
-    assert_eq!(store.ticket("E131").await.unwrap(), Some(ticket(1)));
-    assert_eq!(store.tickets_after("E130", 10).await.unwrap(), [ticket(1)]);
-    // A ticket checks in once, ever.
-    assert_eq!(store.check_in("E130", "g1", "VNP", 45).await.unwrap(), CheckIn::Accepted, "{name}");
-    assert_eq!(
-        store.check_in("E130", "g2", "VNP", 46).await.unwrap(),
-        CheckIn::AlreadyCheckedIn { gate_id: "g1".into(), at_ms: 45 },
-        "{name}"
-    );
-    assert_eq!(store.check_in("nope", "g1", "VNP", 47).await.unwrap(), CheckIn::Unknown);
-    assert_eq!(store.ticket("E130").await.unwrap().unwrap().status, TicketStatus::CheckedIn);
-    // A refund: once; the ticket is revoked; the order partly refunded; a checked-in ticket is not refundable.
-    let refund = TicketRefundRecord {
-        refund_no: "T1".into(),
-        ticket_sn: "E131".into(),
-        order_no: "E13".into(),
-        payment_no: "P13".into(),
+    }
+}
+
+/// A ticketed order `no` with `n` tickets.
+async fn ticketed_order(store: &dyn Store, user_id: i64, no: &str, n: i64) -> (OrderRecord, Vec<TicketRecord>) {
+    let order = paid_order(store, user_id, no).await;
+    let tickets: Vec<TicketRecord> = (0..n).map(|i| ticket(&order, i)).collect();
+    let batch = [OrderTickets { order_no: no.into(), tickets: tickets.clone() }];
+    assert_eq!(store.issue_tickets(&batch, 40).await.unwrap(), [no.to_string()], "{}", store.backend());
+    (store.order(no).await.unwrap().unwrap(), tickets)
+}
+
+fn refund_of(t: &TicketRecord, refund_no: &str) -> TicketRefundRecord {
+    TicketRefundRecord {
+        refund_no: refund_no.into(),
+        ticket_sn: t.ticket_sn.clone(),
+        order_no: t.order_no.clone(),
+        payment_no: format!("P{}", t.order_no),
         refund_fen: 50_000,
         fee_fen: 5_300,
         status: RefundStatus::Pending,
         created_at_ms: 48,
-    };
-    let RefundTicket::Started(started) = store.refund_ticket(&refund).await.unwrap() else { panic!("{name}") };
-    assert_eq!(started.status, RefundStatus::Pending);
-    let again = TicketRefundRecord { refund_no: "T2".into(), ..refund.clone() };
-    assert_eq!(store.refund_ticket(&again).await.unwrap(), RefundTicket::Existing(started.clone()), "{name}");
-    let checked_in = TicketRefundRecord { refund_no: "T3".into(), ticket_sn: "E130".into(), ..refund.clone() };
-    assert_eq!(store.refund_ticket(&checked_in).await.unwrap(), RefundTicket::NotRefundable(TicketStatus::CheckedIn));
-    assert_eq!(store.order("E13").await.unwrap().unwrap().status, OrderStatus::PartiallyRefunded, "{name}");
-    let revoked = store.revocations(0, 10).await.unwrap();
-    assert_eq!(revoked.iter().map(|r| r.ticket_sn.as_str()).collect::<Vec<_>>(), ["E131"], "{name}");
-    assert!(store.revocations(revoked[0].seq, 10).await.unwrap().is_empty());
-    assert_eq!(store.check_in("E131", "g1", "VNP", 49).await.unwrap(), CheckIn::Revoked(TicketStatus::Refunded));
-    assert!(
-        store
-            .outbox_pending(100)
-            .await
-            .unwrap()
-            .iter()
-            .any(|r| r.event == OutboxEvent::TicketRefund { refund_no: "T1".into() })
-    );
-    assert!(store.complete_ticket_refund("T1", "R-T1", 50).await.unwrap());
-    assert!(!store.complete_ticket_refund("T1", "R-T1", 51).await.unwrap(), "{name}: done once");
-    assert_eq!(store.ticket_refund("T1").await.unwrap().unwrap().status, RefundStatus::Done);
-    let found = store.orders_in(&["E13".into(), "E14".into(), "nope".into()]).await.unwrap();
-    assert_eq!(found.len(), 2, "{name}");
-    // A batch issues only the orders still PAID.
-    let moved = store.issue_tickets_many(&[("E13".into(), vec![ticket(0)])], 42).await.unwrap();
-    assert!(moved.is_empty(), "{name}: E13 was ticketed already");
-    // A paid order whose seats are gone is refunded.
-    let e14 = store.order("E14").await.unwrap().unwrap();
-    store.create_payment(&new_payment("P14", "E14")).await.unwrap();
-    store.apply_notify(&notify("P14", 55_300, "n5", 50)).await.unwrap();
-    assert!(store.refund_unticketable("E14", "hold expired", 51).await.unwrap());
-    assert!(!store.refund_unticketable("E14", "hold expired", 52).await.unwrap());
-    assert_eq!(store.order("E14").await.unwrap().unwrap().status, OrderStatus::Refunded);
-    assert_eq!(store.payment("P14").await.unwrap().unwrap().status, PaymentStatus::RefundPending);
-    let audit = store.payment_audit().await.unwrap();
-    assert_eq!((audit.captured, audit.ticketed, audit.refunded, audit.in_flight_total), (5, 2, 2, 1), "{name}");
-    assert_eq!(audit.in_flight, ["P14"]);
-    assert!(store.complete_refund("P14", "R2", 53).await.unwrap());
-    assert_eq!(store.payment_audit().await.unwrap().in_flight_total, 0);
-    assert_eq!(e14.status, OrderStatus::PendingPayment);
-}
-
-/// A paid order `no` of alice's (far-off pay window).
-async fn paid_order(store: &dyn Store, no: &str) -> OrderRecord {
-    let alice = store.user_by_name("alice").await.unwrap().unwrap().id;
-    store.create_order(&new_order(alice, no, &format!("key-{no}"), 9_000_000_000_000)).await.unwrap();
-    store.create_payment(&new_payment(&format!("P{no}"), no)).await.unwrap();
-    store.apply_notify(&notify(&format!("P{no}"), 55_300, &format!("n-{no}"), 60)).await.unwrap();
-    store.order(no).await.unwrap().unwrap()
-}
-
-async fn wishes_are_fulfilled_or_ended_once(store: &dyn Store) {
-    let name = store.backend();
-    let alice = store.user_by_name("alice").await.unwrap().unwrap().id;
-    let wish = |id: &str, deadline_ms: i64| NewWish {
-        wish_id: id.into(),
-        user_id: alice,
-        run_id: "G1-20261122".into(),
-        class: "SECOND".into(),
-        from_station: "VNP".into(),
-        to_station: "AOH".into(),
-        passenger_ids: vec![1, 2],
-        deadline_ms,
-        created_at_ms: 60,
-    };
-    let order = |no: &str| new_order(alice, no, &format!("wish:{no}"), 9_000_000_000_000);
-    let CreateWish::Created(w1) = store.create_wish(&wish("W1", 1_000), &order("EW1")).await.unwrap() else {
-        panic!("{name}: wish not created")
-    };
-    assert_eq!(
-        (w1.status, w1.passenger_ids.as_slice(), w1.order_no.as_str()),
-        (WishStatus::Active, &[1, 2][..], "EW1")
-    );
-    let again = store.create_wish(&wish("W1b", 1_000), &order("EW1")).await.unwrap();
-    assert_eq!(again, CreateWish::Existing(w1.clone()), "{name}: the same key finds the same wish");
-    assert!(matches!(
-        store.create_wish(&wish("W1c", 1), &new_order(alice, "X", "k1", 1)).await.unwrap(),
-        CreateWish::KeyTaken(_)
-    ));
-    assert!(store.waiting_wishes(10).await.unwrap().is_empty(), "{name}: unpaid wishes do not wait");
-    store.create_payment(&new_payment("PW1", "EW1")).await.unwrap();
-    store.apply_notify(&notify("PW1", 55_300, "n-w1", 61)).await.unwrap();
-    for (id, no) in [("W2", "EW2"), ("W3", "EW3")] {
-        store.create_wish(&wish(id, 1_000), &order(no)).await.unwrap();
     }
-    store.create_payment(&new_payment("PW2", "EW2")).await.unwrap();
-    store.apply_notify(&notify("PW2", 55_300, "n-w2", 61)).await.unwrap();
-    let waiting: Vec<String> = store.waiting_wishes(10).await.unwrap().into_iter().map(|w| w.wish_id).collect();
-    assert_eq!(waiting, ["W1", "W2"], "{name}: paid wishes wait in join order");
-    // Fulfilled once: the order gets its seats and a ticketing event; the user a notification.
-    assert!(store.fulfil_wish("W1", "[{\"seats\":1}]", 70).await.unwrap(), "{name}");
-    assert!(!store.fulfil_wish("W1", "[]", 71).await.unwrap(), "{name}: fulfilled once");
-    assert_eq!(store.wish("W1").await.unwrap().unwrap().status, WishStatus::Fulfilled);
-    assert_eq!(store.order("EW1").await.unwrap().unwrap().legs_json, "[{\"seats\":1}]");
-    let outbox = store.outbox_pending(1_000).await.unwrap();
-    assert!(outbox.iter().any(|r| r.event == OutboxEvent::Ticket { order_no: "EW1".into() }), "{name}");
-    let notes = store.notifications(alice, 10).await.unwrap();
-    assert_eq!((notes[0].kind.as_str(), notes[0].subject.as_str()), ("wish.fulfilled", "W1"), "{name}");
-    assert!(matches!(store.end_wish("W1", WishStatus::Cancelled, 72).await.unwrap(), EndWish::NotActive(_)));
-    // Cancelled once: a paid wish's payment goes to the refund outbox.
-    assert!(matches!(store.end_wish("W2", WishStatus::Cancelled, 73).await.unwrap(), EndWish::Ended(_)), "{name}");
-    assert!(matches!(store.end_wish("W2", WishStatus::Cancelled, 74).await.unwrap(), EndWish::NotActive(_)));
-    assert_eq!(store.order("EW2").await.unwrap().unwrap().status, OrderStatus::Refunded, "{name}");
-    assert_eq!(store.payment("PW2").await.unwrap().unwrap().status, PaymentStatus::RefundPending, "{name}");
-    assert!(!store.fulfil_wish("W2", "[]", 75).await.unwrap(), "{name}: a cancelled wish is not fulfilled");
-    assert_eq!(store.end_wish("nope", WishStatus::Expired, 75).await.unwrap(), EndWish::Unknown);
-    // The deadline ends an unpaid wish too; its order dies with it.
-    assert!(store.expire_wishes(999, 10).await.unwrap().is_empty(), "{name}: not due yet");
-    let expired: Vec<String> = store.expire_wishes(1_000, 10).await.unwrap().into_iter().map(|w| w.wish_id).collect();
-    assert_eq!(expired, ["W3"], "{name}");
-    assert_eq!(store.order("EW3").await.unwrap().unwrap().status, OrderStatus::Expired, "{name}");
-    assert_eq!(store.notifications(alice, 10).await.unwrap()[0].kind, "wish.expired");
 }
 
-async fn rebooks_swap_a_ticket_once(store: &dyn Store) {
-    let name = store.backend();
-    let old = paid_order(store, "ER1").await;
-    let ticket = TicketRecord {
-        ticket_sn: "ER100".into(),
-        order_no: "ER1".into(),
-        user_id: old.user_id,
-        leg: 0,
-        passenger_idx: 0,
-        passenger_id: 1,
-        run_id: "G1-20261122".into(),
-        from_station: "VNP".into(),
-        to_station: "AOH".into(),
-        class: "SECOND".into(),
-        coach: 5,
-        seat: "01A".into(),
-        price_fen: 55_300,
-        status: TicketStatus::Issued,
-        qr: "qr".into(),
-        issued_at_ms: 80,
-    };
-    assert!(store.issue_tickets("ER1", &[ticket], 80).await.unwrap());
-    paid_order(store, "ER2").await;
-    let refund = TicketRefundRecord {
-        refund_no: "TR1".into(),
-        ticket_sn: "ER100".into(),
-        order_no: "ER1".into(),
-        payment_no: "PER1".into(),
-        refund_fen: 0,
-        fee_fen: 0,
-        status: RefundStatus::Pending,
-        created_at_ms: 81,
-    };
-    assert_eq!(store.rebook_swap("ER2", &refund).await.unwrap(), RebookSwap::Swapped, "{name}");
-    assert_eq!(store.rebook_swap("ER2", &refund).await.unwrap(), RebookSwap::AlreadyOurs, "{name}");
-    let other = TicketRefundRecord { refund_no: "TR2".into(), ..refund.clone() };
-    assert_eq!(store.rebook_swap("ER9", &other).await.unwrap(), RebookSwap::Lost(TicketStatus::Rebooked), "{name}");
-    assert_eq!(store.rebooked_to("ER100").await.unwrap().as_deref(), Some("ER2"));
-    assert_eq!(store.check_in("ER100", "g1", "VNP", 82).await.unwrap(), CheckIn::Revoked(TicketStatus::Rebooked));
-    let again = TicketRefundRecord { refund_no: "TR3".into(), ..refund.clone() };
-    assert_eq!(
-        store.refund_ticket(&again).await.unwrap(),
-        RefundTicket::NotRefundable(TicketStatus::Rebooked),
-        "{name}: a rebooked ticket is not refundable"
-    );
-    assert!(store.revocations(0, 100).await.unwrap().iter().any(|r| r.ticket_sn == "ER100"), "{name}");
-    assert_eq!(store.ticket_refund("TR1").await.unwrap().unwrap().status, RefundStatus::Pending);
-    // An order that costs nothing is settled without a payment, once.
-    let alice = old.user_id;
-    let mut free = new_order(alice, "ER3", "key-ER3", 9_000_000_000_000);
-    free.amount_fen = 0;
-    store.create_order(&free).await.unwrap();
-    assert!(store.settle_free_order("ER3", 83).await.unwrap(), "{name}");
-    assert!(!store.settle_free_order("ER3", 84).await.unwrap(), "{name}: settled once");
-    assert_eq!(store.order("ER3").await.unwrap().unwrap().status, OrderStatus::Paid);
-    assert!(!store.settle_free_order("ER2", 85).await.unwrap(), "{name}: a priced order needs a payment");
+fn scan(ticket_sn: &str, gate_id: &str, at_ms: i64) -> Scan {
+    Scan { ticket_sn: ticket_sn.into(), gate_id: gate_id.into(), station: "VNP".into(), at_ms }
 }
 
-async fn audit_chain_verifies(store: &dyn Store) {
-    let name = store.backend();
-    let entry = AuditEntry { at_ms: 60, kind: "admin.test".into(), subject: "x".into(), detail: "y".into() };
-    let seq = store.audit_append(&entry).await.unwrap();
-    let all = store.audit_range(0, 1000).await.unwrap();
-    assert_eq!(all.last().unwrap().seq, seq, "{name}");
-    assert!(all.len() >= 10, "{name}: every notify and refund is audited");
-    let (_, last) = verify_chain((AUDIT_GENESIS.to_vec(), 0), &all).unwrap();
-    assert_eq!(last, seq);
-    // Paging continues the chain.
-    let (head, at) = verify_chain((AUDIT_GENESIS.to_vec(), 0), &all[..3]).unwrap();
-    verify_chain((head, at), &store.audit_range(3, 1000).await.unwrap()).unwrap();
+fn events(rows: &[OutboxRow]) -> Vec<OutboxEvent> {
+    rows.iter().map(|r| r.event.clone()).collect()
 }
 
-async fn users_are_unique_by_name(store: &dyn Store) {
-    let id = store.create_user("alice", "$argon2id$x", 1).await.unwrap().expect("created");
-    assert_eq!(store.create_user("alice", "$argon2id$y", 2).await.unwrap(), None, "{}", store.backend());
-    let u = store.user_by_name("alice").await.unwrap().unwrap();
-    assert_eq!((u.id, u.password_hash.as_str()), (id, "$argon2id$x"));
-    assert_eq!(store.user_by_name("bob").await.unwrap(), None);
-}
-
-async fn passengers_belong_to_their_user(store: &dyn Store) {
-    let alice = store.user_by_name("alice").await.unwrap().unwrap().id;
-    let bob = store.create_user("bob", "$argon2id$z", 3).await.unwrap().unwrap();
-    let p = |user_id, index: u8| NewPassenger {
-        user_id,
-        name_enc: vec![1, 2, 3, index],
-        id_type: "ID_CARD".into(),
-        id_no_enc: vec![4, 5, 6, index],
-        id_no_index: vec![index; 32],
-        created_at_ms: 10,
-    };
-    let AddPassenger::Added(first) = store.add_passenger(&p(alice, 1), 2).await.unwrap() else { panic!() };
-    assert_eq!(store.add_passenger(&p(alice, 1), 2).await.unwrap(), AddPassenger::Duplicate, "{}", store.backend());
-    // The same person may be on another user's list.
-    assert!(matches!(store.add_passenger(&p(bob, 1), 2).await.unwrap(), AddPassenger::Added(_)));
-    assert!(matches!(store.add_passenger(&p(alice, 2), 2).await.unwrap(), AddPassenger::Added(_)));
-    assert_eq!(store.add_passenger(&p(alice, 3), 2).await.unwrap(), AddPassenger::TooMany, "{}", store.backend());
-    let list = store.passengers(alice).await.unwrap();
-    assert_eq!(list.len(), 2);
-    assert_eq!((list[0].id, list[0].name_enc.as_slice()), (first, &[1, 2, 3, 1][..]));
-    assert!(list.iter().all(|x| x.user_id == alice));
-    assert_eq!(store.passengers(bob).await.unwrap().len(), 1);
-}
-
-async fn empty_store_has_no_network(store: &dyn Store) {
+pub async fn empty_store_has_no_network(store: &dyn Store) {
     store.ping().await.unwrap();
     let net = store.load_network().await.unwrap();
     assert!(net.stations.is_empty() && net.trains.is_empty(), "{}: fresh store not empty", store.backend());
 }
 
-async fn network_round_trips_and_reimport_is_idempotent(store: &dyn Store) {
+pub async fn network_round_trips_and_reimport_is_idempotent(store: &dyn Store) {
     let data = sample_network();
     store.save_network(&data).await.unwrap();
     store.save_network(&data).await.unwrap();
@@ -554,7 +231,8 @@ async fn network_round_trips_and_reimport_is_idempotent(store: &dyn Store) {
     assert_eq!(vnp.pinyin, "beijingnan");
 }
 
-async fn runs_are_created_once_per_train_and_date(store: &dyn Store) {
+pub async fn runs_are_created_once_per_train_and_date(store: &dyn Store) {
+    store.save_network(&sample_network()).await.unwrap();
     let created = store.ensure_runs(date("2026-11-21"), date("2026-11-23")).await.unwrap();
     assert_eq!(created, 6, "{}: 2 trains x 3 days", store.backend());
     let again = store.ensure_runs(date("2026-11-22"), date("2026-11-24")).await.unwrap();
@@ -566,7 +244,9 @@ async fn runs_are_created_once_per_train_and_date(store: &dyn Store) {
     assert!(runs.iter().all(|r| r.status == RunStatus::Scheduled));
 }
 
-async fn run_status_changes_stick(store: &dyn Store) {
+pub async fn run_status_changes_stick(store: &dyn Store) {
+    store.save_network(&sample_network()).await.unwrap();
+    store.ensure_runs(date("2026-11-21"), date("2026-11-23")).await.unwrap();
     let run: RunId = "G1-20261122".parse().unwrap();
     assert!(store.set_run_status(&run, RunStatus::Cancelled).await.unwrap());
     // ensure_runs must not put a cancelled run back on sale.
@@ -578,9 +258,413 @@ async fn run_status_changes_stick(store: &dyn Store) {
     assert!(!store.set_run_status(&missing, RunStatus::Cancelled).await.unwrap());
 }
 
-async fn window_limits_are_enforced(store: &dyn Store) {
+pub async fn window_limits_are_enforced(store: &dyn Store) {
     let backwards = store.ensure_runs(date("2026-11-24"), date("2026-11-21")).await;
     assert!(matches!(backwards, Err(StoreError::Limit(_))), "{}", store.backend());
     let huge = store.runs_between(date("2026-01-01"), date("2030-01-01")).await;
     assert!(matches!(huge, Err(StoreError::Limit(_))), "{}", store.backend());
+}
+
+pub async fn users_are_unique_by_name(store: &dyn Store) {
+    let id = store.create_user("alice", "$argon2id$x", 1).await.unwrap().expect("created");
+    assert_eq!(store.create_user("alice", "$argon2id$y", 2).await.unwrap(), None, "{}", store.backend());
+    let u = store.user_by_name("alice").await.unwrap().unwrap();
+    assert_eq!((u.id, u.password_hash.as_str()), (id, "$argon2id$x"));
+    assert_eq!(store.user_by_name("bob").await.unwrap(), None);
+}
+
+pub async fn passengers_belong_to_their_user(store: &dyn Store) {
+    let alice = user(store, "alice").await;
+    let bob = user(store, "bob").await;
+    let p = |user_id, index: u8| NewPassenger {
+        user_id,
+        name_enc: vec![1, 2, 3, index],
+        id_type: "ID_CARD".into(),
+        id_no_enc: vec![4, 5, 6, index],
+        id_no_index: vec![index; 32],
+        masked: format!("张* {index}"),
+        created_at_ms: 10,
+    };
+    let AddPassenger::Added(first) = store.add_passenger(&p(alice, 1), 2).await.unwrap() else { panic!() };
+    assert_eq!(store.add_passenger(&p(alice, 1), 2).await.unwrap(), AddPassenger::Duplicate, "{}", store.backend());
+    // The same person may be on another user's list.
+    assert!(matches!(store.add_passenger(&p(bob, 1), 2).await.unwrap(), AddPassenger::Added(_)));
+    assert!(matches!(store.add_passenger(&p(alice, 2), 2).await.unwrap(), AddPassenger::Added(_)));
+    assert_eq!(store.add_passenger(&p(alice, 3), 2).await.unwrap(), AddPassenger::TooMany, "{}", store.backend());
+    let list = store.passengers(alice).await.unwrap();
+    assert_eq!(list.len(), 2);
+    assert_eq!((list[0].id, list[0].name_enc.as_slice(), list[0].masked.as_str()), (first, &[1, 2, 3, 1][..], "张* 1"));
+    assert!(list.iter().all(|x| x.user_id == alice));
+    assert_eq!(store.passengers(bob).await.unwrap().len(), 1);
+}
+
+pub async fn orders_are_idempotent_per_user_and_key(store: &dyn Store) {
+    let name = store.backend();
+    let alice = user(store, "alice").await;
+    let bob = user(store, "bob").await;
+    let CreateOrder::Created(first) = store.create_order(&new_order(alice, "E1", "k1", 1_000_000)).await.unwrap()
+    else {
+        panic!("{name}: first order not created")
+    };
+    assert_eq!((first.status, first.version), (OrderStatus::PendingPayment, 0));
+    // The same key again, even with another order number: the first order.
+    let again = store.create_order(&new_order(alice, "E2", "k1", 2_000_000)).await.unwrap();
+    assert_eq!(again, CreateOrder::Existing(first.clone()), "{name}");
+    // Another user may use the same key.
+    assert!(matches!(
+        store.create_order(&new_order(bob, "E3", "k1", 1_000_000)).await.unwrap(),
+        CreateOrder::Created(_)
+    ));
+    assert_eq!(store.order_by_key(alice, "k1").await.unwrap().as_ref(), Some(&first), "{name}");
+    assert_eq!(store.order_by_key(alice, "k9").await.unwrap(), None);
+    // A batch: new orders, a key taken before, and a key used twice within the batch.
+    let batch = [
+        new_order(bob, "EB1", "b1", 1_000_000),
+        new_order(alice, "EB2", "k1", 1_000_000),
+        new_order(bob, "EB3", "b2", 1_000_000),
+        new_order(bob, "EB4", "b2", 1_000_000),
+    ];
+    let done = store.create_orders(&batch).await.unwrap();
+    assert!(matches!(&done[0], CreateOrder::Created(o) if o.order_no == "EB1"), "{name}: {done:?}");
+    assert!(matches!(&done[1], CreateOrder::Existing(o) if o.order_no == "E1"), "{name}: {done:?}");
+    assert!(matches!(&done[2], CreateOrder::Created(o) if o.order_no == "EB3"), "{name}: {done:?}");
+    assert!(matches!(&done[3], CreateOrder::Existing(o) if o.order_no == "EB3"), "{name}: {done:?}");
+    let all = store.orders_after("", 100).await.unwrap();
+    assert_eq!(all.iter().map(|o| o.order_no.as_str()).collect::<Vec<_>>(), ["E1", "E3", "EB1", "EB3"], "{name}");
+    assert_eq!(store.orders_after("E3", 1).await.unwrap()[0].order_no, "EB1");
+    assert_eq!(store.order("E1").await.unwrap(), Some(first));
+    assert_eq!(store.order("nope").await.unwrap(), None);
+    let found = store.orders_in(&["E1".into(), "EB3".into(), "nope".into()]).await.unwrap();
+    assert_eq!(found.len(), 2, "{name}");
+}
+
+pub async fn orders_page_newest_first(store: &dyn Store) {
+    let name = store.backend();
+    let alice = user(store, "alice").await;
+    for i in 0..6 {
+        store.create_order(&new_order(alice, &format!("E1{i}"), &format!("k1{i}"), 1_000_000 + i)).await.unwrap();
+    }
+    let q = |status, page, page_size| PageQuery { user_id: alice, status, page, page_size };
+    let page = store.orders_of(q(None, 1, 4)).await.unwrap();
+    assert_eq!((page.items.len(), page.total), (4, 6), "{name}");
+    assert_eq!(page.items[0].order_no, "E15", "{name}: newest first");
+    assert_eq!(store.orders_of(q(None, 2, 4)).await.unwrap().items.len(), 2);
+    assert_eq!(store.orders_of(q(Some(OrderStatus::Paid), 1, 10)).await.unwrap().total, 0);
+    assert!(matches!(store.orders_of(q(None, 0, 10)).await, Err(StoreError::Limit(_))), "{name}");
+}
+
+pub async fn orders_move_only_along_the_state_machine(store: &dyn Store) {
+    let name = store.backend();
+    let alice = user(store, "alice").await;
+    let order = order(store, alice, "E10").await;
+    for (no, pay_before) in [("E11", 1_000_000), ("E12", 1_000_001), ("E13", 2_000_000)] {
+        store.create_order(&new_order(alice, no, no, pay_before)).await.unwrap();
+    }
+    let t = Transition::of(&order, OrderStatus::Cancelled, 5);
+    let cancelled = store.transition_order(&t).await.unwrap().expect("cancelled");
+    assert_eq!((cancelled.status, cancelled.version), (OrderStatus::Cancelled, 1), "{name}");
+    // A second writer holding the old version loses.
+    let late = Transition::of(&order, OrderStatus::Expired, 6);
+    assert_eq!(store.transition_order(&late).await.unwrap(), None, "{name}");
+    // Expiry takes only unpaid orders past their window.
+    let expired = store.expire_orders(1_000_002, 100).await.unwrap();
+    let mut nos: Vec<_> = expired.iter().map(|o| o.order_no.as_str()).collect();
+    nos.sort();
+    assert_eq!(nos, ["E11", "E12"], "{name}");
+    assert!(store.expire_orders(1_000_002, 100).await.unwrap().is_empty(), "{name}: expired once");
+    let mut unreleased: Vec<_> = store.unreleased_orders(100).await.unwrap().into_iter().map(|o| o.order_no).collect();
+    unreleased.sort();
+    assert_eq!(unreleased, ["E10", "E11", "E12"], "{name}");
+    for no in &unreleased {
+        store.mark_seats_released(no).await.unwrap();
+    }
+    assert!(store.unreleased_orders(100).await.unwrap().is_empty());
+}
+
+pub async fn notifies_pay_once_refuse_replays_and_refund_late_payments(store: &dyn Store) {
+    let name = store.backend();
+    let alice = user(store, "alice").await;
+    order(store, alice, "E13").await;
+    store.create_payment(&new_payment("P13", "E13")).await.unwrap();
+    assert_eq!(
+        store.apply_notify(&notify("P13", 1, "n0", 20)).await.unwrap(),
+        NotifyOutcome::AmountMismatch { expected_fen: 55_300 }
+    );
+    assert_eq!(store.order("E13").await.unwrap().unwrap().status, OrderStatus::PendingPayment, "{name}");
+    let paid = store.apply_notify(&notify("P13", 55_300, "n1", 21)).await.unwrap();
+    assert_eq!(paid, NotifyOutcome::Paid { order_no: "E13".into() }, "{name}");
+    assert_eq!(store.apply_notify(&notify("P13", 55_300, "n1", 22)).await.unwrap(), NotifyOutcome::Replayed);
+    let dup = store.apply_notify(&notify("P13", 55_300, "n2", 23)).await.unwrap();
+    assert_eq!(dup, NotifyOutcome::Duplicate { status: PaymentStatus::Success }, "{name}");
+    assert_eq!(store.apply_notify(&notify("P404", 1, "n3", 24)).await.unwrap(), NotifyOutcome::UnknownPayment);
+    assert_eq!(store.order("E13").await.unwrap().unwrap().status, OrderStatus::Paid, "{name}");
+    let payments = store.payments_of("E13").await.unwrap();
+    assert_eq!(payments[0].status, PaymentStatus::Success);
+    assert_eq!(payments[0].txn_id.as_deref(), Some("T-n1"));
+
+    // A payment for a cancelled order is captured, then refunded through the outbox.
+    let e10 = order(store, alice, "E10").await;
+    store.transition_order(&Transition::of(&e10, OrderStatus::Cancelled, 24)).await.unwrap();
+    store.create_payment(&new_payment("P10", "E10")).await.unwrap();
+    let late = store.apply_notify(&notify("P10", 55_300, "n4", 25)).await.unwrap();
+    assert_eq!(late, NotifyOutcome::RefundDue { order_no: "E10".into(), order_status: OrderStatus::Cancelled });
+    let outbox = store.outbox_pending(100).await.unwrap();
+    assert_eq!(
+        events(&outbox),
+        [OutboxEvent::Ticket { order_no: "E13".into() }, OutboxEvent::Refund { payment_no: "P10".into() }],
+        "{name}"
+    );
+    let done = |r: &str| RefundDone { payment_no: "P10".into(), refund_id: r.into(), now_ms: 30 };
+    assert!(store.complete_refund(&done("R1")).await.unwrap());
+    assert!(!store.complete_refund(&done("R1")).await.unwrap(), "{name}: refunded once");
+    assert_eq!(store.payment("P10").await.unwrap().unwrap().status, PaymentStatus::Refunded);
+    assert_eq!(store.prune_nonces(24).await.unwrap(), 3, "{name}: n0, n1 and n2 were seen before 24");
+}
+
+pub async fn a_notify_batch_is_decided_in_order(store: &dyn Store) {
+    let name = store.backend();
+    let bob = user(store, "bob").await;
+    order(store, bob, "E20").await;
+    store.create_payments(&[new_payment("P20a", "E20"), new_payment("P20b", "E20")]).await.unwrap();
+    assert_eq!(store.payments_of("E20").await.unwrap().len(), 2, "{name}");
+    // A nonce used twice in it, a payment paid then retried, and a second payment of the
+    // order the first one just paid.
+    let batch = [
+        notify("P20a", 55_300, "m1", 26),
+        notify("P20a", 55_300, "m1", 26),
+        notify("P20a", 55_300, "m2", 26),
+        notify("P20b", 55_300, "m3", 26),
+    ];
+    let outcomes = store.apply_notifies(&batch).await.unwrap();
+    assert_eq!(
+        outcomes,
+        [
+            NotifyOutcome::Paid { order_no: "E20".into() },
+            NotifyOutcome::Replayed,
+            NotifyOutcome::Duplicate { status: PaymentStatus::Success },
+            NotifyOutcome::RefundDue { order_no: "E20".into(), order_status: OrderStatus::Paid },
+        ],
+        "{name}"
+    );
+    assert_eq!(store.payment("P20b").await.unwrap().unwrap().status, PaymentStatus::RefundPending);
+    assert_eq!(store.order("E20").await.unwrap().unwrap().status, OrderStatus::Paid);
+    let events = events(&store.outbox_pending(100).await.unwrap());
+    assert!(events.contains(&OutboxEvent::Refund { payment_no: "P20b".into() }), "{name}: {events:?}");
+    assert!(events.contains(&OutboxEvent::Ticket { order_no: "E20".into() }));
+    assert_eq!(store.audit_range(0, 100).await.unwrap().len(), 4, "{name}: every notify is audited");
+}
+
+pub async fn the_outbox_hands_out_oldest_first(store: &dyn Store) {
+    let name = store.backend();
+    let alice = user(store, "alice").await;
+    for no in ["E1", "E2", "E3"] {
+        paid_order(store, alice, no).await;
+    }
+    let rows = store.outbox_pending(100).await.unwrap();
+    assert_eq!(rows.len(), 3, "{name}");
+    assert!(rows.windows(2).all(|w| w[0].id < w[1].id), "{name}: oldest first");
+    assert_eq!(store.outbox_pending(2).await.unwrap(), rows[..2], "{name}");
+    store.outbox_done(&[rows[0].id, rows[2].id]).await.unwrap();
+    assert_eq!(store.outbox_pending(100).await.unwrap(), [rows[1].clone()], "{name}");
+    store.outbox_done(&[]).await.unwrap();
+}
+
+pub async fn tickets_issue_once_and_check_in_once(store: &dyn Store) {
+    let name = store.backend();
+    let alice = user(store, "alice").await;
+    let order = paid_order(store, alice, "E13").await;
+    let tickets = vec![ticket(&order, 0), ticket(&order, 1)];
+    let batch = [OrderTickets { order_no: "E13".into(), tickets: tickets.clone() }];
+    assert_eq!(store.issue_tickets(&batch, 40).await.unwrap(), ["E13"], "{name}");
+    assert!(store.issue_tickets(&batch, 41).await.unwrap().is_empty(), "{name}: issued once");
+    assert_eq!(store.order("E13").await.unwrap().unwrap().status, OrderStatus::Ticketed);
+    assert_eq!(store.tickets_of("E13").await.unwrap(), tickets, "{name}");
+    assert_eq!(store.ticket("E131").await.unwrap(), Some(tickets[1].clone()));
+    assert_eq!(store.tickets_after("E130", 10).await.unwrap(), [tickets[1].clone()]);
+    // A ticket checks in once, ever.
+    assert_eq!(store.check_in(&scan("E130", "g1", 45)).await.unwrap(), CheckIn::Accepted, "{name}");
+    assert_eq!(
+        store.check_in(&scan("E130", "g2", 46)).await.unwrap(),
+        CheckIn::AlreadyCheckedIn { gate_id: "g1".into(), at_ms: 45 },
+        "{name}"
+    );
+    assert_eq!(store.check_in(&scan("nope", "g1", 47)).await.unwrap(), CheckIn::Unknown);
+    assert_eq!(store.ticket("E130").await.unwrap().unwrap().status, TicketStatus::CheckedIn);
+}
+
+pub async fn ticket_refunds_revoke_once(store: &dyn Store) {
+    let name = store.backend();
+    let alice = user(store, "alice").await;
+    let (_, tickets) = ticketed_order(store, alice, "E13", 2).await;
+    store.check_in(&scan("E130", "g1", 45)).await.unwrap();
+    let refund = refund_of(&tickets[1], "T1");
+    let RefundTicket::Started(started) = store.refund_ticket(&refund).await.unwrap() else { panic!("{name}") };
+    assert_eq!(started.status, RefundStatus::Pending);
+    let again = TicketRefundRecord { refund_no: "T2".into(), ..refund.clone() };
+    assert_eq!(store.refund_ticket(&again).await.unwrap(), RefundTicket::Existing(started.clone()), "{name}");
+    let checked_in = refund_of(&tickets[0], "T3");
+    assert_eq!(store.refund_ticket(&checked_in).await.unwrap(), RefundTicket::NotRefundable(TicketStatus::CheckedIn));
+    assert_eq!(store.order("E13").await.unwrap().unwrap().status, OrderStatus::PartiallyRefunded, "{name}");
+    let revoked = store.revocations(0, 10).await.unwrap();
+    assert_eq!(revoked.iter().map(|r| r.ticket_sn.as_str()).collect::<Vec<_>>(), ["E131"], "{name}");
+    assert!(store.revocations(revoked[0].seq, 10).await.unwrap().is_empty());
+    assert_eq!(store.check_in(&scan("E131", "g1", 49)).await.unwrap(), CheckIn::Revoked(TicketStatus::Refunded));
+    let pending = events(&store.outbox_pending(100).await.unwrap());
+    assert!(pending.contains(&OutboxEvent::TicketRefund { refund_no: "T1".into() }), "{name}: {pending:?}");
+    let done = TicketRefundDone { refund_no: "T1".into(), channel_refund_id: "R-T1".into(), now_ms: 50 };
+    assert!(store.complete_ticket_refund(&done).await.unwrap());
+    assert!(!store.complete_ticket_refund(&done).await.unwrap(), "{name}: done once");
+    assert_eq!(store.ticket_refund("T1").await.unwrap().unwrap().status, RefundStatus::Done);
+}
+
+pub async fn unticketable_orders_are_refunded(store: &dyn Store) {
+    let name = store.backend();
+    let alice = user(store, "alice").await;
+    ticketed_order(store, alice, "E13", 1).await;
+    paid_order(store, alice, "E14").await;
+    let u = Unticketable { order_no: "E14".into(), reason: "hold expired".into(), now_ms: 51 };
+    assert!(store.refund_unticketable(&u).await.unwrap(), "{name}");
+    assert!(!store.refund_unticketable(&u).await.unwrap(), "{name}: once");
+    assert_eq!(store.order("E14").await.unwrap().unwrap().status, OrderStatus::Refunded);
+    assert_eq!(store.payment("PE14").await.unwrap().unwrap().status, PaymentStatus::RefundPending);
+    assert!(
+        events(&store.outbox_pending(100).await.unwrap()).contains(&OutboxEvent::Refund { payment_no: "PE14".into() })
+    );
+    let audit = store.payment_audit().await.unwrap();
+    assert_eq!((audit.captured, audit.ticketed, audit.refunded, audit.in_flight_total), (2, 1, 0, 1), "{name}");
+    assert_eq!(audit.in_flight, ["PE14"]);
+    let done = RefundDone { payment_no: "PE14".into(), refund_id: "R2".into(), now_ms: 53 };
+    assert!(store.complete_refund(&done).await.unwrap());
+    let audit = store.payment_audit().await.unwrap();
+    assert_eq!((audit.refunded, audit.in_flight_total), (1, 0), "{name}");
+    // A ticketed order is not PAID: it cannot be made unticketable.
+    let ticketed = Unticketable { order_no: "E13".into(), ..u };
+    assert!(!store.refund_unticketable(&ticketed).await.unwrap(), "{name}");
+}
+
+pub async fn wishes_are_fulfilled_or_ended_once(store: &dyn Store) {
+    let name = store.backend();
+    let alice = user(store, "alice").await;
+    let wish = |id: &str, deadline_ms: i64| NewWish {
+        wish_id: id.into(),
+        user_id: alice,
+        run_id: "G1-20261122".into(),
+        class: "SECOND".into(),
+        from_station: "VNP".into(),
+        to_station: "AOH".into(),
+        passenger_ids: vec![1, 2],
+        deadline_ms,
+        created_at_ms: 60,
+    };
+    let order = |no: &str| new_order(alice, no, &format!("wish:{no}"), 9_000_000_000_000);
+    let CreateWish::Created(w1) = store.create_wish(&wish("W1", 1_000), &order("EW1")).await.unwrap() else {
+        panic!("{name}: wish not created")
+    };
+    assert_eq!(
+        (w1.status, w1.passenger_ids.as_slice(), w1.order_no.as_str()),
+        (WishStatus::Active, &[1, 2][..], "EW1")
+    );
+    let again = store.create_wish(&wish("W1b", 1_000), &order("EW1")).await.unwrap();
+    assert_eq!(again, CreateWish::Existing(w1.clone()), "{name}: the same key finds the same wish");
+    store.create_order(&new_order(alice, "X", "k1", 1)).await.unwrap();
+    assert!(matches!(
+        store.create_wish(&wish("W1c", 1), &new_order(alice, "X2", "k1", 1)).await.unwrap(),
+        CreateWish::KeyTaken(_)
+    ));
+    assert!(store.waiting_wishes(10).await.unwrap().is_empty(), "{name}: unpaid wishes do not wait");
+    store.create_payment(&new_payment("PW1", "EW1")).await.unwrap();
+    store.apply_notify(&notify("PW1", 55_300, "n-w1", 61)).await.unwrap();
+    for (id, no) in [("W2", "EW2"), ("W3", "EW3")] {
+        store.create_wish(&wish(id, 1_000), &order(no)).await.unwrap();
+    }
+    store.create_payment(&new_payment("PW2", "EW2")).await.unwrap();
+    store.apply_notify(&notify("PW2", 55_300, "n-w2", 61)).await.unwrap();
+    let waiting: Vec<String> = store.waiting_wishes(10).await.unwrap().into_iter().map(|w| w.wish_id).collect();
+    assert_eq!(waiting, ["W1", "W2"], "{name}: paid wishes wait in join order");
+    // Fulfilled once: the order gets its seats and a ticketing event; the user a notification.
+    let fulfil = |id: &str, legs: &str, now_ms| Fulfil { wish_id: id.into(), legs_json: legs.into(), now_ms };
+    assert!(store.fulfil_wish(&fulfil("W1", "[{\"seats\":1}]", 70)).await.unwrap(), "{name}");
+    assert!(!store.fulfil_wish(&fulfil("W1", "[]", 71)).await.unwrap(), "{name}: fulfilled once");
+    assert_eq!(store.wish("W1").await.unwrap().unwrap().status, WishStatus::Fulfilled);
+    assert_eq!(store.order("EW1").await.unwrap().unwrap().legs_json, "[{\"seats\":1}]");
+    let outbox = events(&store.outbox_pending(1_000).await.unwrap());
+    assert!(outbox.contains(&OutboxEvent::Ticket { order_no: "EW1".into() }), "{name}");
+    let notes = store.notifications(alice, 10).await.unwrap();
+    assert_eq!((notes[0].kind.as_str(), notes[0].subject.as_str()), ("wish.fulfilled", "W1"), "{name}");
+    assert!(matches!(store.end_wish("W1", WishStatus::Cancelled, 72).await.unwrap(), EndWish::NotActive(_)));
+    // Cancelled once: a paid wish's payment goes to the refund outbox.
+    assert!(matches!(store.end_wish("W2", WishStatus::Cancelled, 73).await.unwrap(), EndWish::Ended(_)), "{name}");
+    assert!(matches!(store.end_wish("W2", WishStatus::Cancelled, 74).await.unwrap(), EndWish::NotActive(_)));
+    assert_eq!(store.order("EW2").await.unwrap().unwrap().status, OrderStatus::Refunded, "{name}");
+    assert_eq!(store.payment("PW2").await.unwrap().unwrap().status, PaymentStatus::RefundPending, "{name}");
+    assert!(!store.fulfil_wish(&fulfil("W2", "[]", 75)).await.unwrap(), "{name}: a cancelled wish is not fulfilled");
+    assert_eq!(store.end_wish("nope", WishStatus::Expired, 75).await.unwrap(), EndWish::Unknown);
+    // The deadline ends an unpaid wish too; its order dies with it.
+    assert!(store.expire_wishes(999, 10).await.unwrap().is_empty(), "{name}: not due yet");
+    let expired: Vec<String> = store.expire_wishes(1_000, 10).await.unwrap().into_iter().map(|w| w.wish_id).collect();
+    assert_eq!(expired, ["W3"], "{name}");
+    assert_eq!(store.order("EW3").await.unwrap().unwrap().status, OrderStatus::Expired, "{name}");
+    assert_eq!(store.notifications(alice, 10).await.unwrap()[0].kind, "wish.expired");
+}
+
+pub async fn rebooks_swap_a_ticket_once(store: &dyn Store) {
+    let name = store.backend();
+    let alice = user(store, "alice").await;
+    ticketed_order(store, alice, "ER1", 1).await;
+    paid_order(store, alice, "ER2").await;
+    let refund = TicketRefundRecord {
+        refund_no: "TR1".into(),
+        ticket_sn: "ER10".into(),
+        order_no: "ER1".into(),
+        payment_no: "PER1".into(),
+        refund_fen: 0,
+        fee_fen: 0,
+        status: RefundStatus::Pending,
+        created_at_ms: 81,
+    };
+    assert_eq!(store.rebook_swap("ER2", &refund).await.unwrap(), RebookSwap::Swapped, "{name}");
+    assert_eq!(store.rebook_swap("ER2", &refund).await.unwrap(), RebookSwap::AlreadyOurs, "{name}");
+    let other = TicketRefundRecord { refund_no: "TR2".into(), ..refund.clone() };
+    assert_eq!(store.rebook_swap("ER9", &other).await.unwrap(), RebookSwap::Lost(TicketStatus::Rebooked), "{name}");
+    assert_eq!(store.rebooked_to("ER10").await.unwrap().as_deref(), Some("ER2"));
+    assert_eq!(store.check_in(&scan("ER10", "g1", 82)).await.unwrap(), CheckIn::Revoked(TicketStatus::Rebooked));
+    let again = TicketRefundRecord { refund_no: "TR3".into(), ..refund.clone() };
+    assert_eq!(
+        store.refund_ticket(&again).await.unwrap(),
+        RefundTicket::NotRefundable(TicketStatus::Rebooked),
+        "{name}: a rebooked ticket is not refundable"
+    );
+    assert!(store.revocations(0, 100).await.unwrap().iter().any(|r| r.ticket_sn == "ER10"), "{name}");
+    assert_eq!(store.ticket_refund("TR1").await.unwrap().unwrap().status, RefundStatus::Pending);
+}
+
+pub async fn free_orders_settle_once(store: &dyn Store) {
+    let name = store.backend();
+    let alice = user(store, "alice").await;
+    let mut free = new_order(alice, "ER3", "key-ER3", 9_000_000_000_000);
+    free.amount_fen = 0;
+    store.create_order(&free).await.unwrap();
+    assert!(store.settle_free_order("ER3", 83).await.unwrap(), "{name}");
+    assert!(!store.settle_free_order("ER3", 84).await.unwrap(), "{name}: settled once");
+    assert_eq!(store.order("ER3").await.unwrap().unwrap().status, OrderStatus::Paid);
+    assert!(events(&store.outbox_pending(10).await.unwrap()).contains(&OutboxEvent::Ticket { order_no: "ER3".into() }));
+    order(store, alice, "ER2").await;
+    assert!(!store.settle_free_order("ER2", 85).await.unwrap(), "{name}: a priced order needs a payment");
+}
+
+pub async fn audit_chain_verifies(store: &dyn Store) {
+    let name = store.backend();
+    let alice = user(store, "alice").await;
+    for no in ["E1", "E2", "E3"] {
+        paid_order(store, alice, no).await;
+    }
+    let entry = AuditEntry { at_ms: 60, kind: "admin.test".into(), subject: "x".into(), detail: "y".into() };
+    let seq = store.audit_append(&entry).await.unwrap();
+    let all = store.audit_range(0, 1000).await.unwrap();
+    assert_eq!((all.len(), all.last().unwrap().seq), (4, seq), "{name}: every notify is audited");
+    let (_, last) = verify_chain((AUDIT_GENESIS.to_vec(), 0), &all).unwrap();
+    assert_eq!(last, seq);
+    // Paging continues the chain.
+    let (head, at) = verify_chain((AUDIT_GENESIS.to_vec(), 0), &all[..2]).unwrap();
+    verify_chain((head, at), &store.audit_range(2, 1000).await.unwrap()).unwrap();
 }

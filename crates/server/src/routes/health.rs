@@ -1,49 +1,30 @@
-//! Liveness, readiness, metrics and the OpenAPI document.
+//! Liveness, readiness and metrics.
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use serde::Serialize;
+use chepiao_api::ops::{Health, Ready};
 
-use crate::AppState;
-use crate::error::ApiError;
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct Health {
-    /// `ok`
-    pub status: &'static str,
-}
+use crate::http::error::{ApiError, ErrorBody};
+use crate::state::AppState;
 
 /// The process is up. Also the server's plain JSON baseline in benchmarks.
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
 pub async fn healthz() -> Json<Health> {
-    Json(Health { status: "ok" })
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct Ready {
-    /// `ready`
-    pub status: &'static str,
-    /// The relational backend in use: `sqlite` or `postgres`.
-    pub store: &'static str,
+    Json(Health { status: "ok".into() })
 }
 
 /// The stores answer.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
-    responses((status = 200, body = Ready), (status = 503, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = Ready), (status = 503, body = ErrorBody)))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiError> {
-    state.store.ping().await?;
-    Ok(Json(Ready { status: "ready", store: state.store.backend() }))
+    state.flow.store.ping().await?;
+    Ok(Json(Ready { status: "ready".into(), store: state.flow.store.backend().into() }))
 }
 
 /// Prometheus text exposition.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain")))]
 pub async fn metrics() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::metrics::handle().render())
-}
-
-/// This document.
-pub async fn openapi() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/json")], crate::openapi::json())
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::http::metrics::handle().render())
 }

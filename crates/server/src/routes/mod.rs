@@ -1,5 +1,7 @@
-//! HTTP handlers, one module per part of the API.
+//! HTTP handlers, one module per resource of the API (the admin routes in their own), and the
+//! router that puts them under the middleware.
 
+pub mod admin;
 pub mod checkin;
 pub mod health;
 pub mod network;
@@ -11,82 +13,91 @@ pub mod users;
 pub mod waitlist;
 pub mod web;
 
-use std::collections::HashMap;
-use std::str::FromStr;
+use std::time::Duration;
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, FromRequestParts, Query, Request};
-use axum::http::header;
-use axum::http::request::Parts;
-use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::routing::{get, post, put};
+use tower_http::catch_panic::CatchPanicLayer;
 
-use crate::error::ApiError;
+use crate::hotsale::limits::{buy_guard, ip_rate_limit, overloaded};
+use crate::http::error::ApiError;
+use crate::http::middleware::{self, Limits};
+use crate::state::AppState;
 
-/// Raw query parameters. Handlers parse each one by name with [`Params::required`] or
-/// [`Params::optional`], so that an error message always names the parameter at fault.
-pub struct Params(HashMap<String, String>);
-
-impl<S: Send + Sync> FromRequestParts<S> for Params {
-    type Rejection = ApiError;
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let Query(map) = Query::<HashMap<String, String>>::from_request_parts(parts, state)
-            .await
-            .map_err(|e| ApiError::bad_parameter(format!("query string: {e}")))?;
-        Ok(Params(map))
-    }
+/// The buy path: orders, payments, queue joins; its own IP limit and tighter time limit.
+fn buy_routes(state: &AppState) -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/orders", get(orders::list).post(orders::create))
+        .route("/api/v1/orders/{order_no}/payments", post(orders::pay))
+        .route("/api/v1/queue/{sale_id}/join", post(queue::join))
+        .route_layer(from_fn_with_state(state.ip_limits.clone(), buy_guard))
 }
 
-impl Params {
-    pub fn optional<T: FromStr>(&self, name: &str) -> Result<Option<T>, ApiError>
-    where
-        T::Err: std::fmt::Display,
-    {
-        match self.0.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) {
-            None => Ok(None),
-            Some(v) => v.parse().map(Some).map_err(|e| ApiError::bad_parameter(format!("parameter `{name}`: {e}"))),
-        }
-    }
-
-    pub fn required<T: FromStr>(&self, name: &str) -> Result<T, ApiError>
-    where
-        T::Err: std::fmt::Display,
-    {
-        self.optional(name)?.ok_or_else(|| ApiError::bad_parameter(format!("parameter `{name}` is required")))
-    }
+/// The rest of the API, behind the per-IP limit.
+fn api_routes(state: &AppState) -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/stations", get(network::stations))
+        .route("/api/v1/trains", get(network::trains))
+        .route("/api/v1/runs/{run_id}", get(network::run))
+        .route("/api/v1/runs/{run_id}/seats", get(network::seats))
+        .route("/api/v1/auth/register", post(users::register))
+        .route("/api/v1/auth/login", post(users::login))
+        .route("/api/v1/passengers", get(users::passengers).post(users::add_passenger))
+        .route("/api/v1/orders/{order_no}", get(orders::get))
+        .route("/api/v1/orders/{order_no}/cancel", post(orders::cancel))
+        .route("/api/v1/payments/notify/{channel}", post(payments::notify))
+        .route("/mockpay/pay/{payment_no}", post(payments::mockpay_pay))
+        .route("/api/v1/tickets/{ticket_sn}", get(tickets::get))
+        .route("/api/v1/tickets/{ticket_sn}/qr.svg", get(tickets::qr_svg))
+        .route("/api/v1/tickets/{ticket_sn}/refund", post(tickets::refund))
+        .route("/api/v1/tickets/{ticket_sn}/rebook", post(tickets::rebook))
+        .route("/api/v1/checkin/keys", get(tickets::keys))
+        .route("/api/v1/checkin", post(checkin::check_in))
+        .route("/api/v1/checkin/revocations", get(checkin::revocations))
+        .route("/api/v1/checkin/uploads", post(checkin::upload))
+        .route("/api/v1/waitlist", post(waitlist::join))
+        .route("/api/v1/waitlist/{waitlist_id}", get(waitlist::get))
+        .route("/api/v1/waitlist/{waitlist_id}/payments", post(waitlist::pay))
+        .route("/api/v1/waitlist/{waitlist_id}/cancel", post(waitlist::cancel))
+        .route("/api/v1/notifications", get(waitlist::notifications))
+        .route("/api/v1/sales", get(queue::sales))
+        .route("/api/v1/queue/{sale_id}/status", get(queue::status))
+        .route("/api/v1/queue/{sale_id}/events", get(queue::events))
+        .route("/api/v1/admin/risk/{list}/{kind}", get(admin::risk_list))
+        .route("/api/v1/admin/risk/{list}/{kind}/{value}", put(admin::risk_put).delete(admin::risk_delete))
+        .route_layer(from_fn_with_state(state.ip_limits.clone(), ip_rate_limit))
 }
 
-/// A JSON response serialised into a buffer of `capacity_hint` bytes: large bodies (a search
-/// answer is ~16 KB) then skip the repeated grow-and-copy of axum's default 128-byte start.
-pub struct JsonOut<T> {
-    pub value: T,
-    pub capacity_hint: usize,
-}
-
-impl<T: Serialize> IntoResponse for JsonOut<T> {
-    fn into_response(self) -> Response {
-        let mut buf = Vec::with_capacity(self.capacity_hint);
-        match serde_json::to_writer(&mut buf, &self.value) {
-            Ok(()) => ([(header::CONTENT_TYPE, "application/json")], buf).into_response(),
-            Err(e) => ApiError::internal(format!("serialising the response: {e}")).into_response(),
-        }
-    }
-}
-
-/// A JSON request body; every way it can be wrong answers in the error model (415 without a
-/// JSON content type, 413 over the size limit, 400 with code 40011 naming what is malformed).
-pub struct ApiJson<T>(pub T);
-
-impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<T> {
-    type Rejection = ApiError;
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(ApiJson(v)),
-            Err(JsonRejection::MissingJsonContentType(_)) => {
-                Err(ApiError::unsupported_media_type("send `Content-Type: application/json`"))
-            }
-            Err(JsonRejection::BytesRejection(e)) => Err(ApiError::body_too_large(e.body_text())),
-            Err(e) => Err(ApiError::malformed_body(e.body_text())),
-        }
-    }
+/// Every route under the middleware: request id and time limit outermost, then panic capture,
+/// load shedding (beyond `concurrency_max` in flight, 503 at once), body limits, per-route
+/// metrics.
+pub fn router(state: AppState) -> Router {
+    // The recorder first: the route metrics keep the handles they register.
+    crate::http::metrics::handle();
+    let limits = Limits {
+        body_len_max: state.config.body_len_max,
+        request_timeout: Duration::from_millis(state.config.request_timeout_ms),
+    };
+    let shed = tower::ServiceBuilder::new()
+        .layer(axum::error_handling::HandleErrorLayer::new(overloaded))
+        .layer(tower::load_shed::LoadShedLayer::new())
+        .layer(tower::limit::ConcurrencyLimitLayer::new(state.config.concurrency_max));
+    Router::new()
+        .route("/", get(web::index))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .route("/openapi.json", get(crate::http::openapi::serve))
+        .merge(api_routes(&state))
+        .merge(buy_routes(&state))
+        .route_layer(from_fn(middleware::track_metrics))
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed("method not allowed on this route") })
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(limits.body_len_max))
+        .layer(shed)
+        .layer(CatchPanicLayer::custom(middleware::panic_response))
+        .layer(from_fn_with_state(limits, middleware::request_context))
 }

@@ -1,107 +1,72 @@
-//! Tickets and the public keys gates verify them with.
+//! Tickets, refunds, rebooking and the public keys gates verify tickets with.
 
 use axum::Json;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use chepiao_store::TicketRecord;
-use serde::Serialize;
+use chepiao_api::orders::{OrderOut, TicketOut};
+use chepiao_api::tickets::{PublicKey, PublicKeys, RebookRequest, RefundOut};
+use chepiao_flow::refunds::own_ticket;
 
-use crate::AppState;
-use crate::auth::AuthUser;
-use crate::error::ApiError;
-use crate::routes::ApiJson;
-use crate::routes::orders::TicketOut;
-
-async fn own_ticket(state: &AppState, user_id: i64, sn: &str) -> Result<TicketRecord, ApiError> {
-    match state.store.ticket(sn).await? {
-        Some(t) if t.user_id == user_id => Ok(t),
-        _ => Err(ApiError::unknown_ticket(format!("no ticket {sn}"))),
-    }
-}
+use crate::http::error::{ApiError, ErrorBody};
+use crate::http::extract::{ApiJson, path};
+use crate::routes::orders::{created_or_replayed, order_out, ticket_out};
+use crate::security::auth::AuthUser;
+use crate::state::AppState;
 
 /// One of the caller's tickets, with its signed QR payload.
 #[utoipa::path(get, path = "/api/v1/tickets/{ticket_sn}", tag = "tickets", security(("bearer" = [])),
     params(("ticket_sn" = String, Path)),
-    responses((status = 200, body = TicketOut), (status = 404, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = TicketOut), (status = 404, body = ErrorBody)))]
 pub async fn get(
     State(state): State<AppState>,
     user: AuthUser,
     sn: Result<Path<String>, PathRejection>,
 ) -> Result<Json<TicketOut>, ApiError> {
-    let Path(sn) = sn.map_err(|e| ApiError::bad_parameter(e.body_text()))?;
-    Ok(Json(TicketOut::from(&own_ticket(&state, user.id, &sn).await?)))
+    Ok(Json(ticket_out(&own_ticket(&state.flow, user.id, &path(sn)?).await?)))
 }
 
 /// The ticket's QR code as SVG.
 #[utoipa::path(get, path = "/api/v1/tickets/{ticket_sn}/qr.svg", tag = "tickets", security(("bearer" = [])),
     params(("ticket_sn" = String, Path)),
-    responses((status = 200, content_type = "image/svg+xml"), (status = 404, body = crate::error::ErrorBody)))]
+    responses((status = 200, content_type = "image/svg+xml"), (status = 404, body = ErrorBody)))]
 pub async fn qr_svg(
     State(state): State<AppState>,
     user: AuthUser,
     sn: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let Path(sn) = sn.map_err(|e| ApiError::bad_parameter(e.body_text()))?;
-    let ticket = own_ticket(&state, user.id, &sn).await?;
-    let svg = crate::flow::signing::qr_svg(&ticket.qr).map_err(ApiError::internal)?;
+    let ticket = own_ticket(&state.flow, user.id, &path(sn)?).await?;
+    let svg = chepiao_flow::signing::qr_svg(&ticket.qr).map_err(ApiError::internal)?;
     Ok(([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response())
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct PublicKey {
-    pub key_id: String,
-    /// `Ed25519`
-    pub algorithm: &'static str,
-    /// base64 of the 32-byte public key
-    pub public_key: String,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct PublicKeys {
-    /// The current key first, then retired keys still accepted.
-    pub keys: Vec<PublicKey>,
 }
 
 /// The keys ticket QR codes are signed with, for gates.
 #[utoipa::path(get, path = "/api/v1/checkin/keys", tag = "tickets", responses((status = 200, body = PublicKeys)))]
 pub async fn keys(State(state): State<AppState>) -> Json<PublicKeys> {
     let keys = state
+        .flow
         .signer
         .public_keys()
         .into_iter()
-        .map(|(key_id, public_key)| PublicKey { key_id, algorithm: "Ed25519", public_key })
+        .map(|(key_id, public_key)| PublicKey { key_id, algorithm: "Ed25519".into(), public_key })
         .collect();
     Json(PublicKeys { keys })
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct RefundOut {
-    pub ticket_sn: String,
-    pub refund_no: String,
-    /// What goes back to the payer.
-    pub refund_fen: i64,
-    /// Kept, by the fee tier of the time left before departure.
-    pub fee_fen: i64,
-    /// PENDING until the seat and the money went back, then DONE.
-    pub status: String,
 }
 
 /// Refund one of the caller's tickets; the seat goes back on sale and the ticket is revoked.
 /// Asking again answers the same refund.
 #[utoipa::path(post, path = "/api/v1/tickets/{ticket_sn}/refund", tag = "tickets", security(("bearer" = [])),
     params(("ticket_sn" = String, Path)),
-    responses((status = 200, body = RefundOut), (status = 400, body = crate::error::ErrorBody, description = "departed (40014)"),
-              (status = 404, body = crate::error::ErrorBody),
-              (status = 409, body = crate::error::ErrorBody, description = "checked in or rebooked (40909)")))]
+    responses((status = 200, body = RefundOut), (status = 400, body = ErrorBody, description = "departed (40014)"),
+              (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "checked in or rebooked (40909)")))]
 pub async fn refund(
     State(state): State<AppState>,
     user: AuthUser,
     sn: Result<Path<String>, PathRejection>,
 ) -> Result<Json<RefundOut>, ApiError> {
-    let Path(sn) = sn.map_err(|e| ApiError::bad_parameter(e.body_text()))?;
-    let r = crate::flow::refunds::refund(&state, user.id, &sn).await?;
+    let r = chepiao_flow::refunds::refund(&state.flow, user.id, &path(sn)?).await?;
     Ok(Json(RefundOut {
         ticket_sn: r.ticket_sn,
         refund_no: r.refund_no,
@@ -116,19 +81,17 @@ pub async fn refund(
 /// fare difference when the new fare is dearer, otherwise PAID at once (any difference comes
 /// back with the old ticket's seat). If no seat can be held, nothing changes.
 #[utoipa::path(post, path = "/api/v1/tickets/{ticket_sn}/rebook", tag = "tickets", security(("bearer" = [])),
-    params(("ticket_sn" = String, Path)), request_body = crate::flow::rebook::RebookRequest,
-    responses((status = 201, body = crate::routes::orders::OrderOut), (status = 200, body = crate::routes::orders::OrderOut, description = "a replay"),
-              (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
-              (status = 409, body = crate::error::ErrorBody, description = "sold out (40903) or not rebookable (40910)")))]
+    params(("ticket_sn" = String, Path)), request_body = RebookRequest,
+    responses((status = 201, body = OrderOut), (status = 200, body = OrderOut, description = "a replay"),
+              (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "sold out (40903) or not rebookable (40910)")))]
 pub async fn rebook(
     State(state): State<AppState>,
     user: AuthUser,
     sn: Result<Path<String>, PathRejection>,
-    ApiJson(req): ApiJson<crate::flow::rebook::RebookRequest>,
+    ApiJson(req): ApiJson<RebookRequest>,
 ) -> Result<Response, ApiError> {
-    let Path(sn) = sn.map_err(|e| ApiError::bad_parameter(e.body_text()))?;
-    let placed = crate::flow::rebook::rebook(&state, user.id, &sn, &req).await?;
-    let status = if placed.created { StatusCode::CREATED } else { StatusCode::OK };
-    let out = crate::routes::orders::order_out(&placed.order, placed.order.status)?;
-    Ok((status, Json(out)).into_response())
+    let placed = chepiao_flow::rebook::rebook(&state.flow, user.id, &path(sn)?, &req).await?;
+    let out = order_out(&placed.order, placed.order.status)?;
+    Ok((created_or_replayed(placed.created), Json(out)).into_response())
 }

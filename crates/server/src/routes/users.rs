@@ -3,27 +3,19 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::{Deserialize, Serialize};
+use chepiao_api::users::{Credentials, LoggedIn, NewPassengerBody, PassengerList, PassengerView, Registered};
 
-use super::ApiJson;
-use crate::AppState;
-use crate::auth::AuthUser;
-use crate::error::ApiError;
-use crate::pii::{IdType, mask_id_no, mask_name};
+use crate::http::error::{ApiError, ErrorBody};
+use crate::http::extract::ApiJson;
+use crate::security::auth::AuthUser;
+use crate::security::pii::{IdType, mask_id_no, mask_name};
+use crate::state::AppState;
 
 /// Passengers one user may keep (12306 allows 15).
 pub const PASSENGERS_PER_USER_MAX: u32 = 15;
 const USERNAME_LEN: std::ops::RangeInclusive<usize> = 3..=32;
 const PASSWORD_LEN: std::ops::RangeInclusive<usize> = 8..=128;
 const NAME_LEN: std::ops::RangeInclusive<usize> = 1..=40;
-
-#[derive(Deserialize, utoipa::ToSchema)]
-pub struct Credentials {
-    /// 3–32 letters, digits, `_`, `.` or `-`.
-    pub username: String,
-    /// 8–128 characters.
-    pub password: String,
-}
 
 fn check_credentials(c: &Credentials) -> Result<(), ApiError> {
     let name_ok = USERNAME_LEN.contains(&c.username.len())
@@ -37,41 +29,24 @@ fn check_credentials(c: &Credentials) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct Registered {
-    pub user_id: i64,
-}
-
 /// Create an account.
 #[utoipa::path(post, path = "/api/v1/auth/register", tag = "users", request_body = Credentials,
-    responses((status = 201, body = Registered), (status = 400, body = crate::error::ErrorBody)))]
+    responses((status = 201, body = Registered), (status = 400, body = ErrorBody)))]
 pub async fn register(
     State(state): State<AppState>,
     ApiJson(c): ApiJson<Credentials>,
 ) -> Result<(StatusCode, Json<Registered>), ApiError> {
     check_credentials(&c)?;
     let hash = state.auth.hash_password(c.password).await?;
-    match state.store.create_user(&c.username, &hash, now_ms()).await? {
+    match state.flow.store.create_user(&c.username, &hash, state.flow.now_ms()).await? {
         Some(user_id) => Ok((StatusCode::CREATED, Json(Registered { user_id }))),
         None => Err(ApiError::username_exists(format!("username {:?} is taken", c.username))),
     }
 }
 
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct LoggedIn {
-    /// Send as `Authorization: Bearer <token>`.
-    pub token: String,
-    /// RFC 3339.
-    pub expires_at: String,
-}
-
 /// Exchange a username and password for a token.
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "users", request_body = Credentials,
-    responses((status = 200, body = LoggedIn), (status = 400, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = LoggedIn), (status = 400, body = ErrorBody)))]
 pub async fn login(
     State(state): State<AppState>,
     ApiJson(c): ApiJson<Credentials>,
@@ -79,7 +54,7 @@ pub async fn login(
     if c.password.len() > PASSWORD_LEN.end() * 4 {
         return Err(ApiError::bad_parameter("field `password`: 8-128 characters"));
     }
-    let user = state.store.user_by_name(&c.username).await?;
+    let user = state.flow.store.user_by_name(&c.username).await?;
     let known = user.is_some();
     let ok = state.auth.verify_password(c.password, user.as_ref().map(|u| u.password_hash.clone())).await?;
     let Some(user) = user.filter(|_| ok) else {
@@ -89,7 +64,7 @@ pub async fn login(
             ApiError::user_not_found(format!("no user {:?}", c.username))
         });
     };
-    let now_s = (now_ms() / 1000) as u64;
+    let now_s = (state.flow.now_ms() / 1000) as u64;
     let (token, exp) = state.auth.issue(user.id, &user.username, now_s);
     let expires_at = chrono::DateTime::from_timestamp(exp as i64, 0)
         .expect("a valid timestamp")
@@ -98,38 +73,12 @@ pub async fn login(
     Ok(Json(LoggedIn { token, expires_at }))
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
-pub struct NewPassengerBody {
-    pub name: String,
-    /// `ID_CARD` (18 characters, check digit verified) or `PASSPORT`.
-    pub id_type: String,
-    pub id_no: String,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct PassengerView {
-    pub passenger_id: i64,
-    /// Masked: `张*`.
-    pub name: String,
-    pub id_type: String,
-    /// Masked: `1101**********4258`.
-    pub id_no_masked: String,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct PassengerList {
-    pub items: Vec<PassengerView>,
-    pub page: u32,
-    pub page_size: u32,
-    pub total: u32,
-}
-
 /// Add a passenger to the caller's list. Name and ID number are stored encrypted and answered
 /// masked.
 #[utoipa::path(post, path = "/api/v1/passengers", tag = "users", request_body = NewPassengerBody,
     security(("bearer" = [])),
-    responses((status = 201, body = PassengerView), (status = 400, body = crate::error::ErrorBody),
-              (status = 401, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+    responses((status = 201, body = PassengerView), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn add_passenger(
     State(state): State<AppState>,
     user: AuthUser,
@@ -148,9 +97,10 @@ pub async fn add_passenger(
         id_type: id_type.as_str().into(),
         id_no_enc: state.pii.encrypt(&id_no),
         id_no_index: state.pii.index(&id_no),
-        created_at_ms: now_ms(),
+        masked: format!("{} {}", mask_name(name), mask_id_no(&id_no)),
+        created_at_ms: state.flow.now_ms(),
     };
-    match state.store.add_passenger(&record, PASSENGERS_PER_USER_MAX).await? {
+    match state.flow.store.add_passenger(&record, PASSENGERS_PER_USER_MAX).await? {
         chepiao_store::AddPassenger::Added(passenger_id) => Ok((
             StatusCode::CREATED,
             Json(PassengerView {
@@ -171,9 +121,9 @@ pub async fn add_passenger(
 
 /// The caller's passengers, masked.
 #[utoipa::path(get, path = "/api/v1/passengers", tag = "users", security(("bearer" = [])),
-    responses((status = 200, body = PassengerList), (status = 401, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = PassengerList), (status = 401, body = ErrorBody)))]
 pub async fn passengers(State(state): State<AppState>, user: AuthUser) -> Result<Json<PassengerList>, ApiError> {
-    let records = state.store.passengers(user.id).await?;
+    let records = state.flow.store.passengers(user.id).await?;
     let items = records
         .iter()
         .map(|p| {

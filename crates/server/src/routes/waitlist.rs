@@ -1,41 +1,25 @@
-//! The waitlist (候补) and the notifications it sends; the work is in `flow::waitlist`.
+//! The waitlist (候补) and the notifications it sends; the work is in `chepiao_flow::waitlist`.
 
 use axum::Json;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use chepiao_api::orders::{PayRequest, PayStarted};
+use chepiao_api::waitlist::{NotificationList, NotificationOut, WishOut, WishRequest};
+use chepiao_flow::rfc3339;
+use chepiao_flow::waitlist::{self, WishView};
 
-use crate::AppState;
-use crate::auth::AuthUser;
-use crate::error::ApiError;
-use crate::flow::waitlist::{self, WishRequest, WishView};
-use crate::routes::ApiJson;
-use crate::routes::orders::{PayRequest, PayStarted, rfc3339};
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct WishOut {
-    pub waitlist_id: String,
-    /// PENDING_PAYMENT, WAITING, FULFILLED, EXPIRED or CANCELLED.
-    pub status: &'static str,
-    pub amount_fen: i64,
-    /// The order that carries the wish's money; once FULFILLED it holds the seats and tickets.
-    pub order_no: String,
-    pub run_id: String,
-    pub from: String,
-    pub to: String,
-    pub class: String,
-    pub passenger_ids: Vec<i64>,
-    pub deadline: String,
-    pub pay_before: String,
-    pub created_at: String,
-}
+use crate::http::error::{ApiError, ErrorBody};
+use crate::http::extract::{ApiJson, path};
+use crate::routes::orders::created_or_replayed;
+use crate::security::auth::AuthUser;
+use crate::state::AppState;
 
 fn wish_out(v: &WishView) -> WishOut {
     WishOut {
         waitlist_id: v.wish.wish_id.clone(),
-        status: v.status(),
+        status: v.status().into(),
         amount_fen: v.order.amount_fen,
         order_no: v.order.order_no.clone(),
         run_id: v.wish.run_id.clone(),
@@ -49,44 +33,37 @@ fn wish_out(v: &WishView) -> WishOut {
     }
 }
 
-fn path(p: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
-    p.map(|Path(p)| p).map_err(|e| ApiError::bad_parameter(e.body_text()))
-}
-
 /// Join the waitlist for a sold-out run; pay the wish through `/waitlist/{id}/payments`.
 #[utoipa::path(post, path = "/api/v1/waitlist", tag = "waitlist", request_body = WishRequest,
     security(("bearer" = [])),
     responses((status = 201, body = WishOut), (status = 200, body = WishOut, description = "a replay"),
-              (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
-              (status = 409, body = crate::error::ErrorBody)))]
+              (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn join(
     State(state): State<AppState>,
     user: AuthUser,
     ApiJson(req): ApiJson<WishRequest>,
 ) -> Result<Response, ApiError> {
-    let (view, created) = waitlist::join(&state, user.id, &req).await?;
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(wish_out(&view))).into_response())
+    let (view, created) = waitlist::join(&state.flow, user.id, &req).await?;
+    Ok((created_or_replayed(created), Json(wish_out(&view))).into_response())
 }
 
 /// One of the caller's wishes.
 #[utoipa::path(get, path = "/api/v1/waitlist/{waitlist_id}", tag = "waitlist", security(("bearer" = [])),
     params(("waitlist_id" = String, Path)),
-    responses((status = 200, body = WishOut), (status = 404, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = WishOut), (status = 404, body = ErrorBody)))]
 pub async fn get(
     State(state): State<AppState>,
     user: AuthUser,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<WishOut>, ApiError> {
-    let view = waitlist::own_wish(&state, user.id, &path(id)?).await?;
+    let view = waitlist::own_wish(&state.flow, user.id, &path(id)?).await?;
     Ok(Json(wish_out(&view)))
 }
 
 /// Pay for a wish (exactly as for an order).
 #[utoipa::path(post, path = "/api/v1/waitlist/{waitlist_id}/payments", tag = "waitlist", request_body = PayRequest,
     security(("bearer" = [])), params(("waitlist_id" = String, Path)),
-    responses((status = 201, body = PayStarted), (status = 404, body = crate::error::ErrorBody),
-              (status = 409, body = crate::error::ErrorBody)))]
+    responses((status = 201, body = PayStarted), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn pay(
     State(state): State<AppState>,
     user: AuthUser,
@@ -94,7 +71,7 @@ pub async fn pay(
     id: Result<Path<String>, PathRejection>,
     ApiJson(req): ApiJson<PayRequest>,
 ) -> Result<Response, ApiError> {
-    let view = waitlist::own_wish(&state, user.id, &path(id)?).await?;
+    let view = waitlist::own_wish(&state.flow, user.id, &path(id)?).await?;
     if view.status() != "PENDING_PAYMENT" {
         return Err(ApiError::order_not_payable(format!("wish {} is {}", view.wish.wish_id, view.status())));
     }
@@ -104,37 +81,22 @@ pub async fn pay(
 /// Cancel a wish not yet fulfilled; a paid wish is refunded in full.
 #[utoipa::path(post, path = "/api/v1/waitlist/{waitlist_id}/cancel", tag = "waitlist", security(("bearer" = [])),
     params(("waitlist_id" = String, Path)),
-    responses((status = 200, body = WishOut), (status = 404, body = crate::error::ErrorBody),
-              (status = 409, body = crate::error::ErrorBody, description = "fulfilled or ended (40911)")))]
+    responses((status = 200, body = WishOut), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "fulfilled or ended (40911)")))]
 pub async fn cancel(
     State(state): State<AppState>,
     user: AuthUser,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<WishOut>, ApiError> {
-    let view = waitlist::cancel(&state, user.id, &path(id)?).await?;
+    let view = waitlist::cancel(&state.flow, user.id, &path(id)?).await?;
     Ok(Json(wish_out(&view)))
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct NotificationOut {
-    pub id: i64,
-    /// `wish.fulfilled`, `wish.expired`, `wish.cancelled`.
-    pub kind: String,
-    pub subject: String,
-    pub body: String,
-    pub created_at: String,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct NotificationList {
-    pub items: Vec<NotificationOut>,
 }
 
 /// The caller's latest notifications, newest first.
 #[utoipa::path(get, path = "/api/v1/notifications", tag = "waitlist", security(("bearer" = [])),
     responses((status = 200, body = NotificationList)))]
 pub async fn notifications(State(state): State<AppState>, user: AuthUser) -> Result<Json<NotificationList>, ApiError> {
-    let found = state.store.notifications(user.id, chepiao_store::NOTIFICATIONS_PAGE_MAX).await?;
+    let found = state.flow.store.notifications(user.id, chepiao_store::NOTIFICATIONS_PAGE_MAX).await?;
     let items = found
         .into_iter()
         .map(|n| NotificationOut {

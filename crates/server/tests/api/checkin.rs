@@ -1,82 +1,58 @@
 //! Online check-in over HTTP: gates only, signature, station and date checked, and a ticket
 //! checks in once, ever, even when many gates scan it at once (I5).
 
-use serde_json::{Value, json};
+use chepiao_api::checkin::CheckInRequest;
+use chepiao_api::orders::TicketOut;
 
-use crate::helpers::{Backend, TestApp, postgres_url, spawn_app_with};
-use crate::orders::{send, ticketed};
-
-const GATE: &str = "g1";
-const GATE_KEY: &str = "gate-secret";
+use crate::app::{Backend, GATE, GATE_KEY, TestApp, code, spawn_app_with};
 
 async fn spawn(backend: Backend, valid_before_s: u64) -> TestApp {
-    spawn_app_with(backend, |c| {
-        c.gates = vec![chepiao_server::secrets::Secret(format!("{GATE}={GATE_KEY}"))];
-        c.ticket_valid_before_s = valid_before_s;
-    })
-    .await
+    spawn_app_with(backend, |c| c.ticket_valid_before_s = valid_before_s).await
 }
 
-/// `n` tickets on G1 tomorrow (北京南 → 上海虹桥): the buyer's token and the QR codes.
-async fn tickets(app: &TestApp, n: usize) -> (String, Vec<String>) {
-    let (b, _, done) = ticketed(app, "alice", n).await;
-    let qrs = done["tickets"].as_array().unwrap().iter().map(|t| t["qr"].as_str().unwrap().to_string()).collect();
-    (b.token, qrs)
+pub fn scan(qr: &str, station: &str) -> CheckInRequest {
+    CheckInRequest { qr: qr.into(), station: station.into(), gate_id: GATE.into() }
 }
 
-async fn check_in(app: &TestApp, key: Option<&str>, body: Value) -> (u16, Value) {
-    let mut req = app.client.post(app.url("/api/v1/checkin")).json(&body);
-    if let Some(k) = key {
-        req = req.header("x-gate-key", k);
-    }
-    let r = req.send().await.unwrap();
-    (r.status().as_u16(), r.json().await.unwrap())
+/// `n` tickets on G1 tomorrow (北京南 → 上海虹桥): the buyer's client and the tickets.
+async fn tickets(app: &TestApp, n: usize) -> (chepiao_api::Client, Vec<TicketOut>) {
+    let (b, done) = app.ticketed("alice", n).await;
+    (b.api, done.tickets.unwrap())
 }
 
 async fn a_ticket_checks_in_once(backend: Backend) {
     let app = spawn(backend, 3 * 24 * 3600).await;
-    let (token, qrs) = tickets(&app, 2).await;
-    let body = |qr: &str, station: &str| json!({"qr": qr, "station": station, "gate_id": GATE});
-    let code = |r: &(u16, Value)| (r.0, r.1["code"].as_u64());
-
-    assert_eq!(code(&check_in(&app, None, body(&qrs[0], "VNP")).await), (401, Some(40103)));
-    assert_eq!(code(&check_in(&app, Some("wrong"), body(&qrs[0], "VNP")).await), (401, Some(40103)));
+    let (alice, tickets) = tickets(&app, 2).await;
+    let qr = |i: usize| tickets[i].qr.as_str();
+    assert_eq!(code(app.api.check_in("", &scan(qr(0), "VNP")).await), (401, 40103));
+    assert_eq!(code(app.api.check_in("wrong", &scan(qr(0), "VNP")).await), (401, 40103));
     // A passenger's token is not a gate key.
-    let r = app
-        .client
-        .post(app.url("/api/v1/checkin"))
-        .bearer_auth(&token)
-        .json(&body(&qrs[0], "VNP"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 401);
-    assert_eq!(code(&check_in(&app, Some(GATE_KEY), body(&qrs[0], "AOH")).await), (422, Some(42202)));
+    assert_eq!(code(alice.check_in("", &scan(qr(0), "VNP")).await).0, 401);
+    assert_eq!(code(app.api.check_in(GATE_KEY, &scan(qr(0), "AOH")).await), (422, 42202));
     // A code whose payload was edited (another seat), signature kept.
-    let parts: Vec<&str> = qrs[0].split('.').collect();
+    let parts: Vec<&str> = qr(0).split('.').collect();
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let mut payload: Value = serde_json::from_slice(&b64.decode(parts[1]).unwrap()).unwrap();
-    payload["seat"] = json!("01A");
+    let mut payload: serde_json::Value = serde_json::from_slice(&b64.decode(parts[1]).unwrap()).unwrap();
+    payload["seat"] = serde_json::json!("01A");
     let forged = format!("CP1.{}.{}", b64.encode(serde_json::to_vec(&payload).unwrap()), parts[2]);
-    assert_eq!(code(&check_in(&app, Some(GATE_KEY), body(&forged, "VNP")).await), (422, Some(42201)));
-    assert_eq!(code(&check_in(&app, Some(GATE_KEY), body("garbage", "VNP")).await), (422, Some(42201)));
+    assert_eq!(code(app.api.check_in(GATE_KEY, &scan(&forged, "VNP")).await), (422, 42201));
+    assert_eq!(code(app.api.check_in(GATE_KEY, &scan("garbage", "VNP")).await), (422, 42201));
 
-    let (status, ok) = check_in(&app, Some(GATE_KEY), body(&qrs[0], "VNP")).await;
-    assert_eq!((status, ok["result"].as_str()), (200, Some("ACCEPTED")), "{ok}");
-    assert_eq!(code(&check_in(&app, Some(GATE_KEY), body(&qrs[0], "VNP")).await), (409, Some(40908)));
-    let sn = ok["ticket_sn"].as_str().unwrap();
-    let (_, t) = send(&app, "GET", &format!("/api/v1/tickets/{sn}"), Some(&token), None).await;
-    assert_eq!(t["status"], "CHECKED_IN");
+    let ok = app.api.check_in(GATE_KEY, &scan(qr(0), "VNP")).await.unwrap();
+    assert_eq!(ok.result, "ACCEPTED");
+    assert_eq!(code(app.api.check_in(GATE_KEY, &scan(qr(0), "VNP")).await), (409, 40908));
+    assert_eq!(alice.ticket(&ok.ticket_sn).await.unwrap().status, "CHECKED_IN");
 
     // Many gates scan the other ticket at once: one of them lets it through.
-    let mut scans = Vec::new();
-    for _ in 0..16 {
-        let (client, url, b) = (app.client.clone(), app.url("/api/v1/checkin"), body(&qrs[1], "VNP"));
-        scans.push(tokio::spawn(async move {
-            client.post(url).header("x-gate-key", GATE_KEY).json(&b).send().await.unwrap().status().as_u16()
-        }));
-    }
+    let scans: Vec<_> = (0..16)
+        .map(|_| {
+            let (api, req) = (app.api.clone(), scan(qr(1), "VNP"));
+            tokio::spawn(
+                async move { api.check_in(GATE_KEY, &req).await.map_or_else(|e| e.status().unwrap_or(0), |_| 200) },
+            )
+        })
+        .collect();
     let mut statuses = Vec::new();
     for s in scans {
         statuses.push(s.await.unwrap());
@@ -85,25 +61,13 @@ async fn a_ticket_checks_in_once(backend: Backend) {
     assert!(statuses.iter().all(|s| *s == 200 || *s == 409), "{statuses:?}");
 }
 
-#[tokio::test]
-async fn a_ticket_checks_in_once_sqlite() {
-    a_ticket_checks_in_once(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn a_ticket_checks_in_once_postgres() {
-    if postgres_url().is_none() {
-        return;
-    }
-    a_ticket_checks_in_once(Backend::Postgres).await;
-}
+crate::on_both_backends!(a_ticket_checks_in_once, a_ticket_checks_in_once_sqlite, a_ticket_checks_in_once_postgres);
 
 /// A code is valid from `ticket_valid_before_s` before departure: with 0, tomorrow's ticket is
 /// not valid today.
 #[tokio::test]
 async fn a_ticket_for_another_day_is_refused() {
     let app = spawn(Backend::Sqlite, 0).await;
-    let (_, qrs) = tickets(&app, 1).await;
-    let (status, e) = check_in(&app, Some(GATE_KEY), json!({"qr": qrs[0], "station": "VNP", "gate_id": GATE})).await;
-    assert_eq!((status, e["code"].as_u64()), (422, Some(42203)), "{e}");
+    let (_, tickets) = tickets(&app, 1).await;
+    assert_eq!(code(app.api.check_in(GATE_KEY, &scan(&tickets[0].qr, "VNP")).await), (422, 42203));
 }

@@ -6,8 +6,9 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::helpers::{Backend, TestApp, postgres_url, spawn_app_with};
-use crate::orders::{buyer, g1, order_body, pay, send, wait_status};
+use chepiao_domain::SeatClass;
+
+use crate::app::{Backend, TestApp, g1, order_req, spawn_app_with};
 
 /// `nats-server` from PATH or the Debian location; None when it is not installed.
 fn nats_binary() -> Option<String> {
@@ -71,54 +72,43 @@ impl Drop for Nats {
 
 async fn flow_over_nats_survives_an_outage(backend: Backend) {
     let Some(binary) = nats_binary() else {
-        eprintln!("nats-server not installed: skipped");
+        eprintln!("skipped flow_over_nats_survives_an_outage: nats-server is not installed");
         return;
     };
     let mut nats = Nats::start(binary);
     let url = nats.url();
     let app: TestApp = spawn_app_with(backend, |c| c.nats_url = Some(url)).await;
-    assert_eq!(app.state.relay.bus_name(), "nats-jetstream");
-    let alice = buyer(&app, "alice", 1).await;
-    let buy = |key: String| order_body(&key, &g1(), "VNP", "AOH", "SECOND", &alice.passengers);
+    assert_eq!(app.state.flow.relay.bus_name(), "nats-jetstream");
+    let alice = app.buyer("alice", 1).await;
+    let buy = |key: String| order_req(&key, &g1(), "VNP", "AOH", SeatClass::Second, &alice.passengers);
 
-    let (_, order) = send(&app, "POST", "/api/v1/orders", Some(&alice.token), Some(buy("n-0".into()))).await;
-    let first = order["order_no"].as_str().unwrap().to_string();
-    pay(&app, &alice.token, &first).await;
-    wait_status(&app, &alice.token, &first, "TICKETED").await;
+    let first = alice.api.create_order(&buy("n-0".into()), None).await.unwrap().body.order_no;
+    app.pay(&alice, &first).await;
+    app.wait_status(&alice, &first, "TICKETED").await;
 
     // NATS goes away: payments still commit, and their events wait in the outbox.
     nats.kill();
     let mut paid = Vec::new();
     for i in 1..=3 {
-        let (status, order) =
-            send(&app, "POST", "/api/v1/orders", Some(&alice.token), Some(buy(format!("n-{i}")))).await;
-        assert_eq!(status, 201, "{order}");
-        let no = order["order_no"].as_str().unwrap().to_string();
-        pay(&app, &alice.token, &no).await;
-        wait_status(&app, &alice.token, &no, "PAID").await;
+        let no = alice.api.create_order(&buy(format!("n-{i}")), None).await.unwrap().body.order_no;
+        app.pay(&alice, &no).await;
+        app.wait_status(&alice, &no, "PAID").await;
         paid.push(no);
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(app.state.store.outbox_pending(100).await.unwrap().len(), 3, "held in the outbox");
+    assert_eq!(app.store().outbox_pending(100).await.unwrap().len(), 3, "held in the outbox");
 
     nats.resume();
     for no in &paid {
-        wait_status(&app, &alice.token, no, "TICKETED").await;
+        app.wait_status(&alice, no, "TICKETED").await;
     }
-    assert!(app.state.store.outbox_pending(100).await.unwrap().is_empty());
-    let audit = app.state.store.payment_audit().await.unwrap();
+    assert!(app.store().outbox_pending(100).await.unwrap().is_empty());
+    let audit = app.store().payment_audit().await.unwrap();
     assert_eq!((audit.captured, audit.ticketed, audit.in_flight_total), (4, 4, 0));
 }
 
-#[tokio::test]
-async fn flow_over_nats_survives_an_outage_sqlite() {
-    flow_over_nats_survives_an_outage(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn flow_over_nats_survives_an_outage_postgres() {
-    if postgres_url().is_none() {
-        return;
-    }
-    flow_over_nats_survives_an_outage(Backend::Postgres).await;
-}
+crate::on_both_backends!(
+    flow_over_nats_survives_an_outage,
+    flow_over_nats_survives_an_outage_sqlite,
+    flow_over_nats_survives_an_outage_postgres
+);

@@ -6,31 +6,65 @@
 
 use std::time::Duration;
 
-use chepiao_server::queue::{QueueBackend, SaleConfig};
-use serde_json::{Value, json};
+use chepiao_api::headers;
+use chepiao_api::queue::{QueueStatus, RiskList};
+use chepiao_domain::SeatClass;
+use chepiao_server::hotsale::memory::MemoryQueue;
+use chepiao_server::hotsale::redis::RedisQueue;
+use chepiao_server::hotsale::room::{QueueBackend, SaleConfig, suite};
+use reqwest::Method;
 
-use crate::helpers::{Backend, TestApp, spawn_app_with};
-use crate::orders::{Buyer, buyer, g1, order_body};
+use crate::app::{ADMIN_KEY, Backend, Buyer, TestApp, code, g1, order_req, redis_url, run_on, spawn_app_with};
 
-fn redis_url() -> Option<String> {
-    std::env::var("CHEPIAO_TEST_REDIS_URL").ok().filter(|u| !u.is_empty())
+/// Whether the Redis variant can run here; says why not when it cannot.
+fn with_redis(test: &str) -> bool {
+    if redis_url().is_none() {
+        eprintln!("skipped {test}: CHEPIAO_TEST_REDIS_URL is not set, so there is no Redis to test against");
+        return false;
+    }
+    true
 }
 
 #[tokio::test]
 async fn queue_backends_pass_the_suite() {
     let tag = uuid::Uuid::new_v4().simple().to_string();
-    let memory = chepiao_server::queue::memory::MemoryQueue::default();
-    chepiao_server::queue::suite::run_all(&memory, &tag).await;
-    if let Some(url) = redis_url() {
-        let redis = chepiao_server::queue::redis::RedisQueue::connect(&url, &format!("test-{tag}")).await.unwrap();
+    suite::run_all(&MemoryQueue::default(), &tag).await;
+    if with_redis("queue_backends_pass_the_suite (redis)") {
+        let redis = RedisQueue::connect(&redis_url().unwrap(), &format!("test-{tag}")).await.unwrap();
         assert_eq!(redis.name(), "redis");
-        chepiao_server::queue::suite::run_all(&redis, &tag).await;
+        suite::run_all(&redis, &tag).await;
     }
 }
 
 struct Room {
     app: TestApp,
     sale: String,
+}
+
+impl Room {
+    /// `b` joins the sale's queue, from `device` when it sends one.
+    async fn join(&self, b: &Buyer, device: Option<&str>) -> Result<QueueStatus, chepiao_api::ClientError> {
+        match device {
+            Some(d) => b.api.with_header(headers::DEVICE_ID, d).join_queue(&self.sale).await,
+            None => b.api.join_queue(&self.sale).await,
+        }
+    }
+
+    async fn status(&self, b: &Buyer) -> QueueStatus {
+        b.api.queue_status(&self.sale).await.unwrap()
+    }
+
+    async fn wait_admitted(&self, b: &Buyer, device: &str) -> String {
+        self.join(b, Some(device)).await.unwrap();
+        for _ in 0..200 {
+            let st = self.status(b).await;
+            if st.admitted == Some(true) {
+                return st.queue_token.unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("never admitted");
+    }
 }
 
 async fn room(redis: bool, admit_per_s: u32, tweak: impl FnOnce(&mut chepiao_server::Config)) -> Room {
@@ -46,66 +80,34 @@ async fn room(redis: bool, admit_per_s: u32, tweak: impl FnOnce(&mut chepiao_ser
         c.sales = vec![config];
         c.redis_url = url;
         c.slow_lane_offset = 2;
-        c.admin_key = Some(chepiao_server::secrets::Secret("admin-secret".into()));
         tweak(c);
     })
     .await;
     Room { app, sale }
 }
 
-async fn call(
-    app: &TestApp,
-    method: &str,
-    path: &str,
-    token: &str,
-    headers: &[(&str, &str)],
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut req = app.client.request(method.parse().unwrap(), app.url(path)).bearer_auth(token);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let r = req.send().await.unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
-async fn join(r: &Room, b: &Buyer, device: Option<&str>) -> (u16, Value) {
-    let headers: Vec<(&str, &str)> = device.map(|d| ("x-device-id", d)).into_iter().collect();
-    call(&r.app, "POST", &format!("/api/v1/queue/{}/join", r.sale), &b.token, &headers, None).await
-}
-
-async fn status(r: &Room, b: &Buyer) -> Value {
-    call(&r.app, "GET", &format!("/api/v1/queue/{}/status", r.sale), &b.token, &[], None).await.1
-}
-
 async fn admission_follows_join_order(redis: bool) {
     // 10 a second: one user every 100 ms, slow enough to watch the order.
     let r = room(redis, 10, |_| {}).await;
-    let (_, sales) = crate::orders::send(&r.app, "GET", "/api/v1/sales", None, None).await;
-    assert!(sales.as_array().unwrap().iter().any(|s| s["sale_id"] == r.sale.as_str() && s["run_ids"][0] == g1()));
+    let sales = r.app.api.sales().await.unwrap();
+    assert!(sales.iter().any(|s| s.sale_id == r.sale && s.run_ids[0] == g1()));
     let mut buyers = Vec::new();
     for i in 0..5 {
-        buyers.push(buyer(&r.app, &format!("user{i}"), 1).await);
+        buyers.push(r.app.buyer(&format!("user{i}"), 1).await);
     }
     // u0 sends no device id: the risk score puts it in the slow lane, two places back.
-    let (status0, first) = join(&r, &buyers[0], None).await;
-    assert_eq!(status0, 200, "{first}");
+    r.join(&buyers[0], None).await.unwrap();
     for (i, b) in buyers.iter().enumerate().skip(1) {
-        let (s, j) = join(&r, b, Some(&format!("device-{i}"))).await;
-        assert_eq!(s, 200, "{j}");
+        r.join(b, Some(&format!("device-{i}"))).await.unwrap();
     }
-    let (_, again) = join(&r, &buyers[3], Some("device-3")).await;
-    assert!(again["position"].is_u64() || again["admitted"] == true, "{again}");
+    let again = r.join(&buyers[3], Some("device-3")).await.unwrap();
+    assert!(again.position.is_some() || again.admitted == Some(true), "{again:?}");
     let expected = [1, 2, 0, 3, 4]; // u0's score falls after u2's
     let mut admitted_seen = vec![false; 5];
     for _ in 0..200 {
         let mut now = Vec::new();
         for b in &buyers {
-            now.push(status(&r, b).await["admitted"] == true);
+            now.push(r.status(b).await.admitted == Some(true));
         }
         // Who is admitted is always a prefix of the expected order.
         let count = now.iter().filter(|a| **a).count();
@@ -119,8 +121,8 @@ async fn admission_follows_join_order(redis: bool) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(admitted_seen.iter().all(|a| *a), "everyone admitted in the end");
-    let (_, again) = join(&r, &buyers[1], Some("device-1")).await;
-    assert_eq!(again["admitted"], true, "joining again keeps the admission: {again}");
+    let again = r.join(&buyers[1], Some("device-1")).await.unwrap();
+    assert_eq!(again.admitted, Some(true), "joining again keeps the admission: {again:?}");
 }
 
 #[tokio::test]
@@ -130,67 +132,35 @@ async fn admission_follows_join_order_memory() {
 
 #[tokio::test]
 async fn admission_follows_join_order_redis() {
-    if redis_url().is_none() {
-        return;
+    if with_redis("admission_follows_join_order_redis") {
+        admission_follows_join_order(true).await;
     }
-    admission_follows_join_order(true).await;
-}
-
-async fn wait_admitted(r: &Room, b: &Buyer, device: &str) -> String {
-    let (s, j) = join(r, b, Some(device)).await;
-    assert_eq!(s, 200, "{j}");
-    for _ in 0..200 {
-        let st = status(r, b).await;
-        if st["admitted"] == true {
-            return st["queue_token"].as_str().unwrap().to_string();
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("never admitted");
 }
 
 async fn orders_need_a_valid_token(redis: bool) {
     let r = room(redis, 1000, |_| {}).await;
-    let alice = buyer(&r.app, "alice", 1).await;
-    let bob = buyer(&r.app, "bob", 1).await;
-    let order = |key: &str, who: &Buyer| order_body(key, &g1(), "VNP", "AOH", "SECOND", &who.passengers);
-    let place = |token: Option<String>, key: &'static str, who: &'static str| {
-        let (app, b) = (&r.app, if who == "alice" { &alice } else { &bob });
-        let body = order(key, b);
-        async move {
-            let headers: Vec<(&str, String)> = token.map(|t| ("x-queue-token", t)).into_iter().collect();
-            let headers: Vec<(&str, &str)> =
-                headers.iter().map(|(k, v)| (*k, v.as_str())).chain([("x-device-id", "d-a")]).collect();
-            call(app, "POST", "/api/v1/orders", &b.token, &headers, Some(body)).await
-        }
+    let alice = r.app.buyer("alice", 1).await;
+    let bob = r.app.buyer("bob", 1).await;
+    let place = |key: &str, who: &Buyer, token: Option<String>| {
+        let req = order_req(key, &g1(), "VNP", "AOH", SeatClass::Second, &who.passengers);
+        let api = who.api.with_header(headers::DEVICE_ID, "d-a");
+        async move { api.create_order(&req, token.as_deref()).await }
     };
-    let code = |v: &(u16, Value)| (v.0, v.1["code"].as_u64().unwrap_or(0));
-    assert_eq!(code(&place(None, "k1", "alice").await), (403, 40302), "no token");
-    let (s, _) = call(&r.app, "GET", &format!("/api/v1/queue/{}/status", r.sale), &alice.token, &[], None).await;
-    assert_eq!(s, 404, "not joined yet");
-    let token = wait_admitted(&r, &alice, "d-a").await;
-    assert_eq!(code(&place(Some("Q1.garbage.sig".into()), "k1", "alice").await), (403, 40303), "forged");
+    assert_eq!(code(place("k1", &alice, None).await), (403, 40302), "no token");
+    assert_eq!(code(alice.api.queue_status(&r.sale).await).0, 404, "not joined yet");
+    let token = r.wait_admitted(&alice, "d-a").await;
+    assert_eq!(code(place("k1", &alice, Some("Q1.garbage.sig".into())).await), (403, 40303), "forged");
     let (body, sig) = token.rsplit_once('.').unwrap();
     let tampered = format!("{}x.{sig}", &body[..body.len() - 1]);
-    assert_eq!(code(&place(Some(tampered), "k1", "alice").await), (403, 40303), "edited payload");
-    assert_eq!(code(&place(Some(token.clone()), "k1", "bob").await), (403, 40305), "another user's token");
-    let expired =
-        r.app.state.room.tokens.issue(&r.sale, alice_id(&r, &alice).await, chrono::Utc::now().timestamp_millis() - 1);
-    assert_eq!(code(&place(Some(expired), "k1", "alice").await), (403, 40304), "expired");
-    let (s, o) = place(Some(token), "k1", "alice").await;
-    assert_eq!(s, 201, "{o}");
+    assert_eq!(code(place("k1", &alice, Some(tampered)).await), (403, 40303), "edited payload");
+    assert_eq!(code(place("k1", &bob, Some(token.clone())).await), (403, 40305), "another user's token");
+    let expired = r.app.state.room.tokens.issue(&r.sale, alice.user_id, r.app.state.flow.now_ms() - 1);
+    assert_eq!(code(place("k1", &alice, Some(expired)).await), (403, 40304), "expired");
+    assert_eq!(place("k1", &alice, Some(token)).await.unwrap().status, 201);
     // Runs outside the sale need no token.
-    let other =
-        chepiao_domain::ServiceDate::today_in_china(chrono::Utc::now()).add_days(2).to_string().replace('-', "");
-    let body = order_body("k2", &format!("G1-{other}"), "VNP", "AOH", "SECOND", &alice.passengers);
-    let (s, o) = call(&r.app, "POST", "/api/v1/orders", &alice.token, &[("x-device-id", "d-a")], Some(body)).await;
-    assert_eq!(s, 201, "{o}");
-}
-
-/// The user id a token is bound to (read back from a status call's token is not possible:
-/// it is opaque), from the store.
-async fn alice_id(r: &Room, _b: &Buyer) -> i64 {
-    r.app.state.store.user_by_name("alice").await.unwrap().unwrap().id
+    let other = run_on("G1", crate::app::tomorrow().add_days(1));
+    let req = order_req("k2", &other, "VNP", "AOH", SeatClass::Second, &alice.passengers);
+    assert_eq!(alice.api.with_header(headers::DEVICE_ID, "d-a").create_order(&req, None).await.unwrap().status, 201);
 }
 
 #[tokio::test]
@@ -200,10 +170,9 @@ async fn orders_need_a_valid_token_memory() {
 
 #[tokio::test]
 async fn orders_need_a_valid_token_redis() {
-    if redis_url().is_none() {
-        return;
+    if with_redis("orders_need_a_valid_token_redis") {
+        orders_need_a_valid_token(true).await;
     }
-    orders_need_a_valid_token(true).await;
 }
 
 #[tokio::test]
@@ -213,10 +182,15 @@ async fn blocked_devices_are_refused_and_rates_are_limited_memory() {
 
 #[tokio::test]
 async fn blocked_devices_are_refused_and_rates_are_limited_redis() {
-    if redis_url().is_none() {
-        return;
+    if with_redis("blocked_devices_are_refused_and_rates_are_limited_redis") {
+        blocked_devices_are_refused_and_rates_are_limited(true).await;
     }
-    blocked_devices_are_refused_and_rates_are_limited(true).await;
+}
+
+/// An admin call to the risk lists with `key`.
+async fn admin(app: &TestApp, method: Method, path: &str, key: &str) -> Result<RiskList, chepiao_api::ClientError> {
+    let req = app.api.request(method, path).header(headers::ADMIN_KEY, key);
+    chepiao_api::Client::send(req).await.map(|a| a.body)
 }
 
 async fn blocked_devices_are_refused_and_rates_are_limited(redis: bool) {
@@ -225,44 +199,24 @@ async fn blocked_devices_are_refused_and_rates_are_limited(redis: bool) {
         c.risk_burst = 3;
     })
     .await;
-    let mallory = buyer(&r.app, "mallory", 1).await;
-    let admin = |method: &'static str, path: String, key: &'static str| {
-        let app = &r.app;
-        async move {
-            let r = app
-                .client
-                .request(method.parse().unwrap(), app.url(&path))
-                .header("x-admin-key", key)
-                .send()
-                .await
-                .unwrap();
-            (r.status().as_u16(), r.json::<Value>().await.unwrap_or(Value::Null))
-        }
-    };
-    assert_eq!(admin("PUT", "/api/v1/admin/risk/block/device/evil-phone".into(), "wrong").await.0, 401);
-    let (s, list) = admin("PUT", "/api/v1/admin/risk/block/device/evil-phone".into(), "admin-secret").await;
-    assert_eq!((s, &list["values"]), (200, &json!(["evil-phone"])), "{list}");
-    let (s, e) = join(&r, &mallory, Some("evil-phone")).await;
-    assert_eq!((s, e["code"].as_u64()), (403, Some(40301)), "{e}");
-    let body = order_body("m1", &g1(), "VNP", "AOH", "SECOND", &mallory.passengers);
-    let (s, e) =
-        call(&r.app, "POST", "/api/v1/orders", &mallory.token, &[("x-device-id", "evil-phone")], Some(body)).await;
-    assert_eq!((s, e["code"].as_u64()), (403, Some(40301)), "blocked before the token is even looked at: {e}");
-    assert_eq!(admin("DELETE", "/api/v1/admin/risk/block/device/evil-phone".into(), "admin-secret").await.0, 200);
+    let mallory = r.app.buyer("mallory", 1).await;
+    let path = "/api/v1/admin/risk/block/device/evil-phone";
+    assert_eq!(code(admin(&r.app, Method::PUT, path, "wrong").await).0, 401);
+    let list = admin(&r.app, Method::PUT, path, ADMIN_KEY).await.unwrap();
+    assert_eq!(list.values, ["evil-phone"]);
+    assert_eq!(code(r.join(&mallory, Some("evil-phone")).await), (403, 40301));
+    let req = order_req("m1", &g1(), "VNP", "AOH", SeatClass::Second, &mallory.passengers);
+    let evil = mallory.api.with_header(headers::DEVICE_ID, "evil-phone");
+    assert_eq!(code(evil.create_order(&req, None).await), (403, 40301), "blocked before the token is even looked at");
+    admin(&r.app, Method::DELETE, path, ADMIN_KEY).await.unwrap();
     // Per-user bucket: a burst of 3, then 429 with Retry-After.
-    let carol = buyer(&r.app, "carol", 1).await;
+    let carol = r.app.buyer("carol", 1).await;
     let mut answers = Vec::new();
     for _ in 0..5 {
-        let r = r
-            .app
-            .client
-            .post(r.app.url(&format!("/api/v1/queue/{}/join", r.sale)))
-            .bearer_auth(&carol.token)
-            .header("x-device-id", "carol-phone")
-            .send()
-            .await
-            .unwrap();
-        answers.push((r.status().as_u16(), r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string())));
+        let req = carol.api.request(Method::POST, &format!("/api/v1/queue/{}/join", r.sale));
+        let resp = req.header(headers::DEVICE_ID, "carol-phone").send().await.unwrap();
+        answers
+            .push((resp.status().as_u16(), resp.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string())));
     }
     assert_eq!(answers[..3].iter().map(|a| a.0).collect::<Vec<_>>(), [200, 200, 200]);
     assert_eq!(answers[3], (429, Some("1".into())), "{answers:?}");
@@ -286,7 +240,7 @@ async fn a_client_over_its_ip_rate_gets_429_before_any_work() {
     assert_eq!(statuses[5..], [429, 429, 429], "{statuses:?}");
     // The buy path has a layer of its own; the same IP is over the same limit there (not 401).
     for path in ["/api/v1/orders", "/api/v1/queue/any/join"] {
-        let r = app.client.post(app.url(path)).send().await.unwrap();
+        let r = app.api.request(Method::POST, path).send().await.unwrap();
         assert_eq!(r.status().as_u16(), 429, "{path}");
     }
     assert_eq!(app.get("/healthz").await.status().as_u16(), 200, "health checks are never rate-limited");
@@ -297,27 +251,19 @@ async fn queue_status_streams_as_server_sent_events_until_admitted() {
     let r = room(false, 5, |_| {}).await;
     let mut buyers = Vec::new();
     for i in 0..3 {
-        let b = buyer(&r.app, &format!("sse{i}"), 1).await;
-        let (s, _) = join(&r, &b, Some(&format!("phone-{i}"))).await;
-        assert_eq!(s, 200);
+        let b = r.app.buyer(&format!("sse{i}"), 1).await;
+        r.join(&b, Some(&format!("phone-{i}"))).await.unwrap();
         buyers.push(b);
     }
     // The last joiner waits ~0.5 s at 5 a second: the stream shows its position, then the token.
-    let resp = r
-        .app
-        .client
-        .get(r.app.url(&format!("/api/v1/queue/{}/events", r.sale)))
-        .bearer_auth(&buyers[2].token)
-        .send()
-        .await
-        .unwrap();
+    let resp = buyers[2].api.request(Method::GET, &format!("/api/v1/queue/{}/events", r.sale)).send().await.unwrap();
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
     let body = tokio::time::timeout(Duration::from_secs(20), resp.text()).await.unwrap().unwrap();
-    let events: Vec<Value> =
+    let events: Vec<QueueStatus> =
         body.lines().filter_map(|l| l.strip_prefix("data:")).map(|d| serde_json::from_str(d.trim()).unwrap()).collect();
     assert!(events.len() >= 2, "{body}");
-    assert!(events[0]["position"].is_u64(), "{body}");
+    assert!(events[0].position.is_some(), "{body}");
     let last = events.last().unwrap();
-    assert_eq!(last["admitted"], true, "the stream ends with the admission: {body}");
-    assert!(last["queue_token"].as_str().unwrap().starts_with("Q1."));
+    assert_eq!(last.admitted, Some(true), "the stream ends with the admission: {body}");
+    assert!(last.queue_token.as_deref().unwrap().starts_with("Q1."));
 }

@@ -4,149 +4,79 @@
 
 use std::time::Duration;
 
-use serde_json::json;
+use chepiao_domain::SeatClass;
+use chepiao_flow::FeeTier;
+use chepiao_store::RefundStatus;
 
-use crate::helpers::{Backend, TestApp, postgres_url, spawn_app_with};
-use crate::orders::{buyer, g1, send, ticketed};
+use crate::app::{Backend, GATE_KEY, TestApp, code, spawn_app_with, wait_until};
+use crate::checkin::scan;
 
-async fn spawn(backend: Backend) -> TestApp {
+/// One flat tier keeps the expected fee independent of the hour the test runs at.
+const TIER: FeeTier = FeeTier { hours_before: 0, percent: 10 };
+
+pub async fn spawn(backend: Backend) -> TestApp {
     spawn_app_with(backend, |c| {
-        c.gates = vec![chepiao_server::secrets::Secret("g1=gate-secret".into())];
         c.ticket_valid_before_s = 3 * 24 * 3600;
-        // One flat tier keeps the expected fee independent of the hour the test runs at.
-        c.refund_fee_tiers = vec![chepiao_server::config::FeeTier { hours_before: 0, percent: 10 }];
+        c.refund_fee_tiers = vec![TIER];
+        c.wish_deadline_min_s = 1;
     })
     .await
 }
 
-async fn free_seats(app: &TestApp) -> u64 {
-    let path = format!("/api/v1/runs/{}/seats?from=VNP&to=AOH&class=SECOND", g1());
-    send(app, "GET", &path, None, None).await.1["free"].as_u64().unwrap()
-}
-
 async fn refund_returns_the_seat_once_and_revokes_the_ticket(backend: Backend) {
     let app = spawn(backend).await;
-    let before = free_seats(&app).await;
-    let (alice, no, done) = ticketed(&app, "alice", 2).await;
-    assert_eq!(free_seats(&app).await, before - 2);
-    let t0 = done["tickets"][0].clone();
-    let sn = t0["ticket_sn"].as_str().unwrap();
-    let price = t0["price_fen"].as_i64().unwrap();
+    let before = app.free_seats(SeatClass::Second).await;
+    let (alice, done) = app.ticketed("alice", 2).await;
+    assert_eq!(app.free_seats(SeatClass::Second).await, before - 2);
+    let tickets = done.tickets.unwrap();
+    let (t0, sn) = (&tickets[0], tickets[0].ticket_sn.as_str());
 
     // Bob cannot refund Alice's ticket.
-    let bob = buyer(&app, "bob", 1).await;
-    let (status, _) = send(&app, "POST", &format!("/api/v1/tickets/{sn}/refund"), Some(&bob.token), None).await;
-    assert_eq!(status, 404);
+    let bob = app.buyer("bob", 1).await;
+    assert_eq!(code(bob.api.refund(sn).await).0, 404);
 
-    let (status, r) = send(&app, "POST", &format!("/api/v1/tickets/{sn}/refund"), Some(&alice.token), None).await;
-    assert_eq!(status, 200, "{r}");
-    let fee = chepiao_server::flow::refunds::refund_fee(
-        price,
-        3600,
-        &[chepiao_server::config::FeeTier { hours_before: 0, percent: 10 }],
-    );
-    assert_eq!((r["fee_fen"].as_i64(), r["refund_fen"].as_i64()), (Some(fee), Some(price - fee)), "{r}");
+    let r = alice.api.refund(sn).await.unwrap();
+    let fee = chepiao_flow::refunds::refund_fee(t0.price_fen, 3600, &[TIER]);
+    assert_eq!((r.fee_fen, r.refund_fen), (fee, t0.price_fen - fee), "{r:?}");
     // Asking again answers the same refund.
-    let (status, again) = send(&app, "POST", &format!("/api/v1/tickets/{sn}/refund"), Some(&alice.token), None).await;
-    assert_eq!((status, again["refund_no"].clone()), (200, r["refund_no"].clone()));
+    assert_eq!(alice.api.refund(sn).await.unwrap().refund_no, r.refund_no);
     // The seat goes back once the outbox event is handled, and only once.
-    for _ in 0..200 {
-        if free_seats(&app).await == before - 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(free_seats(&app).await, before - 1);
-    let refund_no = r["refund_no"].as_str().unwrap();
-    for _ in 0..200 {
-        if app.state.store.ticket_refund(refund_no).await.unwrap().unwrap().status == chepiao_store::RefundStatus::Done
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(
-        app.state.store.ticket_refund(refund_no).await.unwrap().unwrap().status,
-        chepiao_store::RefundStatus::Done,
-        "money back"
-    );
+    wait_until("the seat back", || async { app.free_seats(SeatClass::Second).await == before - 1 }).await;
+    wait_until("the money back", || async {
+        app.store().ticket_refund(&r.refund_no).await.unwrap().unwrap().status == RefundStatus::Done
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(free_seats(&app).await, before - 1, "returned exactly once");
+    assert_eq!(app.free_seats(SeatClass::Second).await, before - 1, "returned exactly once");
 
-    let (_, o) = send(&app, "GET", &format!("/api/v1/orders/{no}"), Some(&alice.token), None).await;
-    assert_eq!(o["status"], "PARTIALLY_REFUNDED");
-    assert_eq!(o["tickets"][0]["status"], "REFUNDED");
+    let o = alice.api.order(&done.order_no).await.unwrap();
+    assert_eq!((o.status.as_str(), o.tickets.unwrap()[0].status.as_str()), ("PARTIALLY_REFUNDED", "REFUNDED"));
     // The gate refuses it, and offline gates learn of it.
-    let r = app
-        .client
-        .post(app.url("/api/v1/checkin"))
-        .header("x-gate-key", "gate-secret")
-        .json(&json!({"qr": t0["qr"], "station": "VNP", "gate_id": "g1"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 410);
-    let r = app
-        .client
-        .get(app.url("/api/v1/checkin/revocations?since=0"))
-        .header("x-gate-key", "gate-secret")
-        .send()
-        .await
-        .unwrap();
-    let page: serde_json::Value = r.json().await.unwrap();
-    assert_eq!(page["revoked"][0]["ticket_sn"], sn);
-    let next = page["next"].as_i64().unwrap();
-    let r = app
-        .client
-        .get(app.url(&format!("/api/v1/checkin/revocations?since={next}")))
-        .header("x-gate-key", "gate-secret")
-        .send()
-        .await
-        .unwrap();
-    let page: serde_json::Value = r.json().await.unwrap();
-    assert!(page["revoked"].as_array().unwrap().is_empty());
-    assert_eq!(page["next"], next);
-    let (status, _) = send(&app, "GET", "/api/v1/checkin/revocations?since=0", Some(&alice.token), None).await;
-    assert_eq!(status, 401, "a passenger's token is not a gate key");
+    assert_eq!(code(app.api.check_in(GATE_KEY, &scan(&t0.qr, "VNP")).await).0, 410);
+    let page = app.api.revocations(GATE_KEY, 0).await.unwrap();
+    assert_eq!(page.revoked[0].ticket_sn, sn);
+    let later = app.api.revocations(GATE_KEY, page.next).await.unwrap();
+    assert!(later.revoked.is_empty());
+    assert_eq!(later.next, page.next);
+    assert_eq!(code(alice.api.revocations("", 0).await).0, 401, "a passenger's token is not a gate key");
 
     // Refunding the last live ticket refunds the order.
-    let sn1 = done["tickets"][1]["ticket_sn"].as_str().unwrap();
-    let (status, e) = send(&app, "POST", &format!("/api/v1/tickets/{sn1}/refund"), Some(&alice.token), None).await;
-    assert_eq!(status, 200, "{e}");
-    let (_, o) = send(&app, "GET", &format!("/api/v1/orders/{no}"), Some(&alice.token), None).await;
-    assert_eq!(o["status"], "REFUNDED");
-    let audit = app.state.store.payment_audit().await.unwrap();
-    assert_eq!(audit.in_flight_total, 0);
+    alice.api.refund(&tickets[1].ticket_sn).await.unwrap();
+    assert_eq!(alice.api.order(&done.order_no).await.unwrap().status, "REFUNDED");
+    assert_eq!(app.store().payment_audit().await.unwrap().in_flight_total, 0);
 }
 
-#[tokio::test]
-async fn refund_returns_the_seat_once_and_revokes_the_ticket_sqlite() {
-    refund_returns_the_seat_once_and_revokes_the_ticket(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn refund_returns_the_seat_once_and_revokes_the_ticket_postgres() {
-    if postgres_url().is_none() {
-        return;
-    }
-    refund_returns_the_seat_once_and_revokes_the_ticket(Backend::Postgres).await;
-}
+crate::on_both_backends!(
+    refund_returns_the_seat_once_and_revokes_the_ticket,
+    refund_returns_the_seat_once_and_revokes_the_ticket_sqlite,
+    refund_returns_the_seat_once_and_revokes_the_ticket_postgres
+);
 
 #[tokio::test]
 async fn a_checked_in_ticket_cannot_be_refunded() {
     let app = spawn(Backend::Sqlite).await;
-    let (alice, _, done) = ticketed(&app, "alice", 1).await;
-    let t = &done["tickets"][0];
-    let r = app
-        .client
-        .post(app.url("/api/v1/checkin"))
-        .header("x-gate-key", "gate-secret")
-        .json(&json!({"qr": t["qr"], "station": "VNP", "gate_id": "g1"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
-    let sn = t["ticket_sn"].as_str().unwrap();
-    let (status, e) = send(&app, "POST", &format!("/api/v1/tickets/{sn}/refund"), Some(&alice.token), None).await;
-    assert_eq!((status, e["code"].as_u64()), (409, Some(40909)), "{e}");
+    let (alice, done) = app.ticketed("alice", 1).await;
+    let t = &done.tickets.unwrap()[0];
+    app.api.check_in(GATE_KEY, &scan(&t.qr, "VNP")).await.unwrap();
+    assert_eq!(code(alice.api.refund(&t.ticket_sn).await), (409, 40909));
 }

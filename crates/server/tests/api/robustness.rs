@@ -3,7 +3,9 @@
 
 use serde_json::Value;
 
-use crate::helpers::{Backend, TestApp, spawn_app, tomorrow};
+use reqwest::Method;
+
+use crate::app::{Backend, TestApp, spawn_app, tomorrow};
 
 /// Assert the error model: status, code, a message containing `mentions`, a request id that
 /// matches the header.
@@ -68,14 +70,14 @@ async fn malformed_requests_never_reach_a_500() {
     assert_error(get(&app, "/api/v1/runs/%FF%FE").await, 400, 40002, "run_id").await;
     // Unknown routes and wrong methods.
     assert_error(get(&app, "/api/v1/nope").await, 404, 40401, "route").await;
-    let r = app.client.post(app.url("/api/v1/trains")).body("{}").send().await.unwrap();
+    let r = app.api.request(Method::POST, "/api/v1/trains").body("{}").send().await.unwrap();
     assert_error(r, 405, 40501, "method").await;
     // A body over the limit is refused before it is read.
     let big = vec![b'x'; 1024 * 1024];
-    let r = app.client.post(app.url("/api/v1/trains")).body(big).send().await.unwrap();
+    let r = app.api.request(Method::POST, "/api/v1/trains").body(big).send().await.unwrap();
     assert_error(r, 413, 41301, "bytes").await;
     // Junk JSON to a GET route and a huge query string.
-    let r = app.client.get(app.url("/api/v1/stations?q=bj")).body("{not json").send().await.unwrap();
+    let r = app.api.request(Method::GET, "/api/v1/stations?q=bj").body("{not json").send().await.unwrap();
     assert_eq!(r.status().as_u16(), 200);
     let long_q = "x".repeat(10_000);
     assert_error(get(&app, &format!("/api/v1/stations?q={long_q}")).await, 400, 40002, "`q`").await;
@@ -84,22 +86,22 @@ async fn malformed_requests_never_reach_a_500() {
 #[tokio::test]
 async fn request_ids_are_echoed_or_made() {
     let app = spawn_app(Backend::Sqlite).await;
-    let r = app.client.get(app.url("/api/v1/nope")).header("x-request-id", "abc-123").send().await.unwrap();
+    let r = app.api.request(Method::GET, "/api/v1/nope").header("x-request-id", "abc-123").send().await.unwrap();
     assert_eq!(r.headers()["x-request-id"], "abc-123");
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["request_id"], "abc-123");
     // A hostile id is replaced, not echoed.
-    let r = app.client.get(app.url("/healthz")).header("x-request-id", "a b\"<script>").send().await.unwrap();
+    let r = app.api.request(Method::GET, "/healthz").header("x-request-id", "a b\"<script>").send().await.unwrap();
     assert_ne!(r.headers()["x-request-id"], "a b\"<script>");
 }
 
 #[tokio::test]
 async fn operations_endpoints() {
     let app = spawn_app(Backend::Sqlite).await;
-    let (status, health) = app.get_json("/healthz").await;
-    assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
-    let (status, ready) = app.get_json("/readyz").await;
-    assert_eq!((status, ready["store"].as_str()), (200, Some("sqlite")));
+    let health: chepiao_api::ops::Health = app.get("/healthz").await.json().await.unwrap();
+    assert_eq!(health.status, "ok");
+    let ready: chepiao_api::ops::Ready = app.get("/readyz").await.json().await.unwrap();
+    assert_eq!(ready.store, "sqlite");
     for _ in 0..2 {
         app.get(&format!("/api/v1/trains?from=VNP&to=AOH&date={}", tomorrow())).await;
     }
@@ -116,8 +118,7 @@ async fn operations_endpoints() {
         .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok());
     assert!(trains_ok >= Some(2), "{metrics}");
     assert!(metrics.contains("http_request_duration_seconds_bucket"), "{metrics}");
-    let (status, doc) = app.get_json("/openapi.json").await;
-    assert_eq!(status, 200);
+    let doc: Value = app.get("/openapi.json").await.json().await.unwrap();
     assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
     for path in [
         "/api/v1/stations",
@@ -127,6 +128,9 @@ async fn operations_endpoints() {
         "/api/v1/auth/register",
         "/api/v1/auth/login",
         "/api/v1/passengers",
+        "/api/v1/sales",
+        "/api/v1/queue/{sale_id}/join",
+        "/api/v1/admin/risk/{list}/{kind}",
         "/healthz",
         "/readyz",
     ] {

@@ -1,193 +1,123 @@
 //! Accounts, tokens and passengers over HTTP: error codes 40001–40008, PII encrypted at rest
 //! and masked in answers, every user seeing only their own passengers.
 
-use serde_json::{Value, json};
+use chepiao_api::users::Credentials;
+use reqwest::Method;
+use serde_json::json;
 
-use crate::helpers::{Backend, TestApp, postgres_url, spawn_app};
-
-async fn post(app: &TestApp, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
-    let mut req = app.client.post(app.url(path)).json(&body);
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    let r = req.send().await.unwrap();
-    (r.status().as_u16(), r.json().await.unwrap())
-}
-
-async fn get(app: &TestApp, path: &str, token: &str) -> (u16, Value) {
-    let r = app.client.get(app.url(path)).bearer_auth(token).send().await.unwrap();
-    (r.status().as_u16(), r.json().await.unwrap())
-}
-
-/// Register and log in; the token.
-pub async fn user_token(app: &TestApp, name: &str) -> String {
-    let creds = json!({"username": name, "password": "correct horse"});
-    let (status, body) = post(app, "/api/v1/auth/register", None, creds.clone()).await;
-    assert_eq!(status, 201, "{body}");
-    let (status, body) = post(app, "/api/v1/auth/login", None, creds).await;
-    assert_eq!(status, 200, "{body}");
-    body["token"].as_str().unwrap().to_string()
-}
+use crate::app::{Backend, TestApp, code, spawn_app};
 
 #[tokio::test]
 async fn register_login_and_the_auth_error_codes() {
     let app = spawn_app(Backend::Sqlite).await;
-    let creds = json!({"username": "alice", "password": "correct horse"});
-    let (status, body) = post(&app, "/api/v1/auth/register", None, creds.clone()).await;
-    assert_eq!(status, 201);
-    assert!(body["user_id"].as_i64().unwrap() > 0);
-    let (status, body) = post(&app, "/api/v1/auth/register", None, creds.clone()).await;
-    assert_eq!((status, body["code"].as_u64()), (400, Some(40001)));
-    for (bad, field) in [
-        (json!({"username": "a", "password": "correct horse"}), "`username`"),
-        (json!({"username": "al ice", "password": "correct horse"}), "`username`"),
-        (json!({"username": "bob", "password": "short"}), "`password`"),
+    let registered = app.api.register("alice", "correct horse").await.unwrap();
+    assert!(registered.user_id > 0);
+    assert_eq!(code(app.api.register("alice", "correct horse").await), (400, 40001));
+    for (name, password, field) in [
+        ("a", "correct horse", "`username`"),
+        ("al ice", "correct horse", "`username`"),
+        ("bob", "short", "`password`"),
     ] {
-        let (status, body) = post(&app, "/api/v1/auth/register", None, bad).await;
-        assert_eq!((status, body["code"].as_u64()), (400, Some(40002)), "{body}");
-        assert!(body["message"].as_str().unwrap().contains(field), "{body}");
+        let e = app.api.register(name, password).await.unwrap_err();
+        assert_eq!((e.status(), e.code()), (Some(400), Some(40002)), "{e}");
+        assert!(e.to_string().contains(field), "{e}");
     }
-    let (status, body) = post(&app, "/api/v1/auth/login", None, creds).await;
-    assert_eq!(status, 200, "{body}");
-    assert!(body["expires_at"].as_str().unwrap().ends_with("+08:00"));
-    let token = body["token"].as_str().unwrap();
-    let (status, _) = get(&app, "/api/v1/passengers", token).await;
-    assert_eq!(status, 200);
-
-    let (_, body) =
-        post(&app, "/api/v1/auth/login", None, json!({"username": "alice", "password": "wrong horse"})).await;
-    assert_eq!(body["code"], 40004);
-    let (_, body) = post(&app, "/api/v1/auth/login", None, json!({"username": "nobody", "password": "x"})).await;
-    assert_eq!(body["code"], 40003);
+    let logged_in = app.api.login("alice", "correct horse").await.unwrap();
+    assert!(logged_in.expires_at.ends_with("+08:00"));
+    app.api.with_token(&logged_in.token).passengers().await.unwrap();
+    assert_eq!(code(app.api.login("alice", "wrong horse").await).1, 40004);
+    assert_eq!(code(app.api.login("nobody", "x").await).1, 40003);
 
     // Tokens: missing, malformed, another algorithm, wrong type, expired.
-    let r = app.client.get(app.url("/api/v1/passengers")).send().await.unwrap();
-    assert_eq!(r.status().as_u16(), 401);
-    let (status, body) = get(&app, "/api/v1/passengers", "not.a.token").await;
-    assert_eq!((status, body["code"].as_u64()), (401, Some(40006)));
-    let secret = std::fs::read_to_string(app.dir.join("secrets/jwt.key")).unwrap();
-    let key = base64_decode(secret.trim());
+    assert_eq!(code(app.api.passengers().await), (401, 40101));
+    assert_eq!(code(app.api.with_token("not.a.token").passengers().await), (401, 40006));
+    let forge = forger(&app);
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-    let forge = |alg, typ: &str, exp: u64| {
+    let with = |t: String| app.api.with_token(&t);
+    assert_eq!(code(with(forge(jsonwebtoken::Algorithm::HS384, "access", now + 60)).passengers().await).1, 40005);
+    assert_eq!(code(with(forge(jsonwebtoken::Algorithm::HS256, "refresh", now + 60)).passengers().await).1, 40008);
+    assert_eq!(code(with(forge(jsonwebtoken::Algorithm::HS256, "access", now - 600)).passengers().await).1, 40007);
+    let good = with(forge(jsonwebtoken::Algorithm::HS256, "access", now + 60)).passengers().await;
+    assert!(good.is_ok(), "a well-signed token works: {good:?}");
+}
+
+/// Tokens signed with the server's own key: (algorithm, type, expiry) → token.
+fn forger(app: &TestApp) -> impl Fn(jsonwebtoken::Algorithm, &str, u64) -> String {
+    use base64::Engine as _;
+    let secret = std::fs::read_to_string(app.dir.join("secrets/jwt.key")).unwrap();
+    let key = base64::engine::general_purpose::STANDARD.decode(secret.trim()).unwrap();
+    move |alg, typ, exp| {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
         let claims = json!({"sub": "1", "name": "alice", "iat": now, "exp": exp, "typ": typ});
         jsonwebtoken::encode(&jsonwebtoken::Header::new(alg), &claims, &jsonwebtoken::EncodingKey::from_secret(&key))
             .unwrap()
-    };
-    let (_, body) = get(&app, "/api/v1/passengers", &forge(jsonwebtoken::Algorithm::HS384, "access", now + 60)).await;
-    assert_eq!(body["code"], 40005);
-    let (_, body) = get(&app, "/api/v1/passengers", &forge(jsonwebtoken::Algorithm::HS256, "refresh", now + 60)).await;
-    assert_eq!(body["code"], 40008);
-    let (_, body) = get(&app, "/api/v1/passengers", &forge(jsonwebtoken::Algorithm::HS256, "access", now - 600)).await;
-    assert_eq!(body["code"], 40007);
-    let (status, _) = get(&app, "/api/v1/passengers", &forge(jsonwebtoken::Algorithm::HS256, "access", now + 60)).await;
-    assert_eq!(status, 200, "a well-signed token works");
-}
-
-fn base64_decode(s: &str) -> Vec<u8> {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.decode(s).unwrap()
+    }
 }
 
 async fn passengers_are_private_masked_and_encrypted(backend: Backend) {
     let app = spawn_app(backend).await;
-    let alice = user_token(&app, "alice").await;
-    let bob = user_token(&app, "bob").await;
-    let body = json!({"name": "张三丰", "id_type": "ID_CARD", "id_no": "110101199003074258"});
-    let (status, p) = post(&app, "/api/v1/passengers", Some(&alice), body.clone()).await;
-    assert_eq!(status, 201, "{p}");
-    assert_eq!((p["name"].as_str(), p["id_no_masked"].as_str()), (Some("张**"), Some("1101**********4258")));
-    let (status, dup) = post(&app, "/api/v1/passengers", Some(&alice), body.clone()).await;
-    assert_eq!((status, dup["code"].as_u64()), (409, Some(40901)));
+    let (alice, _, _) = app.user("alice").await;
+    let (bob, _, _) = app.user("bob").await;
+    let p = alice.add_passenger("张三丰", "ID_CARD", "110101199003074258").await.unwrap();
+    assert_eq!((p.name.as_str(), p.id_no_masked.as_str()), ("张**", "1101**********4258"));
+    assert_eq!(code(alice.add_passenger("张三丰", "ID_CARD", "110101199003074258").await), (409, 40901));
     // Bob may add the same person; neither sees the other's list.
-    assert_eq!(post(&app, "/api/v1/passengers", Some(&bob), body).await.0, 201);
-    let passport = json!({"name": "Li Na", "id_type": "PASSPORT", "id_no": "e1234567"});
-    assert_eq!(post(&app, "/api/v1/passengers", Some(&bob), passport).await.0, 201);
-    let (_, list) = get(&app, "/api/v1/passengers", &alice).await;
-    assert_eq!(list["total"], 1);
-    assert_eq!(list["items"][0]["passenger_id"], p["passenger_id"]);
-    let (_, list) = get(&app, "/api/v1/passengers", &bob).await;
-    assert_eq!(list["total"], 2);
-    assert_eq!(list["items"][1]["id_no_masked"], "E1****67");
+    bob.add_passenger("张三丰", "ID_CARD", "110101199003074258").await.unwrap();
+    bob.add_passenger("Li Na", "PASSPORT", "e1234567").await.unwrap();
+    let list = alice.passengers().await.unwrap();
+    assert_eq!((list.total, list.items[0].passenger_id), (1, p.passenger_id));
+    let list = bob.passengers().await.unwrap();
+    assert_eq!((list.total, list.items[1].id_no_masked.as_str()), (2, "E1****67"));
     let text = serde_json::to_string(&list).unwrap();
     assert!(!text.contains("110101199003074258") && !text.contains("张三丰"), "{text}");
 
-    for (bad, field) in [
-        (json!({"name": "", "id_type": "ID_CARD", "id_no": "110101199003074258"}), "`name`"),
-        (json!({"name": "王五", "id_type": "DRIVING_LICENCE", "id_no": "x"}), "`id_type`"),
-        (json!({"name": "王五", "id_type": "ID_CARD", "id_no": "110101199003074257"}), "`id_no`"),
+    for (name, id_type, id_no, field) in [
+        ("", "ID_CARD", "110101199003074258", "`name`"),
+        ("王五", "DRIVING_LICENCE", "x", "`id_type`"),
+        ("王五", "ID_CARD", "110101199003074257", "`id_no`"),
     ] {
-        let (status, body) = post(&app, "/api/v1/passengers", Some(&alice), bad).await;
-        assert_eq!((status, body["code"].as_u64()), (400, Some(40002)), "{body}");
-        assert!(body["message"].as_str().unwrap().contains(field), "{body}");
+        let e = alice.add_passenger(name, id_type, id_no).await.unwrap_err();
+        assert_eq!((e.status(), e.code()), (Some(400), Some(40002)), "{e}");
+        assert!(e.to_string().contains(field), "{e}");
     }
     // At rest: not a byte of the name or the number in the clear.
     if let Backend::Sqlite = backend {
-        use sqlx::{Connection, Row};
-        let url = format!("sqlite://{}", app.dir.join("chepiao.db").display());
-        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
-        let rows =
-            sqlx::query("SELECT name_enc, id_no_enc, id_no_index FROM passengers").fetch_all(&mut conn).await.unwrap();
+        let db = rusqlite::Connection::open(app.dir.join("chepiao.db")).unwrap();
+        let mut q = db.prepare("SELECT name_enc, id_no_enc, id_no_index FROM passengers").unwrap();
+        let rows: Vec<[Vec<u8>; 3]> =
+            q.query_map([], |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?])).unwrap().map(Result::unwrap).collect();
         assert_eq!(rows.len(), 3);
-        for r in rows {
-            for col in ["name_enc", "id_no_enc", "id_no_index"] {
-                let bytes: Vec<u8> = r.get(col);
-                assert!(!bytes.windows(6).any(|w| w == b"110101"), "{col} holds the ID number");
-                assert!(!bytes.windows(3).any(|w| w == "张".as_bytes()), "{col} holds the name");
-            }
+        for bytes in rows.iter().flatten() {
+            assert!(!bytes.windows(6).any(|w| w == b"110101"), "a column holds the ID number");
+            assert!(!bytes.windows(3).any(|w| w == "张".as_bytes()), "a column holds the name");
         }
     }
 }
 
-#[tokio::test]
-async fn passengers_on_sqlite() {
-    passengers_are_private_masked_and_encrypted(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn passengers_on_postgres() {
-    if postgres_url().is_none() {
-        eprintln!("CHEPIAO_TEST_POSTGRES_URL not set: skipped");
-        return;
-    }
-    passengers_are_private_masked_and_encrypted(Backend::Postgres).await;
-}
+crate::on_both_backends!(passengers_are_private_masked_and_encrypted, passengers_on_sqlite, passengers_on_postgres);
 
 #[tokio::test]
 async fn a_full_passenger_list_is_refused() {
     let app = spawn_app(Backend::Sqlite).await;
-    let token = user_token(&app, "carol").await;
+    let (carol, _, _) = app.user("carol").await;
     for i in 0..15 {
-        let id = format!("E{:07}", 1000000 + i);
-        let (status, body) =
-            post(&app, "/api/v1/passengers", Some(&token), json!({"name": "X", "id_type": "PASSPORT", "id_no": id}))
-                .await;
-        assert_eq!(status, 201, "{body}");
+        carol.add_passenger("X", "PASSPORT", &format!("E{:07}", 1000000 + i)).await.unwrap();
     }
-    let (status, body) = post(
-        &app,
-        "/api/v1/passengers",
-        Some(&token),
-        json!({"name": "X", "id_type": "PASSPORT", "id_no": "E9999999"}),
-    )
-    .await;
-    assert_eq!((status, body["code"].as_u64()), (409, Some(40902)));
+    assert_eq!(code(carol.add_passenger("X", "PASSPORT", "E9999999").await), (409, 40902));
 }
 
 #[tokio::test]
 async fn malformed_bodies_answer_in_the_error_model() {
     let app = spawn_app(Backend::Sqlite).await;
-    let url = app.url("/api/v1/auth/register");
-    let r = app.client.post(&url).body(r#"{"username":"a"}"#).send().await.unwrap();
-    assert_eq!(r.status().as_u16(), 415);
-    assert_eq!(r.json::<Value>().await.unwrap()["code"], 41501);
+    let register = || app.api.request(Method::POST, "/api/v1/auth/register");
+    let refused = |r| async { code(chepiao_api::Client::send::<Credentials>(r).await) };
+    assert_eq!(refused(register().body(r#"{"username":"a"}"#)).await, (415, 41501));
     for body in
         [r#"{"username": "a""#, r#"{"username": 5, "password": "x"}"#, r#"{"password": "abcdefgh"}"#, "\u{0}\u{1}"]
     {
-        let r = app.client.post(&url).header("content-type", "application/json").body(body).send().await.unwrap();
-        assert_eq!(r.status().as_u16(), 400, "{body}");
-        assert_eq!(r.json::<Value>().await.unwrap()["code"], 40011, "{body}");
+        let r = register().header("content-type", "application/json").body(body);
+        assert_eq!(refused(r).await, (400, 40011), "{body}");
     }
-    let bytes = vec![0xffu8, 0xfe, 0x00];
-    let r = app.client.post(&url).header("content-type", "application/json").body(bytes).send().await.unwrap();
-    assert_eq!(r.json::<Value>().await.unwrap()["code"], 40011);
+    let r = register().header("content-type", "application/json").body(vec![0xffu8, 0xfe, 0x00]);
+    assert_eq!(refused(r).await.1, 40011);
 }

@@ -1,0 +1,49 @@
+//! What `chepiao load` is asked to do.
+
+use crate::config;
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum Mode {
+    Hot,
+    Spread,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    /// Orders (and with `--pay`, purchases) as fast as the server answers or at `--rate`.
+    Orders,
+    /// The sale opens: `--users` join its waiting room, are admitted and buy (see `rush`).
+    Rush,
+}
+
+#[derive(clap::Args)]
+pub struct LoadArgs {
+    #[arg(long, value_enum, default_value = "orders")]
+    pub scenario: Scenario,
+    /// The server to load.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// Accounts (virtual users), five passengers each.
+    #[arg(long, default_value_t = 100)]
+    pub users: usize,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 128)]
+    pub concurrency: usize,
+    /// Orders to place in all.
+    #[arg(long, default_value_t = 20_000)]
+    pub orders: u64,
+    #[arg(long, value_enum, default_value = "spread")]
+    pub mode: Mode,
+    /// Pay every created order (mockpay) and wait for its tickets.
+    #[arg(long)]
+    pub pay: bool,
+    /// Orders per second at most (0: as fast as the server answers).
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+    /// Skip the closing audit (when the server's store is not reachable from here).
+    #[arg(long)]
+    pub no_audit: bool,
+    /// How the audit opens the server's store (same flags as `serve`).
+    #[command(flatten)]
+    pub flags: config::Flags,
+}

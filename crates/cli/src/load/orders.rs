@@ -1,0 +1,210 @@
+//! The orders scenario: `--concurrency` workers place `--orders` one-passenger orders, either
+//! all on one hot run (`--mode hot`: G1 tomorrow, 北京南→上海虹桥, second class, which sells
+//! out) or spread over random journeys on every train that runs the day after tomorrow
+//! (`--mode spread`). With `--pay` each created order is paid through mockpay's pay page, and
+//! the run waits until every payment is ticketed or refunded: full purchases. `--rate` caps
+//! orders per second (for latency at a set load).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use chepiao_api::orders::{LegBody, OrderOut, OrderRequest};
+use chepiao_api::{Client, ClientError};
+use chepiao_domain::{Network, SeatClass, ServiceDate};
+use chepiao_store::{PaymentAudit, Store};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::load::args::{LoadArgs, Mode};
+use crate::load::stats::{self, Tally, elapsed_us};
+use crate::load::users::{self, Buyer};
+
+/// A journey to book: (run id, from, to, class).
+type Journey = (String, String, String, SeatClass);
+
+/// How long the purchases may take to settle after the last order.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn journeys(network: &Network, mode: Mode) -> Vec<Journey> {
+    let today = ServiceDate::today_in_china(chrono::Utc::now());
+    match mode {
+        Mode::Hot => {
+            let run = format!("G1-{}", today.add_days(1).to_string().replace('-', ""));
+            vec![(run, "VNP".into(), "AOH".into(), SeatClass::Second)]
+        }
+        Mode::Spread => spread_journeys(network, &today.add_days(2).to_string().replace('-', "")),
+    }
+}
+
+/// Eight random journeys (stops, seated class) on every train that runs on `date`.
+fn spread_journeys(network: &Network, date: &str) -> Vec<Journey> {
+    let mut out = Vec::new();
+    let mut rng = 0x9e3779b97f4a7c15u64;
+    let mut next = |n: usize| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        (rng % n as u64) as usize
+    };
+    for t in network.trains().iter().filter(|t| t.stops.len() >= 2) {
+        let classes: Vec<SeatClass> = t
+            .layout()
+            .classes()
+            .into_iter()
+            .filter(|(c, n)| *c != SeatClass::Standing && *n > 0)
+            .map(|(c, _)| c)
+            .collect();
+        if classes.is_empty() {
+            continue;
+        }
+        for _ in 0..8 {
+            let from = next(t.stops.len() - 1);
+            let to = from + 1 + next(t.stops.len() - 1 - from);
+            let (a, b) = (t.stops[from].telecode.to_string(), t.stops[to].telecode.to_string());
+            out.push((format!("{}-{date}", t.code), a, b, classes[next(classes.len())]));
+        }
+    }
+    out
+}
+
+/// Pay an order through mockpay's pay page (the notify follows asynchronously).
+pub async fn pay_order(user: &Client, order: &OrderOut) -> Result<(), ClientError> {
+    let started = user.pay(&order.order_no, "mockpay").await?;
+    user.press_pay(&started.pay_url, true).await?;
+    Ok(())
+}
+
+/// What the workers share.
+struct Plan {
+    users: Vec<Buyer>,
+    journeys: Vec<Journey>,
+    tag: String,
+    orders: u64,
+    rate: u64,
+    pay: bool,
+    next: AtomicU64,
+    start: Instant,
+}
+
+impl Plan {
+    /// Order `i`: which user books which journey for which passenger.
+    fn order(&self, i: u64) -> (&Buyer, OrderRequest) {
+        let user = &self.users[(i % self.users.len() as u64) as usize];
+        let (run, from, to, class) = &self.journeys[(i.wrapping_mul(2654435761) % self.journeys.len() as u64) as usize];
+        let passenger = user.passengers[((i / self.users.len() as u64) % users::PASSENGERS_PER_USER as u64) as usize];
+        let leg = LegBody {
+            run_id: run.clone(),
+            from: from.clone(),
+            to: to.clone(),
+            class: *class,
+            passenger_ids: vec![passenger],
+            seat_prefs: None,
+        };
+        (user, OrderRequest { idempotency_key: format!("load-{}-{i}", self.tag), legs: vec![leg] })
+    }
+}
+
+/// One worker: take the next order number until all are placed.
+async fn worker(plan: Arc<Plan>, bar: ProgressBar) -> Tally {
+    let mut local = Tally::default();
+    loop {
+        let i = plan.next.fetch_add(1, Ordering::Relaxed);
+        if i >= plan.orders {
+            return local;
+        }
+        if plan.rate > 0 {
+            let due = plan.start + Duration::from_secs_f64(i as f64 / plan.rate as f64);
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let (user, req) = plan.order(i);
+        let sent = Instant::now();
+        let answer = user.api.create_order(&req, None).await;
+        let took = elapsed_us(sent);
+        let (key, shed) = match &answer {
+            Ok(a) => (a.status.to_string(), false),
+            Err(ClientError::Api { status, body }) => (format!("{status} {}", body.code), matches!(status, 503 | 429)),
+            Err(e) => {
+                (format!("transport: {}", if e.to_string().contains("timed out") { "timeout" } else { "error" }), false)
+            }
+        };
+        local.answer(key, took, shed);
+        if let (true, Ok(a)) = (plan.pay, &answer)
+            && a.status == 201
+        {
+            match pay_order(&user.api, &a.body).await {
+                Ok(()) => local.paid += 1,
+                Err(_) => *local.answers.entry("pay failed".into()).or_default() += 1,
+            }
+        }
+        bar.inc(1);
+    }
+}
+
+/// Wait until every payment made since `before` is ticketed or refunded; prints the rate of
+/// full purchases.
+async fn await_settled(store: &dyn Store, before: &PaymentAudit, paid: u64, start: Instant) -> anyhow::Result<()> {
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    loop {
+        let a = store.payment_audit().await?;
+        let settled = (a.ticketed + a.refunded).saturating_sub(before.ticketed + before.refunded);
+        if settled >= paid && a.in_flight_total == 0 {
+            let s = start.elapsed().as_secs_f64();
+            println!(
+                "full purchases: {paid} paid, all ticketed or refunded {s:.2} s after the start: {:.0} purchases/s",
+                paid as f64 / s
+            );
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "after {SETTLE_TIMEOUT:?}, {} captured payments are neither ticketed nor refunded: {:?}",
+                a.in_flight_total,
+                a.in_flight
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub async fn run(args: &LoadArgs, network: &Network, store: Option<Arc<dyn Store>>) -> anyhow::Result<()> {
+    let http =
+        reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).timeout(Duration::from_secs(30)).build()?;
+    let client = Client::with_http(http, &args.url);
+    let before = match &store {
+        Some(s) => Some(s.payment_audit().await?),
+        None => None,
+    };
+    let tag = format!("{:x}", chrono::Utc::now().timestamp_millis() % 0xfffffff);
+    let users = users::setup(&client, args.users.max(1), &tag).await?;
+    let journeys = journeys(network, args.mode);
+    let paying = if args.pay { ", paying" } else { "" };
+    println!(
+        "{} users, {} journeys to choose from, {} orders, {} in flight, mode {:?}{paying}",
+        users.len(),
+        journeys.len(),
+        args.orders,
+        args.concurrency,
+        args.mode
+    );
+    let bar = ProgressBar::new(args.orders).with_message("ordering");
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} {per_sec} eta {eta}").expect("valid template"),
+    );
+    let (orders, rate, pay) = (args.orders, args.rate, args.pay);
+    let plan =
+        Arc::new(Plan { users, journeys, tag, orders, rate, pay, next: AtomicU64::new(0), start: Instant::now() });
+    let workers: Vec<_> =
+        (0..args.concurrency.max(1)).map(|_| tokio::spawn(worker(plan.clone(), bar.clone()))).collect();
+    let mut tally = Tally::default();
+    for w in workers {
+        tally.merge(w.await?);
+    }
+    bar.finish();
+    stats::summary(&mut tally, plan.start.elapsed(), args.orders);
+    let Some(store) = store else { return Ok(()) };
+    if let Some(before) = before.filter(|_| args.pay) {
+        await_settled(store.as_ref(), &before, tally.paid, plan.start).await?;
+    }
+    stats::audit(store.as_ref()).await
+}

@@ -1,0 +1,134 @@
+//! [`Flow`]: the narrow context every step of the sale takes, and how it is built.
+
+use std::sync::{Arc, RwLock};
+
+use chepiao_domain::{Network, ServiceDate};
+use chepiao_engine::{Clock, Engine};
+use chepiao_store::{CreateOrder, NewOrder, NewPayment, Notify, NotifyOutcome, Store};
+
+use crate::batch::{Batcher, store_batcher};
+use crate::bus::{self, EventBus, NatsBus};
+use crate::calendar::RunCalendar;
+use crate::channels::{Channels, Mockpay};
+use crate::config::FlowConfig;
+use crate::error::{FlowError, Result};
+use crate::issuer::Issuer;
+use crate::passengers::PassengerCache;
+use crate::relay::Relay;
+use crate::signing::TicketSigner;
+use crate::time::ms_to_utc;
+
+/// Calls made at the same moment share one store call.
+pub struct Batchers {
+    /// New orders, recorded many per statement.
+    pub orders: Batcher<NewOrder, CreateOrder>,
+    /// New payments, recorded many per statement.
+    pub payments: Batcher<NewPayment, ()>,
+    /// Verified notifies, applied many per transaction.
+    pub notifies: Batcher<Notify, NotifyOutcome>,
+}
+
+impl Batchers {
+    /// Start the batching tasks (on the current runtime) in front of `store`.
+    pub fn start(store: &Arc<dyn Store>) -> Batchers {
+        Batchers {
+            orders: store_batcher(store, |s, orders| s.create_orders(orders)),
+            payments: store_batcher(store, |s, payments| {
+                let n = payments.len();
+                Box::pin(async move { s.create_payments(payments).await.map(|()| vec![(); n]) })
+            }),
+            notifies: store_batcher(store, |s, notifies| s.apply_notifies(notifies)),
+        }
+    }
+}
+
+/// The narrow context of every step of the sale (see the crate doc).
+pub struct Flow {
+    pub store: Arc<dyn Store>,
+    pub engine: Arc<Engine>,
+    pub network: Arc<Network>,
+    pub clock: Clock,
+    pub config: FlowConfig,
+    pub signer: Arc<TicketSigner>,
+    pub channels: Channels,
+    pub mockpay: Arc<Mockpay>,
+    pub issuer: Arc<Issuer>,
+    pub relay: Arc<Relay>,
+    /// The NATS bus, when events go over JetStream (its consumer feeds the issuer).
+    pub nats: Option<Arc<NatsBus>>,
+    pub batchers: Batchers,
+    pub passengers: PassengerCache,
+    calendar: RwLock<Arc<RunCalendar>>,
+}
+
+/// What [`Flow::new`] is made from.
+pub struct FlowParts {
+    pub store: Arc<dyn Store>,
+    pub engine: Arc<Engine>,
+    pub network: Arc<Network>,
+    pub clock: Clock,
+    pub config: FlowConfig,
+    pub signer: Arc<TicketSigner>,
+    pub mockpay_secret: Vec<u8>,
+    /// `(url, stream)` to carry outbox events over NATS JetStream; None: in-process.
+    pub nats: Option<(String, String)>,
+}
+
+impl Flow {
+    /// Load the run calendar, connect the bus and wire the issuer, relay and batchers.
+    pub async fn new(p: FlowParts) -> Result<Arc<Flow>> {
+        let today = ServiceDate::today_in_china(ms_to_utc(p.clock.as_ref()() as i64));
+        let calendar = RunCalendar::load(p.store.as_ref(), &p.network, today, p.config.sale_window_days).await?;
+        let mockpay = Arc::new(Mockpay::new(p.mockpay_secret, p.clock.clone()));
+        let channels = Channels::default().with(mockpay.clone());
+        let issuer = Arc::new(Issuer {
+            store: p.store.clone(),
+            engine: p.engine.clone(),
+            signer: p.signer.clone(),
+            channels: channels.clone(),
+            clock: p.clock.clone(),
+            valid_before_s: p.config.ticket_valid_before_s as i64,
+            seats_back: Arc::new(tokio::sync::Notify::new()),
+        });
+        let (bus, nats): (Arc<dyn EventBus>, _) = match &p.nats {
+            Some((url, stream)) => {
+                let nats = NatsBus::connect(url, stream).await.map_err(|e| FlowError::Unavailable(e.to_string()))?;
+                let nats = Arc::new(nats);
+                (nats.clone(), Some(nats))
+            }
+            None => (Arc::new(bus::InProcessBus { issuer: issuer.clone() }), None),
+        };
+        let relay = Arc::new(Relay::new(p.store.clone(), bus));
+        Ok(Arc::new(Flow {
+            batchers: Batchers::start(&p.store),
+            store: p.store,
+            engine: p.engine,
+            network: p.network,
+            clock: p.clock,
+            config: p.config,
+            signer: p.signer,
+            channels,
+            mockpay,
+            issuer,
+            relay,
+            nats,
+            passengers: Default::default(),
+            calendar: RwLock::new(Arc::new(calendar)),
+        }))
+    }
+
+    /// Now, in ms since the Unix epoch, by the flow's clock.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.as_ref()() as i64
+    }
+
+    /// The current run calendar (replaced at midnight).
+    pub fn calendar(&self) -> Arc<RunCalendar> {
+        self.calendar.read().expect("calendar lock is never poisoned").clone()
+    }
+
+    /// Swap in a fresh calendar (the sale window rolled).
+    pub fn set_calendar(&self, calendar: RunCalendar) {
+        *self.calendar.write().expect("calendar lock is never poisoned") = Arc::new(calendar);
+    }
+}

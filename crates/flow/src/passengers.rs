@@ -1,0 +1,44 @@
+//! Which passenger ids each user has, kept in memory so that placing an order reads nothing
+//! from the database.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use chepiao_store::Store;
+
+use crate::error::Result;
+
+/// Which passenger ids each user has, kept in memory so that placing an order reads nothing
+/// from the database. Passengers are only ever added, so a cached set is a subset of the truth:
+/// ids all found in it are the user's for sure; any id missing sends us to the store (which
+/// also picks up passengers added since, on this node or another).
+pub struct PassengerCache {
+    users: std::sync::Mutex<std::collections::HashMap<i64, std::sync::Arc<HashSet<i64>>>>,
+}
+
+/// Users whose passenger ids are cached; the cache starts over when it is full.
+pub const PASSENGER_CACHE_USERS_MAX: usize = 1_000_000;
+
+impl Default for PassengerCache {
+    fn default() -> Self {
+        PassengerCache { users: std::sync::Mutex::new(std::collections::HashMap::new()) }
+    }
+}
+
+impl PassengerCache {
+    /// The user's passenger ids, complete enough to contain `wanted` if they are the user's.
+    pub async fn of(&self, store: &dyn Store, user_id: i64, wanted: &[i64]) -> Result<Arc<HashSet<i64>>> {
+        let cached = self.users.lock().expect("never poisoned").get(&user_id).cloned();
+        if let Some(ids) = cached.filter(|ids| wanted.iter().all(|p| ids.contains(p))) {
+            return Ok(ids);
+        }
+        let ids: std::sync::Arc<HashSet<i64>> =
+            std::sync::Arc::new(store.passengers(user_id).await?.iter().map(|p| p.id).collect());
+        let mut users = self.users.lock().expect("never poisoned");
+        if users.len() >= PASSENGER_CACHE_USERS_MAX {
+            users.clear();
+        }
+        users.insert(user_id, ids.clone());
+        Ok(ids)
+    }
+}

@@ -1,0 +1,67 @@
+//! The OpenAPI document, generated from the handlers' annotations and served at `/openapi.json`.
+
+use std::sync::OnceLock;
+
+use axum::http::header;
+use axum::response::IntoResponse;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::http::error::{CODES, ErrorBody};
+use crate::routes::{admin, checkin, health, network, orders, payments, queue, tickets, users, waitlist};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "chepiao", description = "chepiao (车票): train ticketing for the Spring Festival rush. \
+        Money is integer fen; times are RFC 3339 in China time (UTC+8); dates are YYYY-MM-DD. \
+        Every error is `{code, message, request_id}` with one of the codes below."),
+    paths(health::healthz, health::readyz, health::metrics, network::stations, network::trains, network::run, network::seats,
+        users::register, users::login, users::add_passenger, users::passengers,
+        orders::create, orders::get, orders::list, orders::cancel, orders::pay,
+        payments::notify, payments::mockpay_pay, tickets::get, tickets::qr_svg, tickets::keys,
+        checkin::check_in, checkin::revocations, checkin::upload, tickets::refund, tickets::rebook,
+        waitlist::join, waitlist::get, waitlist::pay, waitlist::cancel, waitlist::notifications,
+        queue::sales, queue::join, queue::status, queue::events,
+        admin::risk_list, admin::risk_put, admin::risk_delete),
+    components(schemas(ErrorBody)),
+    modifiers(&BearerAuth),
+    tags((name = "network", description = "stations, train search with remaining tickets, runs"),
+         (name = "users", description = "accounts, login tokens, passengers (PII encrypted at rest, masked)"),
+         (name = "orders", description = "orders: a seat hold with a pay window; idempotent per (user, key)"),
+         (name = "payments", description = "payment channels, signed notifies, the mock provider"),
+         (name = "tickets", description = "tickets with Ed25519-signed QR codes, and the public keys"),
+         (name = "waitlist", description = "候补: prepaid wishes for sold-out runs, fulfilled in join order"),
+         (name = "queue", description = "hot sales: a waiting room per sale, admitting at a set rate with signed queue tokens"),
+         (name = "admin", description = "the operator's endpoints (`X-Admin-Key`)"),
+         (name = "operations", description = "health, readiness, metrics"))
+)]
+struct ApiDoc;
+
+/// The `bearer` scheme the authenticated routes name: a JWT from `/api/v1/auth/login`.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let scheme = HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build();
+        doc.components.get_or_insert_with(Default::default).add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
+}
+
+/// The document as JSON, built once.
+pub fn json() -> &'static str {
+    static JSON: OnceLock<String> = OnceLock::new();
+    JSON.get_or_init(|| {
+        let mut doc = ApiDoc::openapi();
+        let mut table = String::from("\n\n| code | HTTP | meaning |\n|---|---|---|\n");
+        for (code, status, meaning) in CODES {
+            table += &format!("| {code} | {status} | {meaning} |\n");
+        }
+        doc.info.description = Some(doc.info.description.unwrap_or_default() + &table);
+        doc.to_json().expect("the OpenAPI document serialises")
+    })
+}
+
+/// `GET /openapi.json`: this document.
+pub async fn serve() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], json())
+}

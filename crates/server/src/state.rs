@@ -1,0 +1,47 @@
+//! What every handler can reach: the sale's flow and the HTTP layer's own parts. Cheap to
+//! clone (one `Arc`).
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+use chepiao_flow::Flow;
+
+use crate::config::Config;
+use crate::hotsale::limits::IpLimits;
+use crate::hotsale::risk::Risk;
+use crate::hotsale::room::WaitingRoom;
+use crate::security::admin::AdminKey;
+use crate::security::auth::Auth;
+use crate::security::gates::Gates;
+use crate::security::pii::Pii;
+
+#[derive(Clone)]
+pub struct AppState(pub Arc<Shared>);
+
+pub struct Shared {
+    /// The sale: store, engine, network, clock, batchers, keys.
+    pub flow: Arc<Flow>,
+    pub config: Config,
+    pub auth: Arc<Auth>,
+    pub pii: Pii,
+    pub gates: Gates,
+    pub admin: AdminKey,
+    /// The waiting rooms of the configured sales.
+    pub room: Arc<WaitingRoom>,
+    pub risk: Risk,
+    pub ip_limits: Arc<IpLimits>,
+}
+
+impl Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl FromRef<AppState> for Arc<Auth> {
+    fn from_ref(state: &AppState) -> Arc<Auth> {
+        state.auth.clone()
+    }
+}

@@ -1,0 +1,157 @@
+//! Orders in SQLite.
+
+use chepiao_store::{CreateOrder, NewOrder, OrderPage, OrderRecord, OrderStatus, PageQuery, Transition};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::row::decode;
+
+/// The columns of an order, in the order [`order_row`] reads them.
+macro_rules! order_cols {
+    () => {
+        "order_no, user_id, idem_key, request_hash, status, version, amount_fen, pay_before_ms, created_at_ms, \
+         updated_at_ms, legs_json, seats_released"
+    };
+}
+
+pub(crate) fn order_row(r: &Row) -> rusqlite::Result<OrderRecord> {
+    Ok(OrderRecord {
+        order_no: r.get(0)?,
+        user_id: r.get(1)?,
+        idem_key: r.get(2)?,
+        request_hash: r.get(3)?,
+        status: decode(r, 4, OrderStatus::parse)?,
+        version: r.get(5)?,
+        amount_fen: r.get(6)?,
+        pay_before_ms: r.get(7)?,
+        created_at_ms: r.get(8)?,
+        updated_at_ms: r.get(9)?,
+        legs_json: r.get(10)?,
+        seats_released: r.get::<_, i64>(11)? != 0,
+    })
+}
+
+pub fn create(c: &Connection, orders: &[NewOrder]) -> rusqlite::Result<Vec<CreateOrder>> {
+    let mut insert = c.prepare_cached(concat!(
+        "INSERT INTO orders (",
+        order_cols!(),
+        ") VALUES (?1, ?2, ?3, ?4, 'PENDING_PAYMENT', 0, ?5, ?6, ?7, ?7, ?8, 0)
+         ON CONFLICT (user_id, idem_key) DO NOTHING RETURNING ",
+        order_cols!()
+    ))?;
+    let mut out = Vec::with_capacity(orders.len());
+    for o in orders {
+        let created = insert
+            .query_row(
+                params![
+                    o.order_no,
+                    o.user_id,
+                    o.idem_key,
+                    o.request_hash,
+                    o.amount_fen,
+                    o.pay_before_ms,
+                    o.created_at_ms,
+                    o.legs_json
+                ],
+                order_row,
+            )
+            .optional()?;
+        out.push(match created {
+            Some(rec) => CreateOrder::Created(rec),
+            // The user's key was taken, before or earlier in this batch.
+            None => CreateOrder::Existing(by_key(c, o.user_id, &o.idem_key)?.expect("the conflicting order exists")),
+        });
+    }
+    Ok(out)
+}
+
+pub fn get(c: &Connection, order_no: &str) -> rusqlite::Result<Option<OrderRecord>> {
+    let mut q = c.prepare_cached(concat!("SELECT ", order_cols!(), " FROM orders WHERE order_no = ?1"))?;
+    q.query_row([order_no], order_row).optional()
+}
+
+pub fn many(c: &Connection, order_nos: &[String]) -> rusqlite::Result<Vec<OrderRecord>> {
+    let mut out = Vec::with_capacity(order_nos.len());
+    for no in order_nos {
+        out.extend(get(c, no)?);
+    }
+    Ok(out)
+}
+
+pub fn after(c: &Connection, after_no: &str, limit: u32) -> rusqlite::Result<Vec<OrderRecord>> {
+    let mut q = c.prepare_cached(concat!(
+        "SELECT ",
+        order_cols!(),
+        " FROM orders WHERE order_no > ?1 ORDER BY order_no LIMIT ?2"
+    ))?;
+    q.query_map(params![after_no, limit.min(chepiao_store::AUDIT_PAGE_MAX)], order_row)?.collect()
+}
+
+pub fn by_key(c: &Connection, user_id: i64, idem_key: &str) -> rusqlite::Result<Option<OrderRecord>> {
+    let mut q =
+        c.prepare_cached(concat!("SELECT ", order_cols!(), " FROM orders WHERE user_id = ?1 AND idem_key = ?2"))?;
+    q.query_row(params![user_id, idem_key], order_row).optional()
+}
+
+pub fn page(c: &Connection, q: &PageQuery) -> rusqlite::Result<OrderPage> {
+    let status = q.status.map_or("", |s| s.as_str());
+    let mut items = c.prepare_cached(concat!(
+        "SELECT ",
+        order_cols!(),
+        " FROM orders WHERE user_id = ?1 AND (?2 = '' OR status = ?2)
+         ORDER BY created_at_ms DESC, order_no DESC LIMIT ?3 OFFSET ?4"
+    ))?;
+    let items = items
+        .query_map(params![q.user_id, status, q.page_size, q.offset()], order_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut total = c.prepare_cached("SELECT count(*) FROM orders WHERE user_id = ?1 AND (?2 = '' OR status = ?2)")?;
+    let total: i64 = total.query_row(params![q.user_id, status], |r| r.get(0))?;
+    Ok(OrderPage { items, total: total as u64 })
+}
+
+pub fn transition(c: &Connection, t: &Transition) -> rusqlite::Result<Option<OrderRecord>> {
+    let mut q = c.prepare_cached(concat!(
+        "UPDATE orders SET status = ?1, version = version + 1, updated_at_ms = ?2
+         WHERE order_no = ?3 AND status = ?4 AND version = ?5 RETURNING ",
+        order_cols!()
+    ))?;
+    q.query_row(params![t.to.as_str(), t.now_ms, t.order_no, t.from.as_str(), t.version], order_row).optional()
+}
+
+pub fn expire(c: &Connection, now_ms: i64, limit: u32) -> rusqlite::Result<Vec<OrderRecord>> {
+    let mut q = c.prepare_cached(concat!(
+        "UPDATE orders SET status = 'EXPIRED', version = version + 1, updated_at_ms = ?1
+         WHERE order_no IN (SELECT order_no FROM orders WHERE status = 'PENDING_PAYMENT'
+                            AND pay_before_ms <= ?1 ORDER BY pay_before_ms LIMIT ?2)
+         AND status = 'PENDING_PAYMENT' RETURNING ",
+        order_cols!()
+    ))?;
+    q.query_map(params![now_ms, limit], order_row)?.collect()
+}
+
+pub fn unreleased(c: &Connection, limit: u32) -> rusqlite::Result<Vec<OrderRecord>> {
+    let mut q = c.prepare_cached(concat!(
+        "SELECT ",
+        order_cols!(),
+        " FROM orders WHERE seats_released = 0 AND status IN ('CANCELLED', 'EXPIRED') LIMIT ?1"
+    ))?;
+    q.query_map([limit], order_row)?.collect()
+}
+
+pub fn mark_released(c: &Connection, order_no: &str) -> rusqlite::Result<()> {
+    c.prepare_cached("UPDATE orders SET seats_released = 1 WHERE order_no = ?1")?.execute([order_no])?;
+    Ok(())
+}
+
+/// One order's status move, guarded by the status it must have; whether it moved.
+pub(crate) fn set_status(
+    c: &Connection,
+    order_no: &str,
+    from: OrderStatus,
+    to: OrderStatus,
+    now_ms: i64,
+) -> rusqlite::Result<bool> {
+    let mut q = c.prepare_cached(
+        "UPDATE orders SET status = ?1, version = version + 1, updated_at_ms = ?2 WHERE order_no = ?3 AND status = ?4",
+    )?;
+    Ok(q.execute(params![to.as_str(), now_ms, order_no, from.as_str()])? == 1)
+}

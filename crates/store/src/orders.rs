@@ -1,0 +1,180 @@
+//! Orders: an order is a seat hold with a pay window, and a state machine that every backend
+//! enforces the same way (one guarded `UPDATE … WHERE status = ? AND version = ?` per move).
+
+use crate::error::Result;
+use crate::status::status_enum;
+
+status_enum! {
+    /// Where an order is in its life (API.md's names).
+    OrderStatus {
+        PendingPayment = "PENDING_PAYMENT",
+        Paid = "PAID",
+        Ticketed = "TICKETED",
+        Cancelled = "CANCELLED",
+        Expired = "EXPIRED",
+        PartiallyRefunded = "PARTIALLY_REFUNDED",
+        Refunded = "REFUNDED",
+    }
+}
+
+impl OrderStatus {
+    /// The state machine: every transition an order may take. Anything else is a bug or a race
+    /// lost, and is refused.
+    pub fn can_become(self, to: OrderStatus) -> bool {
+        use OrderStatus::*;
+        matches!(
+            (self, to),
+            (PendingPayment, Paid | Cancelled | Expired)
+                | (Paid, Ticketed | Refunded)
+                | (Ticketed, PartiallyRefunded | Refunded)
+                | (PartiallyRefunded, PartiallyRefunded | Refunded)
+        )
+    }
+
+    /// The order holds seats it must give back (no payment will come).
+    pub fn is_dead(self) -> bool {
+        matches!(self, OrderStatus::Cancelled | OrderStatus::Expired)
+    }
+}
+
+/// An order to record; `legs_json` is the flow's description of legs and seats.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewOrder {
+    pub order_no: String,
+    pub user_id: i64,
+    pub idem_key: String,
+    /// A hash of the request body: the same key with another body is refused.
+    pub request_hash: Vec<u8>,
+    pub amount_fen: i64,
+    pub pay_before_ms: i64,
+    pub created_at_ms: i64,
+    pub legs_json: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderRecord {
+    pub order_no: String,
+    pub user_id: i64,
+    pub idem_key: String,
+    pub request_hash: Vec<u8>,
+    pub status: OrderStatus,
+    /// Bumped by every transition (optimistic locking).
+    pub version: i64,
+    pub amount_fen: i64,
+    pub pay_before_ms: i64,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    pub legs_json: String,
+    /// A dead order's seats were given back to the engine.
+    pub seats_released: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreateOrder {
+    Created(OrderRecord),
+    /// The user already has an order with this idempotency key.
+    Existing(OrderRecord),
+}
+
+/// A page of a user's orders, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderPage {
+    pub items: Vec<OrderRecord>,
+    pub total: u64,
+}
+
+/// Largest page of orders a store returns.
+pub const PAGE_SIZE_MAX: u32 = 100;
+/// Rows one audit page (`orders_after`, `tickets_after`, ...) returns at most.
+pub const AUDIT_PAGE_MAX: u32 = PAGE_SIZE_MAX * 100;
+
+/// One move of an order along its state machine, guarded by what the mover read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    pub order_no: String,
+    /// The status and version the mover read: the move happens only if they still hold.
+    pub from: OrderStatus,
+    pub version: i64,
+    pub to: OrderStatus,
+    pub now_ms: i64,
+}
+
+impl Transition {
+    /// `order` to `to`. Panics on a transition the state machine forbids (a bug, not a race).
+    pub fn of(order: &OrderRecord, to: OrderStatus, now_ms: i64) -> Transition {
+        assert!(order.status.can_become(to), "{} -> {to} is not a transition", order.status);
+        Transition { order_no: order.order_no.clone(), from: order.status, version: order.version, to, now_ms }
+    }
+}
+
+/// Which of a user's orders one page shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageQuery {
+    pub user_id: i64,
+    pub status: Option<OrderStatus>,
+    /// From 1.
+    pub page: u32,
+    /// 1 to [`PAGE_SIZE_MAX`].
+    pub page_size: u32,
+}
+
+impl PageQuery {
+    pub fn check(&self) -> Result<()> {
+        if self.page == 0 || !(1..=PAGE_SIZE_MAX).contains(&self.page_size) {
+            return Err(crate::error::StoreError::Limit(format!("page from 1, page_size 1 to {PAGE_SIZE_MAX}")));
+        }
+        Ok(())
+    }
+
+    pub fn offset(&self) -> i64 {
+        i64::from(self.page - 1) * i64::from(self.page_size)
+    }
+}
+
+#[async_trait::async_trait]
+pub trait OrderStore: Send + Sync + 'static {
+    /// Record new orders (at most [`crate::error::CREATE_BATCH_MAX`]), each unless its user already
+    /// has an order with its idempotency key; answers in the order given. Keys repeated within
+    /// the batch find the order the first of them made.
+    async fn create_orders(&self, orders: &[NewOrder]) -> Result<Vec<CreateOrder>>;
+    /// One order: [`OrderStore::create_orders`] of one.
+    async fn create_order(&self, o: &NewOrder) -> Result<CreateOrder> {
+        let mut out = self.create_orders(std::slice::from_ref(o)).await?;
+        Ok(out.pop().expect("one answer per order"))
+    }
+    async fn order(&self, order_no: &str) -> Result<Option<OrderRecord>>;
+    /// The orders among `order_nos` that exist.
+    async fn orders_in(&self, order_nos: &[String]) -> Result<Vec<OrderRecord>>;
+    /// Every order in order_no order after `after_no` (at most [`AUDIT_PAGE_MAX`]), for audits.
+    async fn orders_after(&self, after_no: &str, limit: u32) -> Result<Vec<OrderRecord>>;
+    /// The user's order with this idempotency key.
+    async fn order_by_key(&self, user_id: i64, idem_key: &str) -> Result<Option<OrderRecord>>;
+    /// A page of a user's orders, newest first.
+    async fn orders_of(&self, q: PageQuery) -> Result<OrderPage>;
+    /// Apply `t` if the order is still as its mover read it (optimistic locking); None when
+    /// another writer moved it first.
+    async fn transition_order(&self, t: &Transition) -> Result<Option<OrderRecord>>;
+    /// Expire up to `limit` unpaid orders whose pay window closed; returns them.
+    async fn expire_orders(&self, now_ms: i64, limit: u32) -> Result<Vec<OrderRecord>>;
+    /// Cancelled or expired orders whose seats were not yet given back.
+    async fn unreleased_orders(&self, limit: u32) -> Result<Vec<OrderRecord>>;
+    async fn mark_seats_released(&self, order_no: &str) -> Result<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_machine_refuses_what_it_must() {
+        use OrderStatus::*;
+        assert!(PendingPayment.can_become(Paid));
+        assert!(!Expired.can_become(Paid), "a dead order is never paid");
+        assert!(!Ticketed.can_become(PendingPayment));
+        assert!(!Paid.can_become(Cancelled), "a paid order is refunded, not cancelled");
+        for s in OrderStatus::ALL {
+            assert_eq!(OrderStatus::parse(s.as_str()), Some(*s));
+            assert!(!s.can_become(PendingPayment));
+        }
+    }
+}
