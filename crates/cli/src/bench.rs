@@ -62,7 +62,7 @@ fn rss_bytes() -> u64 {
 }
 
 fn bench_limits() -> Limits {
-    Limits { holds_live_max: 50_000_000, idempotency_keys_max: 50_000_000, ..Limits::default() }
+    Limits { holds_live_max: 50_000_000, keys_max: 50_000_000, ..Limits::default() }
 }
 
 /// Run ids G1..Gn on one date, built once so generating requests costs little.
@@ -103,7 +103,7 @@ fn memory() {
         sm.apply(&[Command::Hold { key: u128::from(n), legs: vec![leg], ttl_ms: 600_000 }], 0);
     }
     let after = rss_bytes();
-    assert_eq!(sm.materialised_runs(), 10_000);
+    assert_eq!(sm.size().runs, 10_000);
     let seats = chepiao_domain::Layout::for_type(TrainType::K).seated_total();
     println!(
         "memory: 10,000 runs x {seats} seats (+200 standing), 19 segments: {:.1} MB resident ({:.1} KB per run)",

@@ -1,7 +1,7 @@
 //! What goes into the state machine and what comes out. Commands change state and are written
 //! to the log; queries only read and are not.
 
-use chepiao_domain::{Layout, RunId, SeatClass, TrainType};
+use chepiao_domain::{Layout, RunId, SeatClass, ServiceDate, TrainType};
 use serde::{Deserialize, Serialize};
 
 /// A hold's id: a per-shard sequence number in the high bits, the shard in the low 8.
@@ -43,23 +43,35 @@ pub struct LegRequest {
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Command {
-    /// Hold seats for every leg, or nothing. Expires `ttl_ms` after it is applied.
+    /// Hold seats for every leg, or nothing. Expires `ttl_ms` after it is applied. The key
+    /// makes a retry answer the same (see `keys`).
     Hold { key: IdemKey, legs: Vec<LegRequest>, ttl_ms: u64 },
-    /// A held hold becomes sold (payment arrived).
-    Confirm { key: IdemKey, hold: HoldId },
-    /// A held hold gives its seats back (cancelled before payment).
-    Release { key: IdemKey, hold: HoldId },
-    /// One passenger's seat on one leg of a sold hold goes back on sale (a refund).
-    Return { key: IdemKey, hold: HoldId, leg: u8, passenger: u8 },
+    /// A held hold becomes sold (payment arrived). `run` is the run of the hold's first leg,
+    /// where its sale is kept: a repeat after the sale answers `Confirmed` again.
+    Confirm { hold: HoldId, run: RunId },
+    /// A held hold gives its seats back (cancelled before payment); a repeat answers `Released`.
+    Release { hold: HoldId, run: RunId },
+    /// One passenger's seat on leg `leg` (on `run`) of a sold hold goes back on sale (a
+    /// refund); a repeat answers `Returned` and frees nothing.
+    Return { hold: HoldId, run: RunId, leg: u8, passenger: u8 },
+    /// Runs leave the engine: every run dated before `before`, and `runs` (arrived early).
+    /// Holds on them end; later commands on them answer `RunRetired`.
+    Retire { before: ServiceDate, runs: Vec<RunId> },
+    /// Hold ids from here on are above `next_seq` (the highest one SQL knows, checked at
+    /// start: an engine directory restored from an old copy never hands out an id again).
+    Fence { next_seq: u64 },
 }
 
 impl Command {
-    pub fn key(&self) -> IdemKey {
+    /// The command's name, for logs and metrics.
+    pub fn kind(&self) -> &'static str {
         match self {
-            Command::Hold { key, .. }
-            | Command::Confirm { key, .. }
-            | Command::Release { key, .. }
-            | Command::Return { key, .. } => *key,
+            Command::Hold { .. } => "hold",
+            Command::Confirm { .. } => "confirm",
+            Command::Release { .. } => "release",
+            Command::Return { .. } => "return",
+            Command::Retire { .. } => "retire",
+            Command::Fence { .. } => "fence",
         }
     }
 }
@@ -82,16 +94,14 @@ pub enum Reject {
     StandingNotOnSale { leg: u8 },
     #[error("no such hold")]
     UnknownHold,
-    #[error("the hold expired")]
-    HoldExpired,
-    #[error("the hold was released")]
-    HoldReleased,
+    #[error("the hold expired or was released")]
+    HoldEnded,
     #[error("the hold is sold: refund returns its seats one by one")]
     AlreadySold,
     #[error("the hold is not sold")]
     NotSold,
-    #[error("that seat was already returned")]
-    AlreadyReturned,
+    #[error("the run has left the engine (it departed)")]
+    RunRetired,
     #[error("the idempotency key was used for a different request")]
     KeyReused,
     #[error("invalid request: {0}")]
@@ -106,6 +116,11 @@ pub enum Reply {
     Confirmed,
     Released,
     Returned,
+    /// Runs that left the engine.
+    Retired {
+        runs: u32,
+    },
+    Fenced,
     Rejected(Reject),
 }
 
@@ -116,16 +131,35 @@ pub enum Query {
     Remaining { run: RunId, spec: RunSpec, from: u8, to: u8 },
     /// Per seat of `class`, free for [from, to) or not.
     SeatMap { run: RunId, spec: RunSpec, from: u8, to: u8, class: SeatClass },
-    /// A hold's state.
-    Hold { hold: HoldId },
+    /// Where hold `hold` (whose first leg is on `run`) stands.
+    Hold { hold: HoldId, run: RunId },
+    /// Held (unpaid) holds made before `made_before_ms`, oldest first, after hold `after`
+    /// (0 from the start), at most `limit` ([`LIVE_HOLDS_PAGE_MAX`]).
+    LiveHolds { made_before_ms: u64, after: HoldId, limit: u32 },
 }
 
+/// Where a hold stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum HoldState {
-    Held,
+    /// Waiting for payment, until `expires_at_ms`.
+    Held { expires_at_ms: u64 },
+    /// Sold (some of its first leg's seats not yet returned).
     Sold,
-    Released,
-    Expired,
+    /// Expired or released, or sold and wholly returned, or its run retired.
+    Ended,
+}
+
+/// Most holds one `LiveHolds` answer lists.
+pub const LIVE_HOLDS_PAGE_MAX: u32 = 10_000;
+
+/// A held hold, as `LiveHolds` lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LiveHold {
+    pub hold: HoldId,
+    /// The run of its first leg (what `Release` names).
+    pub run: RunId,
+    pub made_at_ms: u64,
+    pub expires_at_ms: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -137,6 +171,8 @@ pub enum Answer {
         first_seat: u16,
         free: Vec<bool>,
     },
-    Hold(Option<(HoldState, u64)>),
+    /// None: this shard never handed out that hold id.
+    Hold(Option<HoldState>),
+    LiveHolds(Vec<LiveHold>),
     Invalid(String),
 }

@@ -6,20 +6,22 @@
 //! meantime). Part keys are derived from the caller's key, so a retry repeats the same steps
 //! with the same answers.
 
-use std::path::PathBuf;
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use chepiao_domain::RunId;
+use chepiao_domain::{RunId, ServiceDate};
 use crossbeam_channel::{Sender, TrySendError, bounded};
 use tokio::sync::oneshot;
 
 use crate::command::*;
 use crate::error::EngineError;
-use crate::shard::{self, Clock, Envelope, ShardConfig};
-use crate::state::{Limits, StateMachine};
-use crate::wal::{RecoveryReport, Wal};
+use crate::shard::{Clock, Envelope, Shard, ShardConfig, ShardStats};
+use crate::snapshot::{Progress, Request, Snapshotter};
+use crate::state::{Limits, RETIRE_RUNS_MAX, StateMachine};
+use crate::wal::{LogReader, RecoveryReport, Wal};
 
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
@@ -30,12 +32,14 @@ pub struct EngineConfig {
     pub queue_depth_max: usize,
     /// Commands per batch (one log write and sync per batch).
     pub batch_len_max: usize,
-    /// Commands between snapshots.
+    /// Commands between snapshots (taken by each shard's snapshotter thread).
     pub snapshot_every_ops: u64,
     /// How often an idle shard wakes to expire holds.
     pub tick: Duration,
     /// fdatasync each batch. Off only to measure the state machine without the disk.
     pub sync: bool,
+    /// Log segments are closed past this many bytes (snapshots delete whole segments).
+    pub segment_len_max: u64,
     pub limits: Limits,
 }
 
@@ -49,6 +53,7 @@ impl EngineConfig {
             snapshot_every_ops: 1_000_000,
             tick: Duration::from_millis(100),
             sync: true,
+            segment_len_max: crate::wal::SEGMENT_LEN_MAX,
             limits: Limits::default(),
         }
     }
@@ -57,6 +62,8 @@ impl EngineConfig {
 struct ShardHandle {
     tx: Sender<Envelope>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    snapshots: Sender<Request>,
+    snapshotter: Mutex<Option<JoinHandle<()>>>,
 }
 
 pub struct Engine {
@@ -73,6 +80,7 @@ pub struct HeldLeg {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HoldOutcome {
     pub legs: Vec<HeldLeg>,
+    /// The earliest deadline of the holds: the seats are the order's until then.
     pub expires_at_ms: u64,
 }
 
@@ -88,32 +96,15 @@ fn derive_key(key: IdemKey, shard: usize, purpose: u8) -> IdemKey {
 }
 
 impl Engine {
-    /// Recover every shard from its directory and start the shard threads.
+    /// Recover every shard from its directory and start the shard and snapshotter threads.
     pub fn open(config: EngineConfig, clock: Clock) -> Result<(Engine, Vec<RecoveryReport>), EngineError> {
         assert!(config.shards >= 1 && config.batch_len_max >= 1 && config.queue_depth_max >= 1);
         check_shard_count(&config)?;
         let mut shards = Vec::new();
         let mut reports = Vec::new();
         for i in 0..config.shards {
-            let dir = config.dir.join(format!("shard-{i}"));
-            let limits = config.limits.clone();
-            std::fs::create_dir_all(&dir).map_err(|e| EngineError::Unavailable(format!("{}: {e}", dir.display())))?;
-            let lock = lock_dir(&dir)?;
-            let (sm, wal, report) = Wal::recover(&dir, config.sync, || StateMachine::new(i, limits))
-                .map_err(|e| EngineError::Unavailable(format!("recovering {}: {e}", dir.display())))?;
-            assert_eq!(sm.shard(), i, "shard directory holds another shard's state");
-            let (tx, rx) = bounded(config.queue_depth_max);
-            let shard_config = ShardConfig {
-                batch_len_max: config.batch_len_max,
-                snapshot_every_ops: config.snapshot_every_ops,
-                tick: config.tick,
-            };
-            let clock = clock.clone();
-            let thread = std::thread::Builder::new()
-                .name(format!("engine-shard-{i}"))
-                .spawn(move || shard::run(sm, wal, rx, shard_config, clock, lock))
-                .map_err(|e| EngineError::Unavailable(e.to_string()))?;
-            shards.push(ShardHandle { tx, thread: Mutex::new(Some(thread)) });
+            let (handle, report) = open_shard(&config, i, clock.clone())?;
+            shards.push(handle);
             reports.push(report);
         }
         Ok((Engine { shards }, reports))
@@ -185,7 +176,8 @@ impl Engine {
         if refusal.is_some() || failure.is_some() {
             // All or nothing: give back the parts that were held.
             for (s, h) in held {
-                self.execute(s, Command::Release { key: derive_key(key, s, 1), hold: h.hold }).await?;
+                let run = legs.iter().zip(&shards).find(|(_, x)| **x == s).expect("the part has legs").0.run.clone();
+                self.execute(s, Command::Release { hold: h.hold, run }).await?;
             }
             return match failure {
                 Some(e) => Err(e),
@@ -205,23 +197,87 @@ impl Engine {
         Ok(Ok(HoldOutcome { legs, expires_at_ms }))
     }
 
-    pub async fn confirm(&self, key: IdemKey, hold: HoldId) -> Result<Reply, EngineError> {
-        self.execute(hold_shard(hold) % self.shards.len(), Command::Confirm { key, hold }).await
+    fn shard_of_hold(&self, hold: HoldId) -> usize {
+        hold_shard(hold) % self.shards.len()
     }
 
-    pub async fn release(&self, key: IdemKey, hold: HoldId) -> Result<Reply, EngineError> {
-        self.execute(hold_shard(hold) % self.shards.len(), Command::Release { key, hold }).await
+    /// Sell a held hold; `run` is the run of its first leg.
+    pub async fn confirm(&self, hold: HoldId, run: RunId) -> Result<Reply, EngineError> {
+        self.execute(self.shard_of_hold(hold), Command::Confirm { hold, run }).await
     }
 
-    pub async fn return_seat(&self, key: IdemKey, hold: HoldId, leg: u8, passenger: u8) -> Result<Reply, EngineError> {
-        self.execute(hold_shard(hold) % self.shards.len(), Command::Return { key, hold, leg, passenger }).await
+    /// Give a held hold's seats back; `run` is the run of its first leg.
+    pub async fn release(&self, hold: HoldId, run: RunId) -> Result<Reply, EngineError> {
+        self.execute(self.shard_of_hold(hold), Command::Release { hold, run }).await
+    }
+
+    /// Put one passenger's seat of a sold hold back on sale; `run` is that leg's run.
+    pub async fn return_seat(&self, hold: HoldId, run: RunId, leg: u8, passenger: u8) -> Result<Reply, EngineError> {
+        self.execute(self.shard_of_hold(hold), Command::Return { hold, run, leg, passenger }).await
+    }
+
+    /// Retire, on every shard, the runs dated before `before` and those of `runs` (which have
+    /// arrived). Returns how many runs left the engine.
+    pub async fn retire(&self, before: ServiceDate, runs: &[RunId]) -> Result<u32, EngineError> {
+        let mut per_shard: Vec<Vec<RunId>> = vec![Vec::new(); self.shards.len()];
+        for r in runs {
+            per_shard[self.shard_of(r)].push(r.clone());
+        }
+        let mut retired = 0;
+        for (s, runs) in per_shard.into_iter().enumerate() {
+            let mut chunks: Vec<Vec<RunId>> = runs.chunks(RETIRE_RUNS_MAX).map(<[RunId]>::to_vec).collect();
+            if chunks.is_empty() {
+                chunks.push(Vec::new());
+            }
+            for runs in chunks {
+                match self.execute(s, Command::Retire { before, runs }).await? {
+                    Reply::Retired { runs } => retired += runs,
+                    other => return Err(EngineError::Unavailable(format!("retire answered {other:?}"))),
+                }
+            }
+        }
+        Ok(retired)
+    }
+
+    /// Make every shard hand out hold sequence numbers from `next_seq` on (at least).
+    pub async fn fence(&self, next_seq: u64) -> Result<(), EngineError> {
+        for s in 0..self.shards.len() {
+            match self.execute(s, Command::Fence { next_seq }).await? {
+                Reply::Fenced => {}
+                other => return Err(EngineError::Unavailable(format!("fence answered {other:?}"))),
+            }
+        }
+        Ok(())
+    }
+
+    /// Held holds made before `made_before_ms`, on every shard, oldest first per shard, at
+    /// most `limit` ([`LIVE_HOLDS_PAGE_MAX`]) per shard after `after[shard]`.
+    pub async fn live_holds(
+        &self,
+        made_before_ms: u64,
+        after: &[HoldId],
+        limit: u32,
+    ) -> Result<Vec<LiveHold>, EngineError> {
+        let mut out = Vec::new();
+        for s in 0..self.shards.len() {
+            let query = Query::LiveHolds { made_before_ms, after: after.get(s).copied().unwrap_or(0), limit };
+            let (tx, rx) = oneshot::channel();
+            self.send(s, Envelope::Queries(vec![query], tx))?;
+            match rx.await.map_err(|_| EngineError::Unavailable("shard stopped".into()))?.pop() {
+                Some(Answer::LiveHolds(holds)) => out.extend(holds),
+                other => return Err(EngineError::Unavailable(format!("live holds answered {other:?}"))),
+            }
+        }
+        Ok(out)
     }
 
     /// Answer queries, grouped per shard (one message per shard), in the order asked.
     pub async fn query(&self, queries: Vec<Query>) -> Result<Vec<Answer>, EngineError> {
         let shard_of = |q: &Query| match q {
             Query::Remaining { run, .. } | Query::SeatMap { run, .. } => self.shard_of(run),
-            Query::Hold { hold } => hold_shard(*hold) % self.shards.len(),
+            Query::Hold { hold, .. } => self.shard_of_hold(*hold),
+            // A page of one shard's held holds: the shard of the hold it continues after.
+            Query::LiveHolds { after, .. } => self.shard_of_hold(*after),
         };
         let owners: Vec<usize> = queries.iter().map(shard_of).collect();
         let mut per_shard: Vec<Vec<Query>> = vec![Vec::new(); self.shards.len()];
@@ -242,27 +298,26 @@ impl Engine {
         Ok(owners.iter().map(|&s| answers[s].next().expect("one answer per query")).collect())
     }
 
-    /// Snapshot every shard now; returns each shard's snapshot lsn.
+    /// Snapshot every shard now (each up to its last durable batch); each snapshot's lsn.
     pub async fn snapshot(&self) -> Result<Vec<u64>, EngineError> {
         let mut out = Vec::new();
-        for s in 0..self.shards.len() {
+        for s in &self.shards {
             let (tx, rx) = oneshot::channel();
-            self.send(s, Envelope::Snapshot(tx))?;
-            out.push(rx.await.map_err(|_| EngineError::Unavailable("shard stopped".into()))??);
+            s.snapshots.send(Request::Now(tx)).map_err(|_| EngineError::Unavailable("snapshotter stopped".into()))?;
+            out.push(rx.await.map_err(|_| EngineError::Unavailable("snapshotter stopped".into()))??);
         }
         Ok(out)
     }
 
-    /// (materialised runs, holds made) summed over shards.
-    pub async fn stats(&self) -> Result<(usize, usize), EngineError> {
-        let mut total = (0, 0);
+    /// Each shard's stats.
+    pub async fn stats(&self) -> Result<Vec<ShardStats>, EngineError> {
+        let mut out = Vec::new();
         for s in 0..self.shards.len() {
             let (tx, rx) = oneshot::channel();
             self.send(s, Envelope::Stats(tx))?;
-            let (r, h) = rx.await.map_err(|_| EngineError::Unavailable("shard stopped".into()))?;
-            total = (total.0 + r, total.1 + h);
+            out.push(rx.await.map_err(|_| EngineError::Unavailable("shard stopped".into()))?);
         }
-        Ok(total)
+        Ok(out)
     }
 
     /// Stop the shard threads after they finish what is queued, and wait for them (their
@@ -271,10 +326,13 @@ impl Engine {
         for s in &self.shards {
             // A blocking send: the stop must get in even behind a full queue.
             let _ = s.tx.send(Envelope::Stop);
+            let _ = s.snapshots.send(Request::Stop);
         }
         for s in &self.shards {
-            if let Some(t) = s.thread.lock().expect("not poisoned").take() {
-                let _ = t.join();
+            for thread in [&s.thread, &s.snapshotter] {
+                if let Some(t) = thread.lock().expect("not poisoned").take() {
+                    let _ = t.join();
+                }
             }
         }
     }
@@ -283,6 +341,70 @@ impl Engine {
     pub fn shutdown(self) {
         self.close();
     }
+}
+
+/// Recover shard `i` and start its thread and its snapshotter's.
+fn open_shard(config: &EngineConfig, i: u8, clock: Clock) -> Result<(ShardHandle, RecoveryReport), EngineError> {
+    let dir = config.dir.join(format!("shard-{i}"));
+    let unavailable = |e: &dyn std::fmt::Display| EngineError::Unavailable(format!("{}: {e}", dir.display()));
+    std::fs::create_dir_all(&dir).map_err(|e| unavailable(&e))?;
+    let lock = lock_dir(&dir)?;
+    let limits = config.limits.clone();
+    let (sm, mut wal, report) = Wal::recover(&dir, config.sync, || StateMachine::new(i, limits))
+        .map_err(|e| unavailable(&format!("recovering: {e}")))?;
+    wal.set_segment_len_max(config.segment_len_max);
+    assert_eq!(sm.shard(), i, "shard directory holds another shard's state");
+    let progress = Arc::new(Progress::default());
+    let last_lsn = wal.next_lsn() - 1;
+    progress.durable_lsn.store(last_lsn, Ordering::Release);
+    progress.snapshot_lsn.store(report.snapshot_lsn, Ordering::Release);
+    let snapshotter = Snapshotter {
+        dir: dir.clone(),
+        replica: sm.clone(),
+        reader: LogReader::new(&dir, last_lsn),
+        progress: progress.clone(),
+        every_ops: config.snapshot_every_ops,
+        poll: config.tick,
+    };
+    let (snapshots, requests) = bounded(16);
+    let snapshotter = spawn(format!("engine-snap-{i}"), move || snapshotter.run(requests), &dir)?;
+    let (tx, rx) = bounded(config.queue_depth_max);
+    let shard_config = ShardConfig { batch_len_max: config.batch_len_max, tick: config.tick };
+    let shard = Shard { sm, wal, config: shard_config, clock, progress, lock, stats: ShardStats::default() };
+    let thread = spawn(format!("engine-shard-{i}"), move || shard.run(rx), &dir)?;
+    let handle =
+        ShardHandle { tx, thread: Mutex::new(Some(thread)), snapshots, snapshotter: Mutex::new(Some(snapshotter)) };
+    Ok((handle, report))
+}
+
+fn spawn(name: String, f: impl FnOnce() + Send + 'static, dir: &Path) -> Result<JoinHandle<()>, EngineError> {
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(f)
+        .map_err(|e| EngineError::Unavailable(format!("{}: starting a thread: {e}", dir.display())))
+}
+
+/// The id of the engine whose logs live in `dir` (made on first use and kept in `dir/ENGINE_ID`,
+/// so it moves with the directory). A database records which engine it belongs to by it.
+pub fn engine_id(dir: &Path) -> std::io::Result<String> {
+    use std::hash::{BuildHasher, Hasher};
+    let path = dir.join("ENGINE_ID");
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    std::fs::create_dir_all(dir)?;
+    // The standard library's hasher keys are random per instance: 128 random bits, no crate.
+    let random = || std::collections::hash_map::RandomState::new().build_hasher().finish();
+    let id = format!("engine-{:016x}{:016x}", random(), random());
+    let tmp = dir.join("ENGINE_ID.tmp");
+    std::fs::write(&tmp, format!("{id}\n"))?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(id)
 }
 
 /// Refuse a directory written with more shards than configured: runs map to shards by hash, so

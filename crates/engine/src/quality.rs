@@ -169,7 +169,7 @@ impl Scenario {
         for (i, r) in stream.iter().enumerate() {
             for &c in &cancels[i] {
                 let hold = sold[c].take().expect("only sold requests are scheduled for cancellation");
-                let reply = sm.apply(&[Command::Return { key: next_key(), hold, leg: 0, passenger: 0 }], 0);
+                let reply = sm.apply(&[Command::Return { hold, run: run.clone(), leg: 0, passenger: 0 }], 0);
                 assert_eq!(reply, [Reply::Returned]);
             }
             let leg = LegRequest {
@@ -184,7 +184,7 @@ impl Scenario {
             let reply = sm.apply(&[Command::Hold { key: next_key(), legs: vec![leg], ttl_ms: 60_000 }], 0);
             if let [Reply::Held(h)] = reply.as_slice() {
                 accepted += 1;
-                sm.apply(&[Command::Confirm { key: next_key(), hold: h.hold }], 0);
+                sm.apply(&[Command::Confirm { hold: h.hold, run: run.clone() }], 0);
                 sold[i] = Some(h.hold);
                 if let Some(c) = r.cancel_before {
                     cancels[c].push(i);

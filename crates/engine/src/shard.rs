@@ -2,20 +2,26 @@
 //!
 //! The loop: wait for work (or a tick, so holds expire on time when nothing else happens),
 //! drain up to `batch_len_max` envelopes, apply the commands as one batch, append the batch
-//! to the log and sync it, and only then send the replies. Queries are answered from memory in
-//! the same pass and never logged. Every `snapshot_every_ops` commands the state is snapshotted.
+//! to the log and sync it, and only then send the replies. A tick that changed the state (it
+//! ended holds or forgot keys) is logged too, as a batch with no commands, so a replay goes
+//! through the same states. Queries are answered from memory in the same pass and never
+//! logged. Snapshots are not taken here: the snapshotter thread (`crate::snapshot`) follows
+//! the log, and this loop only publishes how far the log is durable.
 //!
 //! If the log cannot be written, the shard replies `Unavailable` to the batch and stops: its
 //! memory is now ahead of its disk, and nothing it says could be trusted.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use tokio::sync::oneshot;
 
 use crate::command::{Answer, Command, Query, Reply};
 use crate::error::EngineError;
+use crate::reads::StateSize;
+use crate::snapshot::Progress;
 use crate::state::StateMachine;
 use crate::wal::Wal;
 
@@ -26,12 +32,23 @@ pub fn system_clock() -> Clock {
     Arc::new(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64))
 }
 
+/// What one shard reports about itself.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ShardStats {
+    pub size: StateSize,
+    /// Batches logged (commands, or a tick that changed the state).
+    pub batches: u64,
+    pub commands: u64,
+    /// The longest time from a batch's start to its replies (apply, append, sync), µs.
+    pub longest_batch_us: u64,
+    pub durable_lsn: u64,
+    pub snapshot_lsn: u64,
+}
+
 pub(crate) enum Envelope {
     Command(Command, oneshot::Sender<Result<Reply, EngineError>>),
     Queries(Vec<Query>, oneshot::Sender<Vec<Answer>>),
-    Snapshot(oneshot::Sender<Result<u64, EngineError>>),
-    /// Stats for benchmarks and metrics: (materialised runs, holds made).
-    Stats(oneshot::Sender<(usize, usize)>),
+    Stats(oneshot::Sender<ShardStats>),
     /// Finish what is queued before this, then stop.
     Stop,
 }
@@ -39,77 +56,100 @@ pub(crate) enum Envelope {
 #[derive(Clone, Debug)]
 pub struct ShardConfig {
     pub batch_len_max: usize,
-    pub snapshot_every_ops: u64,
     pub tick: Duration,
 }
 
-/// `_lock` is the shard directory's lock file; it is held as long as the loop runs.
-pub(crate) fn run(
-    mut sm: StateMachine,
-    mut wal: Wal,
-    rx: Receiver<Envelope>,
-    config: ShardConfig,
-    clock: Clock,
-    _lock: std::fs::File,
-) {
-    let mut commands: Vec<Command> = Vec::with_capacity(config.batch_len_max);
-    let mut waiters = Vec::with_capacity(config.batch_len_max);
-    let mut others: Vec<Envelope> = Vec::new();
-    let mut since_snapshot = 0u64;
-    let mut stopping = false;
-    while !stopping {
-        let first = match rx.recv_timeout(config.tick) {
-            Ok(e) => Some(e),
-            Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => return,
-        };
-        for e in first.into_iter().chain(rx.try_iter().take(config.batch_len_max - 1)) {
-            match e {
-                Envelope::Command(c, tx) => {
-                    commands.push(c);
-                    waiters.push(tx);
+/// Everything the shard thread owns. `lock` is the shard directory's lock file; it is held as
+/// long as the loop runs.
+pub(crate) struct Shard {
+    pub sm: StateMachine,
+    pub wal: Wal,
+    pub config: ShardConfig,
+    pub clock: Clock,
+    pub progress: Arc<Progress>,
+    pub lock: std::fs::File,
+    pub stats: ShardStats,
+}
+
+impl Shard {
+    pub fn run(mut self, rx: Receiver<Envelope>) {
+        let _lock = &self.lock;
+        let mut commands: Vec<Command> = Vec::with_capacity(self.config.batch_len_max);
+        let mut waiters = Vec::with_capacity(self.config.batch_len_max);
+        let mut others: Vec<Envelope> = Vec::new();
+        let mut stopping = false;
+        while !stopping {
+            let first = match rx.recv_timeout(self.config.tick) {
+                Ok(e) => Some(e),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => return,
+            };
+            for e in first.into_iter().chain(rx.try_iter().take(self.config.batch_len_max - 1)) {
+                match e {
+                    Envelope::Command(c, tx) => {
+                        commands.push(c);
+                        waiters.push(tx);
+                    }
+                    other => others.push(other),
                 }
-                other => others.push(other),
+            }
+            if !self.batch(&mut commands, &mut waiters) {
+                return;
+            }
+            for e in others.drain(..) {
+                stopping |= self.answer(e);
             }
         }
-        let now = clock();
-        let replies = sm.apply(&commands, now);
-        if !commands.is_empty() {
-            if let Err(e) = wal.append(sm.now_ms(), &commands) {
+    }
+
+    /// Apply and log one batch, then reply. False when the log failed and the shard stops.
+    fn batch(
+        &mut self,
+        commands: &mut Vec<Command>,
+        waiters: &mut Vec<oneshot::Sender<Result<Reply, EngineError>>>,
+    ) -> bool {
+        let started = Instant::now();
+        let now = (self.clock)();
+        let (replies, changed) =
+            if commands.is_empty() { (Vec::new(), self.sm.advance(now)) } else { (self.sm.apply(commands, now), true) };
+        if changed {
+            if let Err(e) = self.wal.append(self.sm.now_ms(), commands) {
                 for tx in waiters.drain(..) {
                     let _ = tx.send(Err(EngineError::Unavailable(format!("log write failed: {e}"))));
                 }
-                return;
+                tracing::error!(shard = self.sm.shard(), error = %e, "engine log write failed; shard stopped");
+                return false;
             }
-            since_snapshot += commands.len() as u64;
+            let lsn = self.wal.next_lsn() - 1;
+            self.progress.durable_commands.fetch_add(commands.len() as u64, Ordering::Release);
+            self.progress.durable_lsn.store(lsn, Ordering::Release);
+            self.stats.batches += 1;
+            self.stats.commands += commands.len() as u64;
         }
         for (tx, reply) in waiters.drain(..).zip(replies) {
             let _ = tx.send(Ok(reply));
         }
         commands.clear();
-        for e in others.drain(..) {
-            match e {
-                Envelope::Queries(qs, tx) => {
-                    let _ = tx.send(qs.iter().map(|q| sm.query(q)).collect());
-                }
-                Envelope::Snapshot(tx) => {
-                    let r = wal.snapshot(&sm).map_err(|e| EngineError::Unavailable(e.to_string()));
-                    since_snapshot = 0;
-                    let _ = tx.send(r);
-                }
-                Envelope::Stats(tx) => {
-                    let _ = tx.send((sm.materialised_runs(), sm.holds_made()));
-                }
-                Envelope::Stop => stopping = true,
-                Envelope::Command(..) => unreachable!("commands are batched above"),
+        let us = started.elapsed().as_micros() as u64;
+        self.stats.longest_batch_us = self.stats.longest_batch_us.max(us);
+        true
+    }
+
+    /// Answer a query or stats request; true on `Stop`.
+    fn answer(&mut self, e: Envelope) -> bool {
+        match e {
+            Envelope::Queries(qs, tx) => {
+                let _ = tx.send(qs.iter().map(|q| self.sm.query(q)).collect());
             }
-        }
-        if since_snapshot >= config.snapshot_every_ops {
-            since_snapshot = 0;
-            if let Err(e) = wal.snapshot(&sm) {
-                // Not fatal: the log still has everything; try again after more work.
-                tracing::warn!(shard = sm.shard(), error = %e, "snapshot failed");
+            Envelope::Stats(tx) => {
+                self.stats.size = self.sm.size();
+                self.stats.durable_lsn = self.progress.durable_lsn.load(Ordering::Acquire);
+                self.stats.snapshot_lsn = self.progress.snapshot_lsn.load(Ordering::Acquire);
+                let _ = tx.send(self.stats);
             }
+            Envelope::Stop => return true,
+            Envelope::Command(..) => unreachable!("commands are batched"),
         }
+        false
     }
 }

@@ -3,26 +3,42 @@
 //! `apply(batch, now_ms)` is the only way state changes. There is no clock, no I/O and no
 //! randomness inside: time comes in as `now_ms`, and replaying the same batches with the same
 //! times rebuilds the same state, which is what the write-ahead log relies on.
+//!
+//! Memory follows what is live, not the day's history:
+//! - a hold is kept while it is held (`live`); when it ends unpaid its record goes, and when it
+//!   is sold its seats move to its runs' sold legs ([`crate::runs`]), kept until refunded or
+//!   until the run retires;
+//! - a hold request's key is kept until the hold's deadline plus a grace ([`crate::keys`]);
+//!   confirm, release and return need no key: they are idempotent by the hold's state;
+//! - runs leave with `Retire` once they have arrived.
+//!
+//! Reads (queries, invariant checks, digests) are in [`crate::reads`].
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap};
 use std::sync::OnceLock;
 
-use chepiao_domain::{RunId, SeatClass, TrainType};
+use chepiao_domain::{RunId, SeatClass, ServiceDate, TrainType};
 use serde::{Deserialize, Serialize};
 
 use crate::command::*;
-use crate::inventory::{ClassInventory, Policy, SEGMENTS_MAX, SeatFacts, span_mask};
+use crate::inventory::{Policy, SEGMENTS_MAX, SeatFacts, span_mask};
+use crate::keys::{KeyMemory, Remembered};
+use crate::runs::{LEGS_PER_HOLD_CAP, PASSENGERS_PER_LEG_CAP, Runs, Seats, SoldLeg, sold_key};
 
-/// FxHash: fast and unseeded, so the same insertions give the same maps on every replay.
-/// (Keys are hold ids, run ids and idempotency keys the server derives, not raw client input.)
-type FixedState = rustc_hash::FxBuildHasher;
+/// Hold sequence numbers stay below this (a hold id is the sequence number shifted over the
+/// shard byte, and a sold leg's key the sequence number over two bits of leg index).
+pub const SEQ_END: u64 = 1 << 54;
+
+/// Runs one `Retire` command may name (besides those its date retires).
+pub const RETIRE_RUNS_MAX: usize = 4_096;
 
 /// Every bound the state machine enforces. Past one, a request is refused with
 /// `Reject::Limit` and has no effect.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
-    /// Runs with materialised inventory in one shard.
+    /// Runs with materialised inventory in one shard (the sale window's runs, plus those not
+    /// yet retired).
     pub runs_max: u32,
     pub legs_per_hold_max: u8,
     pub passengers_per_leg_max: u8,
@@ -30,10 +46,13 @@ pub struct Limits {
     pub hold_ttl_ms_max: u64,
     /// Holds waiting for payment in one shard.
     pub holds_live_max: u32,
-    /// Idempotency keys remembered in one shard.
-    pub idempotency_keys_max: u32,
-    /// How long a key's answer is remembered.
-    pub idempotency_ttl_ms: u64,
+    /// Hold keys remembered in one shard.
+    pub keys_max: u32,
+    /// How long after its hold's deadline a key is still remembered.
+    pub key_grace_ms: u64,
+    /// Holds ended by expiry in one `apply` (a burst of deadlines is spread over batches, so
+    /// no batch waits long behind them; a confirm checks the deadline itself).
+    pub expiries_per_apply_max: u32,
 }
 
 impl Default for Limits {
@@ -45,77 +64,43 @@ impl Default for Limits {
             hold_ttl_ms_min: 1_000,
             hold_ttl_ms_max: 2 * 3600 * 1000,
             holds_live_max: 2_000_000,
-            idempotency_keys_max: 4_000_000,
-            idempotency_ttl_ms: 24 * 3600 * 1000,
+            keys_max: 8_000_000,
+            key_grace_ms: 15 * 60 * 1000,
+            expiries_per_apply_max: 4_096,
         }
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-struct RunInventory {
-    run: RunId,
-    spec: RunSpec,
-    /// Parallel to `spec.layout().class_ranges()`.
-    classes: Vec<ClassInventory>,
+/// One leg of a held hold: the run's slot and the seats taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Taken {
+    pub run: u32,
+    pub seats: Seats,
 }
 
+/// A hold waiting for payment.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-struct HeldLeg {
-    run: u32,
-    class: u8,
-    from: u8,
-    to: u8,
-    /// Seat offsets within the class, one per passenger: the first `count` entries. Inline,
-    /// so that a hold record costs no allocation per leg.
-    seat_ids: [u16; PASSENGERS_PER_LEG_CAP],
-    count: u8,
-    /// Bit p set: passenger p's seat was returned.
-    returned: u8,
-}
-
-impl HeldLeg {
-    fn seats(&self) -> &[u16] {
-        &self.seat_ids[..self.count as usize]
-    }
-}
-
-/// The most passengers a leg can ever carry (`Limits::passengers_per_leg_max` is at most this).
-pub const PASSENGERS_PER_LEG_CAP: usize = 8;
-/// The most legs a hold can ever have (`Limits::legs_per_hold_max` is at most this).
-pub const LEGS_PER_HOLD_CAP: usize = 4;
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-struct HoldRecord {
-    state: HoldState,
-    expires_at_ms: u64,
-    /// Kept after the hold ends (its seats are free again), so a retried hold request gets
-    /// the answer it got the first time.
-    legs: Vec<HeldLeg>,
-}
-
-/// A remembered answer. A hold's answer is rebuilt from its record instead of being copied.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-enum Cached {
-    Held(u64),
-    Reply(Reply),
+pub(crate) struct Live {
+    pub made_at_ms: u64,
+    pub expires_at_ms: u64,
+    pub legs: Vec<Taken>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct StateMachine {
-    shard: u8,
-    policy: Policy,
-    limits: Limits,
-    now_ms: u64,
-    run_index: HashMap<RunId, u32, FixedState>,
-    runs: Vec<RunInventory>,
-    /// Every hold ever made, by sequence number (the hold id without its shard byte).
-    holds: Vec<HoldRecord>,
-    /// (deadline, hold seq) of held holds, earliest first. Entries of holds confirmed or
-    /// released before their deadline stay until popped and are then skipped.
-    expiry: BinaryHeap<Reverse<(u64, u64)>>,
-    live_holds: u32,
-    keys: HashMap<IdemKey, (u64, Cached), FixedState>,
-    key_order: VecDeque<(u64, IdemKey)>,
+    pub(crate) shard: u8,
+    pub(crate) policy: Policy,
+    pub(crate) limits: Limits,
+    pub(crate) now_ms: u64,
+    /// The next hold's sequence number (the hold id without its shard byte); never reused.
+    pub(crate) next_seq: u64,
+    pub(crate) runs: Runs,
+    /// Held holds by sequence number: oldest first, so reconciliation reads a prefix.
+    pub(crate) live: BTreeMap<u64, Live>,
+    /// (deadline, seq) of held holds, earliest first. Entries of holds that ended before their
+    /// deadline stay until popped and are then skipped.
+    pub(crate) expiry: BinaryHeap<Reverse<(u64, u64)>>,
+    pub(crate) keys: KeyMemory,
 }
 
 /// (coach, letter) per seat of one class.
@@ -147,10 +132,14 @@ fn class_facts(t: TrainType) -> &'static [ClassFacts] {
 }
 
 /// FNV-1a, fed field by field.
-struct Fnv(u64);
+pub(crate) struct Fnv(pub u64);
 
 impl Fnv {
-    fn bytes(&mut self, bytes: &[u8]) -> &mut Self {
+    pub fn new() -> Fnv {
+        Fnv(0xcbf29ce484222325)
+    }
+
+    pub fn bytes(&mut self, bytes: &[u8]) -> &mut Self {
         for b in bytes {
             self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100000001b3);
         }
@@ -158,29 +147,17 @@ impl Fnv {
     }
 }
 
-/// A stable fingerprint of a command, to tell a retry (same key, same request) from a reuse
-/// (same key, another request). Written out field by field so it cannot change with a library.
-fn fingerprint(cmd: &Command) -> u64 {
-    let mut h = Fnv(0xcbf29ce484222325);
-    match cmd {
-        Command::Hold { key, legs, ttl_ms } => {
-            h.bytes(&[0]).bytes(&key.to_le_bytes()).bytes(&ttl_ms.to_le_bytes());
-            for l in legs {
-                h.bytes(l.run.train.as_str().as_bytes()).bytes(&[0xff]);
-                h.bytes(&l.run.date.days_from_ce().to_le_bytes());
-                h.bytes(&[l.spec.train_type as u8, l.spec.segments, l.from, l.to, l.class as u8, l.passengers]);
-                h.bytes(&l.prefs).bytes(&[0xfe]);
-            }
-        }
-        Command::Confirm { key, hold } => {
-            h.bytes(&[1]).bytes(&key.to_le_bytes()).bytes(&hold.to_le_bytes());
-        }
-        Command::Release { key, hold } => {
-            h.bytes(&[2]).bytes(&key.to_le_bytes()).bytes(&hold.to_le_bytes());
-        }
-        Command::Return { key, hold, leg, passenger } => {
-            h.bytes(&[3]).bytes(&key.to_le_bytes()).bytes(&hold.to_le_bytes()).bytes(&[*leg, *passenger]);
-        }
+/// A stable fingerprint of a hold request, to tell a retry (same key, same request) from a
+/// reuse (same key, another request). Written out field by field so it cannot change with a
+/// library.
+fn fingerprint(key: IdemKey, legs: &[LegRequest], ttl_ms: u64) -> u64 {
+    let mut h = Fnv::new();
+    h.bytes(&[0]).bytes(&key.to_le_bytes()).bytes(&ttl_ms.to_le_bytes());
+    for l in legs {
+        h.bytes(l.run.train.as_str().as_bytes()).bytes(&[0xff]);
+        h.bytes(&l.run.date.days_from_ce().to_le_bytes());
+        h.bytes(&[l.spec.train_type as u8, l.spec.segments, l.from, l.to, l.class as u8, l.passengers]);
+        h.bytes(&l.prefs).bytes(&[0xfe]);
     }
     h.0
 }
@@ -197,18 +174,17 @@ impl StateMachine {
     pub fn with_policy(shard: u8, limits: Limits, policy: Policy) -> StateMachine {
         assert!(usize::from(limits.passengers_per_leg_max) <= PASSENGERS_PER_LEG_CAP);
         assert!(usize::from(limits.legs_per_hold_max) <= LEGS_PER_HOLD_CAP);
+        assert!(limits.expiries_per_apply_max >= 1);
         StateMachine {
             shard,
             policy,
             limits,
             now_ms: 0,
-            run_index: HashMap::default(),
-            runs: Vec::new(),
-            holds: Vec::new(),
+            next_seq: 1,
+            runs: Runs::default(),
+            live: BTreeMap::new(),
             expiry: BinaryHeap::new(),
-            live_holds: 0,
-            keys: HashMap::default(),
-            key_order: VecDeque::new(),
+            keys: KeyMemory::default(),
         }
     }
 
@@ -220,85 +196,90 @@ impl StateMachine {
         self.now_ms
     }
 
-    /// Runs whose inventory exists (the others are untouched: remaining = capacity).
-    pub fn materialised_runs(&self) -> usize {
-        self.runs.len()
-    }
-
-    pub fn holds_made(&self) -> usize {
-        self.holds.len()
-    }
-
-    /// Apply a batch at time `now_ms`: first expire holds and forget old keys, then execute
-    /// each command in order. Time never goes backwards: an earlier `now_ms` counts as the
-    /// latest seen.
+    /// Apply a batch at time `now_ms`: first expire due holds and forget old keys, then
+    /// execute each command in order. Time never goes backwards: an earlier `now_ms` counts as
+    /// the latest seen.
     pub fn apply(&mut self, batch: &[Command], now_ms: u64) -> Vec<Reply> {
         self.advance(now_ms);
         batch.iter().map(|c| self.execute(c)).collect()
     }
 
-    /// Move time forward: expire due holds, forget keys past their time.
-    pub fn advance(&mut self, now_ms: u64) {
+    /// Move time forward: end due holds (at most `expiries_per_apply_max`), forget keys past
+    /// their time. Returns whether anything changed (then the shard logs the tick, so that a
+    /// replay spreads the same expiries over the same batches).
+    pub fn advance(&mut self, now_ms: u64) -> bool {
         self.now_ms = self.now_ms.max(now_ms);
-        while let Some(&Reverse((at, seq))) = self.expiry.peek() {
+        let mut popped = 0;
+        while popped < self.limits.expiries_per_apply_max {
+            let Some(&Reverse((at, seq))) = self.expiry.peek() else { break };
             if at > self.now_ms {
                 break;
             }
             self.expiry.pop();
-            if self.holds[seq as usize].state == HoldState::Held {
-                self.end_hold(seq, HoldState::Expired);
+            popped += 1;
+            if self.live.get(&seq).is_some_and(|h| h.expires_at_ms == at) {
+                self.end_hold(seq);
             }
         }
-        while let Some(&(at, key)) = self.key_order.front() {
-            if at.saturating_add(self.limits.idempotency_ttl_ms) > self.now_ms {
-                break;
-            }
-            self.key_order.pop_front();
-            self.keys.remove(&key);
-        }
+        let forgotten = self.keys.forget_due(self.now_ms);
+        popped > 0 || forgotten > 0
     }
 
     fn execute(&mut self, cmd: &Command) -> Reply {
-        let fp = fingerprint(cmd);
-        if let Some((known, cached)) = self.keys.get(&cmd.key()) {
-            if *known != fp {
-                return Reply::Rejected(Reject::KeyReused);
-            }
-            return match cached {
-                Cached::Held(seq) => Reply::Held(self.held_reply(*seq)),
-                Cached::Reply(r) => r.clone(),
-            };
-        }
-        if self.keys.len() >= self.limits.idempotency_keys_max as usize {
-            return Reply::Rejected(Reject::Limit("idempotency key memory is full".into()));
-        }
         let reply = match cmd {
-            Command::Hold { legs, ttl_ms, .. } => self.hold(legs, *ttl_ms),
-            Command::Confirm { hold, .. } => self.confirm(*hold),
-            Command::Release { hold, .. } => self.release(*hold),
-            Command::Return { hold, leg, passenger, .. } => self.return_seat(*hold, *leg, *passenger),
+            Command::Hold { key, legs, ttl_ms } => self.hold_keyed(*key, legs, *ttl_ms),
+            Command::Confirm { hold, run } => self.confirm(*hold, run),
+            Command::Release { hold, run } => self.release(*hold, run),
+            Command::Return { hold, run, leg, passenger } => self.return_seat(*hold, run, *leg, *passenger),
+            Command::Retire { before, runs } => self.retire(*before, runs),
+            Command::Fence { next_seq } => self.fence(*next_seq),
         };
-        let reply = reply.unwrap_or_else(Reply::Rejected);
-        // A refusal for a limit had no effect; a retry may succeed, so it is not remembered.
-        let cached = match &reply {
-            Reply::Rejected(Reject::Limit(_)) => return reply,
-            Reply::Held(h) => Cached::Held(h.hold >> 8),
-            other => Cached::Reply(other.clone()),
-        };
-        self.keys.insert(cmd.key(), (fp, cached));
-        self.key_order.push_back((self.now_ms, cmd.key()));
-        reply
+        reply.unwrap_or_else(Reply::Rejected)
     }
 
-    /// The answer hold `seq` was given: its id, deadline and seats.
+    /// A hold request under its key: a retry of a held hold gets the same answer; a retry of a
+    /// sold one is told so; a retry after the hold ended unpaid holds anew (the first effect
+    /// was undone, so there is still one).
+    fn hold_keyed(&mut self, key: IdemKey, legs: &[LegRequest], ttl_ms: u64) -> Result<Reply, Reject> {
+        let fingerprint = fingerprint(key, legs, ttl_ms);
+        let known = self.keys.get(key);
+        if let Some(known) = known {
+            if known.fingerprint != fingerprint {
+                return Err(Reject::KeyReused);
+            }
+            if let Some(h) = self.live.get(&known.seq) {
+                if h.expires_at_ms > self.now_ms {
+                    return Ok(Reply::Held(self.held_reply(known.seq)));
+                }
+                self.end_hold(known.seq);
+            }
+            if self.is_sold(known.seq, &legs[0].run) {
+                return Err(Reject::AlreadySold);
+            }
+        } else if self.keys.len() >= self.limits.keys_max as usize {
+            return Err(Reject::Limit(format!("{} hold keys remembered", self.limits.keys_max)));
+        }
+        let seq = self.hold(legs, ttl_ms)?;
+        let forget_at_ms = self.live[&seq].expires_at_ms.saturating_add(self.limits.key_grace_ms);
+        self.keys.remember(key, Remembered { fingerprint, seq }, forget_at_ms);
+        Ok(Reply::Held(self.held_reply(seq)))
+    }
+
+    /// Whether hold `seq`, whose first leg is on `run`, is sold (and not wholly returned).
+    fn is_sold(&self, seq: u64, run: &RunId) -> bool {
+        self.runs.find(run).is_some_and(|r| r.sold.contains_key(&sold_key(seq, 0)))
+    }
+
+    /// The answer hold `seq` (held) was given: its id, deadline and seats.
     fn held_reply(&self, seq: u64) -> Held {
-        let rec = &self.holds[seq as usize];
+        let rec = &self.live[&seq];
         let legs = rec
             .legs
             .iter()
-            .map(|h| {
-                let first = self.runs[h.run as usize].spec.layout().class_ranges()[h.class as usize].first;
-                h.seats().iter().map(|s| first + s).collect()
+            .map(|t| {
+                let run = self.runs.get(t.run);
+                let first = run.spec.layout().class_ranges()[t.seats.class as usize].first;
+                t.seats.ids().iter().map(|s| first + s).collect()
             })
             .collect();
         Held { hold: seq << 8 | u64::from(self.shard), expires_at_ms: rec.expires_at_ms, legs }
@@ -318,9 +299,10 @@ impl StateMachine {
         if leg.prefs.len() > leg.passengers as usize {
             return invalid("at most one seat preference per passenger");
         }
-        if let Some(&i) = self.run_index.get(&leg.run)
-            && self.runs[i as usize].spec != leg.spec
-        {
+        if self.runs.is_retired(&leg.run) {
+            return Err(Reject::RunRetired);
+        }
+        if self.runs.find(&leg.run).is_some_and(|r| r.spec != leg.spec) {
             return invalid(format!("run {} does not match the inventory's consist", leg.run));
         }
         let ranges = leg.spec.layout().class_ranges();
@@ -330,63 +312,50 @@ impl StateMachine {
             .ok_or_else(|| Reject::Invalid(format!("run {} has no {:?} class", leg.run, leg.class)))
     }
 
-    fn materialise(&mut self, run: &RunId, spec: RunSpec) -> Result<u32, Reject> {
-        if let Some(&i) = self.run_index.get(run) {
-            return Ok(i);
-        }
-        if self.runs.len() >= self.limits.runs_max as usize {
-            return Err(Reject::Limit(format!("{} runs in this shard", self.limits.runs_max)));
-        }
-        let classes =
-            spec.layout().class_ranges().iter().map(|r| ClassInventory::new(r.len as usize, spec.segments)).collect();
-        let i = self.runs.len() as u32;
-        self.runs.push(RunInventory { run: run.clone(), spec, classes });
-        self.run_index.insert(run.clone(), i);
-        Ok(i)
-    }
-
-    fn hold(&mut self, legs: &[LegRequest], ttl_ms: u64) -> Result<Reply, Reject> {
+    /// Hold every leg or none; the new hold's sequence number.
+    fn hold(&mut self, legs: &[LegRequest], ttl_ms: u64) -> Result<u64, Reject> {
         if legs.is_empty() || legs.len() > self.limits.legs_per_hold_max as usize {
             return invalid(format!("1 to {} legs per hold", self.limits.legs_per_hold_max));
         }
         if !(self.limits.hold_ttl_ms_min..=self.limits.hold_ttl_ms_max).contains(&ttl_ms) {
-            return invalid(format!(
-                "hold ttl must be {} to {} ms",
-                self.limits.hold_ttl_ms_min, self.limits.hold_ttl_ms_max
-            ));
+            let (min, max) = (self.limits.hold_ttl_ms_min, self.limits.hold_ttl_ms_max);
+            return invalid(format!("hold ttl must be {min} to {max} ms"));
         }
-        if self.live_holds >= self.limits.holds_live_max {
+        if self.live.len() >= self.limits.holds_live_max as usize {
             return Err(Reject::Limit(format!("{} holds awaiting payment", self.limits.holds_live_max)));
         }
         let mut classes = [0usize; LEGS_PER_HOLD_CAP];
         for (i, l) in legs.iter().enumerate() {
             classes[i] = self.check_leg(l)?;
         }
-        let mut taken: Vec<HeldLeg> = Vec::with_capacity(legs.len());
+        let mut taken: Vec<Taken> = Vec::with_capacity(legs.len());
         for (i, (leg, &class)) in legs.iter().zip(&classes).enumerate() {
             match self.take(i as u8, leg, class) {
-                Ok(h) => taken.push(h),
+                Ok(t) => taken.push(t),
                 Err(reject) => {
                     // All legs or none: give back what earlier legs took.
-                    for h in &taken {
-                        self.give_back(h, |_| true);
+                    for t in &taken {
+                        self.give_back(t.run, &t.seats, |_| true);
                     }
                     return Err(reject);
                 }
             }
         }
-        let seq = self.holds.len() as u64;
+        let seq = self.next_seq;
+        if seq >= SEQ_END {
+            return Err(Reject::Limit("hold sequence numbers are used up".into()));
+        }
+        self.next_seq += 1;
         let expires_at_ms = self.now_ms + ttl_ms;
-        self.holds.push(HoldRecord { state: HoldState::Held, expires_at_ms, legs: taken });
+        self.live.insert(seq, Live { made_at_ms: self.now_ms, expires_at_ms, legs: taken });
         self.expiry.push(Reverse((expires_at_ms, seq)));
-        self.live_holds += 1;
-        Ok(Reply::Held(self.held_reply(seq)))
+        Ok(seq)
     }
 
-    fn take(&mut self, leg_i: u8, leg: &LegRequest, class: usize) -> Result<HeldLeg, Reject> {
-        let run = self.materialise(&leg.run, leg.spec)?;
+    fn take(&mut self, leg_i: u8, leg: &LegRequest, class: usize) -> Result<Taken, Reject> {
+        let run = self.runs.materialise(&leg.run, leg.spec, self.limits.runs_max)?;
         let layout = leg.spec.layout();
-        let inv = &mut self.runs[run as usize];
+        let inv = self.runs.get_mut(run);
         if leg.class == SeatClass::Standing {
             let waits = layout.class_ranges().iter().position(|r| r.class == layout.standing_waits_on());
             if waits.is_some_and(|w| inv.classes[w].remaining(leg.from, leg.to) > 0) {
@@ -400,242 +369,143 @@ impl StateMachine {
             .choose(leg.from, leg.to, leg.passengers as usize, &leg.prefs, &facts, self.policy)
             .ok_or(Reject::NotEnoughSeats { leg: leg_i })?;
         let need = span_mask(leg.from, leg.to);
-        let mut seat_ids = [0u16; PASSENGERS_PER_LEG_CAP];
-        for (i, &s) in seats.iter().enumerate() {
+        for &s in &seats {
             ci.occupy(s, need);
-            seat_ids[i] = s as u16;
         }
-        Ok(HeldLeg {
-            run,
-            class: class as u8,
-            from: leg.from,
-            to: leg.to,
-            seat_ids,
-            count: seats.len() as u8,
-            returned: 0,
-        })
+        Ok(Taken { run, seats: Seats::new(class as u8, leg.from, leg.to, &seats) })
     }
 
-    /// Vacate the seats of `leg` for which `which(passenger)` holds.
-    fn give_back(&mut self, leg: &HeldLeg, which: impl Fn(usize) -> bool) {
-        let need = span_mask(leg.from, leg.to);
-        let ci = &mut self.runs[leg.run as usize].classes[leg.class as usize];
-        for (p, &s) in leg.seats().iter().enumerate() {
-            if which(p) && leg.returned & (1 << p) == 0 {
+    /// Vacate the seats of one leg for which `which(passenger)` holds.
+    fn give_back(&mut self, run: u32, seats: &Seats, which: impl Fn(usize) -> bool) {
+        let need = span_mask(seats.from, seats.to);
+        let ci = &mut self.runs.get_mut(run).classes[seats.class as usize];
+        for (p, &s) in seats.ids().iter().enumerate() {
+            if which(p) {
                 ci.vacate(s as usize, need);
             }
         }
     }
 
-    fn record(&self, hold: HoldId) -> Result<u64, Reject> {
+    /// The sequence number of `hold`, if this shard ever handed it out.
+    fn seq_of(&self, hold: HoldId) -> Result<u64, Reject> {
         let seq = hold >> 8;
-        if hold_shard(hold) != self.shard as usize || seq >= self.holds.len() as u64 {
+        if hold_shard(hold) != self.shard as usize || seq == 0 || seq >= self.next_seq {
             return Err(Reject::UnknownHold);
         }
         Ok(seq)
     }
 
     /// A held hold ends without a sale: its seats go back, exactly once (I3).
-    fn end_hold(&mut self, seq: u64, end: HoldState) {
-        let rec = &mut self.holds[seq as usize];
-        assert_eq!(rec.state, HoldState::Held, "only a held hold can be released or expire");
-        rec.state = end;
-        let legs = std::mem::take(&mut rec.legs);
-        for leg in &legs {
-            self.give_back(leg, |_| true);
-        }
-        self.holds[seq as usize].legs = legs;
-        self.live_holds -= 1;
-    }
-
-    fn confirm(&mut self, hold: HoldId) -> Result<Reply, Reject> {
-        let seq = self.record(hold)?;
-        let rec = &mut self.holds[seq as usize];
-        match rec.state {
-            HoldState::Held => {
-                rec.state = HoldState::Sold;
-                self.live_holds -= 1;
-                Ok(Reply::Confirmed)
-            }
-            HoldState::Sold => Ok(Reply::Confirmed),
-            HoldState::Released => Err(Reject::HoldReleased),
-            HoldState::Expired => Err(Reject::HoldExpired),
+    fn end_hold(&mut self, seq: u64) {
+        let rec = self.live.remove(&seq).expect("only a held hold ends");
+        for t in &rec.legs {
+            self.give_back(t.run, &t.seats, |_| true);
         }
     }
 
-    fn release(&mut self, hold: HoldId) -> Result<Reply, Reject> {
-        let seq = self.record(hold)?;
-        let rec = &self.holds[seq as usize];
-        match rec.state {
-            HoldState::Held => {
-                self.end_hold(seq, HoldState::Released);
-                Ok(Reply::Released)
-            }
-            HoldState::Released | HoldState::Expired => Ok(Reply::Released),
-            HoldState::Sold => Err(Reject::AlreadySold),
-        }
-    }
-
-    fn return_seat(&mut self, hold: HoldId, leg: u8, passenger: u8) -> Result<Reply, Reject> {
-        let seq = self.record(hold)?;
-        let rec = &self.holds[seq as usize];
-        if rec.state != HoldState::Sold {
-            return Err(Reject::NotSold);
-        }
-        let Some(l) = rec.legs.get(leg as usize) else { return invalid(format!("the hold has no leg {leg}")) };
-        if passenger as usize >= l.seats().len() {
-            return invalid(format!("leg {leg} has no passenger {passenger}"));
-        }
-        if l.returned & (1 << passenger) != 0 {
-            return Err(Reject::AlreadyReturned);
-        }
-        let l = l.clone();
-        self.give_back(&l, |p| p == passenger as usize);
-        self.holds[seq as usize].legs[leg as usize].returned |= 1 << passenger;
-        Ok(Reply::Returned)
-    }
-
-    /// Remaining seats of every class for every journey (a, b) of a materialised run, in the
-    /// order of `ClassInventory::remaining_all`; None for a run not materialised.
-    pub fn remaining_all(&self, run: &RunId) -> Option<Vec<Vec<u32>>> {
-        let inv = &self.runs[*self.run_index.get(run)? as usize];
-        let mut acc = Vec::new();
-        Some(
-            inv.classes
-                .iter()
-                .map(|c| {
-                    let mut out = Vec::with_capacity(inv.spec.segments as usize * (inv.spec.segments as usize + 1) / 2);
-                    c.remaining_all(&mut out, &mut acc);
-                    out
-                })
-                .collect(),
-        )
-    }
-
-    /// Answer a read-only question.
-    pub fn query(&self, q: &Query) -> Answer {
-        match q {
-            Query::Remaining { run, spec, from, to } => self.remaining(run, *spec, *from, *to),
-            Query::SeatMap { run, spec, from, to, class } => self.seat_map(run, *spec, *from, *to, *class),
-            Query::Hold { hold } => Answer::Hold(self.record(*hold).ok().map(|seq| {
-                let r = &self.holds[seq as usize];
-                (r.state, r.expires_at_ms)
-            })),
-        }
-    }
-
-    fn inventory(&self, run: &RunId, spec: RunSpec, from: u8, to: u8) -> Result<Option<&RunInventory>, String> {
-        if spec.segments == 0 || spec.segments > SEGMENTS_MAX || !(from < to && to <= spec.segments) {
-            return Err(format!("journey {from}..{to} is not within the run's {} segments", spec.segments));
-        }
-        match self.run_index.get(run) {
-            Some(&i) if self.runs[i as usize].spec != spec => Err(format!("run {run} does not match its consist")),
-            Some(&i) => Ok(Some(&self.runs[i as usize])),
-            None => Ok(None),
-        }
-    }
-
-    fn remaining(&self, run: &RunId, spec: RunSpec, from: u8, to: u8) -> Answer {
-        let inv = match self.inventory(run, spec, from, to) {
-            Ok(inv) => inv,
-            Err(e) => return Answer::Invalid(e),
-        };
-        let layout = spec.layout();
-        let ranges = layout.class_ranges();
-        let counts: Vec<u32> = (0..ranges.len())
-            .map(|i| inv.map_or(u32::from(ranges[i].len), |inv| inv.classes[i].remaining(from, to)))
-            .collect();
-        let waits = ranges.iter().position(|r| r.class == layout.standing_waits_on());
-        let seated_left = waits.is_some_and(|w| counts[w] > 0);
-        let out = ranges
-            .iter()
-            .zip(counts)
-            .filter(|(r, _)| r.len > 0)
-            .map(|(r, n)| match r.class {
-                SeatClass::Standing if seated_left => (r.class, 0),
-                _ => (r.class, n),
-            })
-            .collect();
-        Answer::Remaining(out)
-    }
-
-    fn seat_map(&self, run: &RunId, spec: RunSpec, from: u8, to: u8, class: SeatClass) -> Answer {
-        let inv = match self.inventory(run, spec, from, to) {
-            Ok(inv) => inv,
-            Err(e) => return Answer::Invalid(e),
-        };
-        let ranges = spec.layout().class_ranges();
-        let Some(i) = ranges.iter().position(|r| r.class == class && r.len > 0) else {
-            return Answer::Invalid(format!("run {run} has no {class:?} class"));
-        };
-        let need = span_mask(from, to);
-        let free = (0..ranges[i].len as usize).map(|s| inv.is_none_or(|inv| inv.classes[i].is_free(s, need))).collect();
-        Answer::SeatMap { first_seat: ranges[i].first, free }
-    }
-
-    /// Everything the state must satisfy, checked from scratch (tests; slow). I1: no seat
-    /// segment is taken by two live holds, and the inventory is exactly what live holds take.
-    pub fn check_invariants(&self) -> Result<(), String> {
-        let mut expected: Vec<Vec<Vec<u64>>> =
-            self.runs.iter().map(|r| r.classes.iter().map(|c| vec![0; c.len()]).collect()).collect();
-        let timers: std::collections::HashSet<(u64, u64)> = self.expiry.iter().map(|Reverse(t)| *t).collect();
-        let mut live = 0;
-        for (seq, h) in self.holds.iter().enumerate() {
-            match h.state {
-                HoldState::Held => {
-                    live += 1;
-                    if !timers.contains(&(h.expires_at_ms, seq as u64)) {
-                        return Err(format!("held hold {seq} has no expiry timer"));
-                    }
-                    if h.expires_at_ms <= self.now_ms {
-                        return Err(format!("held hold {seq} is past its deadline"));
-                    }
-                }
-                HoldState::Sold => {}
-                HoldState::Released | HoldState::Expired => continue,
-            }
-            for leg in &h.legs {
-                let need = span_mask(leg.from, leg.to);
-                for (p, &s) in leg.seats().iter().enumerate() {
-                    if leg.returned & (1 << p) != 0 {
-                        continue;
-                    }
-                    let m = &mut expected[leg.run as usize][leg.class as usize][s as usize];
-                    if *m & need != 0 {
-                        return Err(format!("I1: seat {s} of run {} sold twice (hold {seq})", leg.run));
-                    }
-                    *m |= need;
-                }
-            }
-        }
-        if live != self.live_holds {
-            return Err(format!("live holds {live}, counter {}", self.live_holds));
-        }
-        for (r, run) in self.runs.iter().enumerate() {
-            for (c, class) in run.classes.iter().enumerate() {
-                class.check_consistent()?;
-                for (s, want) in expected[r][c].iter().enumerate() {
-                    if class.mask(s) != *want {
-                        return Err(format!(
-                            "run {} class {c} seat {s}: inventory {:#x}, holds {want:#x}",
-                            run.run,
-                            class.mask(s)
-                        ));
-                    }
-                }
-            }
+    /// Refuse a command naming another run than the hold's first leg's.
+    fn check_first_run(&self, seq: u64, run: &RunId) -> Result<(), Reject> {
+        let first = self.live[&seq].legs[0].run;
+        if &self.runs.get(first).run != run {
+            return invalid(format!("hold {seq}'s first leg is not on {run}"));
         }
         Ok(())
     }
 
-    /// A digest of the whole state, independent of hash-map order (tests compare replays).
-    pub fn digest(&self) -> u64 {
-        let mut keys: Vec<_> = self.keys.iter().collect();
-        keys.sort_by_key(|(k, _)| **k);
-        let parts =
-            (self.shard, self.now_ms, &self.runs, &self.holds, &self.expiry, self.live_holds, keys, &self.key_order);
-        let bytes = postcard::to_stdvec(&parts).expect("state encodes");
-        bytes.iter().fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100000001b3))
+    fn confirm(&mut self, hold: HoldId, run: &RunId) -> Result<Reply, Reject> {
+        let seq = self.seq_of(hold)?;
+        if let Some(h) = self.live.get(&seq) {
+            let past = h.expires_at_ms <= self.now_ms;
+            self.check_first_run(seq, run)?;
+            if past {
+                self.end_hold(seq);
+                return Err(Reject::HoldEnded);
+            }
+            let h = self.live.remove(&seq).expect("checked above");
+            for (i, t) in h.legs.iter().enumerate() {
+                let sold = SoldLeg { seats: t.seats, returned: 0 };
+                self.runs.get_mut(t.run).sold.insert(sold_key(seq, i as u8), sold);
+            }
+            return Ok(Reply::Confirmed);
+        }
+        if self.runs.is_retired(run) {
+            return Err(Reject::RunRetired);
+        }
+        if self.is_sold(seq, run) { Ok(Reply::Confirmed) } else { Err(Reject::HoldEnded) }
+    }
+
+    fn release(&mut self, hold: HoldId, run: &RunId) -> Result<Reply, Reject> {
+        let seq = self.seq_of(hold)?;
+        if self.live.contains_key(&seq) {
+            self.check_first_run(seq, run)?;
+            self.end_hold(seq);
+            return Ok(Reply::Released);
+        }
+        if self.is_sold(seq, run) { Err(Reject::AlreadySold) } else { Ok(Reply::Released) }
+    }
+
+    /// One seat of a sold leg back on sale. A seat already returned, or a leg of which
+    /// nothing is sold any more, answers `Returned` and frees nothing (I3).
+    fn return_seat(&mut self, hold: HoldId, run: &RunId, leg: u8, passenger: u8) -> Result<Reply, Reject> {
+        let seq = self.seq_of(hold)?;
+        if self.runs.is_retired(run) {
+            return Err(Reject::RunRetired);
+        }
+        if self.live.contains_key(&seq) {
+            return Err(Reject::NotSold);
+        }
+        if usize::from(leg) >= LEGS_PER_HOLD_CAP {
+            return invalid(format!("a hold has at most {LEGS_PER_HOLD_CAP} legs"));
+        }
+        let Some(slot) = self.runs.slot_of(run) else { return Ok(Reply::Returned) };
+        let key = sold_key(seq, leg);
+        let Some(sold) = self.runs.get(slot).sold.get(&key).copied() else { return Ok(Reply::Returned) };
+        if usize::from(passenger) >= sold.seats.ids().len() {
+            return invalid(format!("hold {seq} has no passenger {passenger} on leg {leg}"));
+        }
+        if sold.returned & (1 << passenger) != 0 {
+            return Ok(Reply::Returned);
+        }
+        self.give_back(slot, &sold.seats, |p| p == usize::from(passenger));
+        let sold_legs = &mut self.runs.get_mut(slot).sold;
+        let rec = sold_legs.get_mut(&key).expect("read above");
+        rec.returned |= 1 << passenger;
+        if rec.all_returned() {
+            sold_legs.remove(&key);
+        }
+        Ok(Reply::Returned)
+    }
+
+    fn fence(&mut self, next_seq: u64) -> Result<Reply, Reject> {
+        if next_seq >= SEQ_END {
+            return invalid(format!("hold sequence numbers end at {SEQ_END}"));
+        }
+        self.next_seq = self.next_seq.max(next_seq);
+        Ok(Reply::Fenced)
+    }
+
+    /// Runs leave the engine; their held holds end first (their seats on other runs go back).
+    fn retire(&mut self, before: ServiceDate, runs: &[RunId]) -> Result<Reply, Reject> {
+        if runs.len() > RETIRE_RUNS_MAX {
+            return invalid(format!("at most {RETIRE_RUNS_MAX} runs per retire"));
+        }
+        if self.runs.retired().1 + runs.len() > self.limits.runs_max as usize {
+            return Err(Reject::Limit(format!("{} runs retired early", self.limits.runs_max)));
+        }
+        let slots = self.runs.to_retire(before.days_from_ce(), runs);
+        let doomed: Vec<u64> = self
+            .live
+            .iter()
+            .filter(|(_, h)| h.legs.iter().any(|t| slots.binary_search(&t.run).is_ok()))
+            .map(|(seq, _)| *seq)
+            .collect();
+        for seq in doomed {
+            self.end_hold(seq);
+        }
+        for &slot in &slots {
+            self.runs.remove(slot);
+        }
+        Ok(Reply::Retired { runs: slots.len() as u32 })
     }
 }
 
@@ -685,18 +555,28 @@ mod tests {
         let h = held(&r[0]).clone();
         assert_eq!(h.legs[0].len(), 2);
         assert_eq!(remaining(&sm, "G1-20261122", 1, 2)[0], (SeatClass::Business, 16));
-        assert_eq!(sm.apply(&[Command::Confirm { key: 2, hold: h.hold }], 2_000), [Reply::Confirmed]);
+        let g1 = || -> RunId { "G1-20261122".parse().unwrap() };
+        assert_eq!(sm.apply(&[Command::Confirm { hold: h.hold, run: g1() }], 2_000), [Reply::Confirmed]);
         // Sold holds do not expire; a sold hold is not released, it is returned seat by seat.
         sm.advance(1_000_000);
         assert_eq!(remaining(&sm, "G1-20261122", 0, 3)[0].1, 16);
-        assert_eq!(sm.apply(&[Command::Release { key: 3, hold: h.hold }], 0), [Reply::Rejected(Reject::AlreadySold)]);
-        let ret = Command::Return { key: 4, hold: h.hold, leg: 0, passenger: 1 };
+        assert_eq!(
+            sm.apply(&[Command::Release { hold: h.hold, run: g1() }], 0),
+            [Reply::Rejected(Reject::AlreadySold)]
+        );
+        let ret = Command::Return { hold: h.hold, run: g1(), leg: 0, passenger: 1 };
+        assert_eq!(sm.apply(std::slice::from_ref(&ret), 0), [Reply::Returned]);
+        assert_eq!(remaining(&sm, "G1-20261122", 0, 3)[0].1, 17);
+        // The same seat again: answered as done, seats not freed twice (I3).
         assert_eq!(sm.apply(&[ret], 0), [Reply::Returned]);
         assert_eq!(remaining(&sm, "G1-20261122", 0, 3)[0].1, 17);
-        // The same seat again, under a new key: refused, seats not freed twice (I3).
-        let again = Command::Return { key: 5, hold: h.hold, leg: 0, passenger: 1 };
-        assert_eq!(sm.apply(&[again], 0), [Reply::Rejected(Reject::AlreadyReturned)]);
-        assert_eq!(remaining(&sm, "G1-20261122", 0, 3)[0].1, 17);
+        assert_eq!(sm.size().sold_legs, 1);
+        // The last seat back: nothing of the hold is kept.
+        assert_eq!(
+            sm.apply(&[Command::Return { hold: h.hold, run: g1(), leg: 0, passenger: 0 }], 0),
+            [Reply::Returned]
+        );
+        assert_eq!(sm.size().sold_legs, 0);
 
         // An unpaid hold expires at its deadline and its seats come back.
         let now = sm.now_ms();
@@ -705,7 +585,9 @@ mod tests {
         assert_eq!(remaining(&sm, "G1-20261122", 0, 1)[1].1, 51);
         sm.advance(h2.expires_at_ms);
         assert_eq!(remaining(&sm, "G1-20261122", 0, 1)[1].1, 52);
-        assert_eq!(sm.apply(&[Command::Confirm { key: 7, hold: h2.hold }], 0), [Reply::Rejected(Reject::HoldExpired)]);
+        let confirm = Command::Confirm { hold: h2.hold, run: "G1-20261122".parse().unwrap() };
+        assert_eq!(sm.apply(&[confirm], 0), [Reply::Rejected(Reject::HoldEnded)]);
+        assert_eq!(sm.size().live_holds, 0, "an ended hold leaves nothing behind");
         sm.check_invariants().unwrap();
     }
 
@@ -719,6 +601,26 @@ mod tests {
         assert_eq!(remaining(&sm, "G1-20261122", 0, 2)[2].1, 539, "one effect");
         let other = hold(9, vec![leg("G1-20261122", 0, 2, SeatClass::Second, 2)]);
         assert_eq!(sm.apply(&[other], 0), [Reply::Rejected(Reject::KeyReused)]);
+        // Sold, a retry is told so; the key is forgotten after the deadline and the grace.
+        let h = held(&first[0]).clone();
+        sm.apply(&[Command::Confirm { hold: h.hold, run: "G1-20261122".parse().unwrap() }], 20);
+        assert_eq!(sm.apply(std::slice::from_ref(&cmd), 30), [Reply::Rejected(Reject::AlreadySold)]);
+        assert_eq!(sm.size().keys, 1);
+        sm.advance(h.expires_at_ms + Limits::default().key_grace_ms);
+        assert_eq!(sm.size().keys, 0);
+        sm.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn a_retry_after_the_hold_ended_unpaid_holds_again() {
+        let mut sm = StateMachine::new(0, Limits::default());
+        let cmd = hold(9, vec![leg("G1-20261122", 0, 2, SeatClass::Business, 1)]);
+        let first = held(&sm.apply(std::slice::from_ref(&cmd), 0)[0]).clone();
+        sm.apply(&[Command::Release { hold: first.hold, run: "G1-20261122".parse().unwrap() }], 1);
+        let again = held(&sm.apply(std::slice::from_ref(&cmd), 2)[0]).clone();
+        assert_ne!(again.hold, first.hold, "a new hold: the first one gave its seats back");
+        assert_eq!(remaining(&sm, "G1-20261122", 0, 2)[0].1, 17, "one effect");
+        sm.check_invariants().unwrap();
     }
 
     #[test]
@@ -776,11 +678,11 @@ mod tests {
         held(&sm.apply(&[hold(60, vec![leg("G1-20261122", 0, 1, SeatClass::Second, 1)])], 0)[0]);
         let r = sm.apply(&[hold(61, vec![leg("G3-20261122", 0, 1, SeatClass::Second, 1)])], 0);
         assert!(matches!(r[0], Reply::Rejected(Reject::Limit(_))), "{r:?}");
-        assert_eq!(sm.materialised_runs(), 1);
-        assert_eq!(
-            sm.apply(&[Command::Confirm { key: 70, hold: 999 << 8 }], 0),
-            [Reply::Rejected(Reject::UnknownHold)]
-        );
+        assert_eq!(sm.size().runs, 1);
+        let unknown = Command::Confirm { hold: 999 << 8, run: "G1-20261122".parse().unwrap() };
+        assert_eq!(sm.apply(&[unknown], 0), [Reply::Rejected(Reject::UnknownHold)]);
+        let too_far = Command::Fence { next_seq: SEQ_END };
+        assert!(matches!(sm.apply(&[too_far], 0)[0], Reply::Rejected(Reject::Invalid(_))));
         sm.check_invariants().unwrap();
     }
 

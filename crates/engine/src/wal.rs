@@ -5,9 +5,13 @@
 //! (`lsn`, `now_ms`, the commands) encoded with postcard. A batch is written and `fdatasync`ed
 //! before any of its replies leaves the shard (group commit: one sync per batch).
 //!
+//! A segment is closed and the next one started once it passes `SEGMENT_LEN_MAX`, so that the
+//! log after a snapshot can be cut at segment boundaries.
+//!
 //! Snapshot: `snapshot-<lsn>.bin` = `[magic][u64 lsn][u32 crc32][u64 length][state]`, written to a
-//! temporary name, synced, renamed and the directory synced. After a snapshot a new segment
-//! starts and older segments and snapshots are deleted.
+//! temporary name, synced, renamed and the directory synced, by the snapshotter thread
+//! (`crate::snapshot`) from its own replica of the state, which it brings up to date by
+//! reading this log ([`LogReader`]). Then segments the snapshot covers and older snapshots go.
 //!
 //! Recovery loads the newest snapshot and replays the records after it. The first record that
 //! is short, fails its checksum, does not decode or breaks the lsn sequence ends the log: it and
@@ -22,7 +26,9 @@ use serde::{Deserialize, Serialize};
 use crate::command::Command;
 use crate::state::StateMachine;
 
-const SNAPSHOT_MAGIC: &[u8; 8] = b"CPSNAP01";
+const SNAPSHOT_MAGIC: &[u8; 8] = b"CPSNAP02";
+/// A segment past this length is closed and a new one started (by default).
+pub const SEGMENT_LEN_MAX: u64 = 64 * 1024 * 1024;
 /// Largest record accepted on replay; a length above it is corruption.
 pub const RECORD_LEN_MAX: u32 = 64 * 1024 * 1024;
 
@@ -79,6 +85,9 @@ pub struct RecoveryReport {
 pub struct Wal {
     dir: PathBuf,
     file: File,
+    /// Bytes in `file`.
+    file_len: u64,
+    segment_len_max: u64,
     next_lsn: u64,
     buf: Vec<u8>,
     /// Whether to fdatasync each batch (off only for in-memory benchmarks).
@@ -132,7 +141,23 @@ impl Wal {
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
         file.sync_all()?;
         sync_dir(dir)?;
-        Ok((sm, Wal { dir: dir.to_path_buf(), file, next_lsn: last_lsn + 1, buf: Vec::new(), sync }, report))
+        let file_len = file.metadata()?.len();
+        let wal = Wal {
+            dir: dir.to_path_buf(),
+            file,
+            file_len,
+            segment_len_max: SEGMENT_LEN_MAX,
+            next_lsn: last_lsn + 1,
+            buf: Vec::new(),
+            sync,
+        };
+        Ok((sm, wal, report))
+    }
+
+    /// Close segments past `len` bytes (default [`SEGMENT_LEN_MAX`]).
+    pub fn set_segment_len_max(&mut self, len: u64) {
+        assert!(len >= 1);
+        self.segment_len_max = len;
     }
 
     /// The lsn the next batch gets.
@@ -154,47 +179,197 @@ impl Wal {
         buf[0..4].copy_from_slice(&len.to_le_bytes());
         buf[4..8].copy_from_slice(&checksum.to_le_bytes());
         let written = self.file.write_all(&buf).and_then(|_| if self.sync { self.file.sync_data() } else { Ok(()) });
+        self.file_len += buf.len() as u64;
         self.buf = buf;
         written?;
         self.next_lsn += 1;
+        if self.file_len >= self.segment_len_max {
+            self.roll()?;
+        }
         Ok(lsn)
     }
 
-    /// Write a snapshot of `sm` (which has applied everything up to `next_lsn - 1`), start a
-    /// new segment, and delete what the snapshot makes unnecessary.
-    pub fn snapshot(&mut self, sm: &StateMachine) -> io::Result<u64> {
-        let lsn = self.next_lsn - 1;
-        let state = postcard::to_stdvec(sm).map_err(io::Error::other)?;
-        let mut bytes = Vec::with_capacity(state.len() + 28);
-        bytes.extend_from_slice(SNAPSHOT_MAGIC);
-        bytes.extend_from_slice(&lsn.to_le_bytes());
-        bytes.extend_from_slice(&crc(&state).to_le_bytes());
-        bytes.extend_from_slice(&(state.len() as u64).to_le_bytes());
-        bytes.extend_from_slice(&state);
-        let path = self.dir.join(format!("snapshot-{lsn:020}.bin"));
-        let tmp = path.with_extension("tmp");
-        let mut f = File::create(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, &path)?;
-        sync_dir(&self.dir)?;
-        // New segment from here on; everything older is covered by the snapshot.
-        let seg = segment_path(&self.dir, lsn + 1);
-        self.file = OpenOptions::new().create(true).append(true).open(&seg)?;
+    /// Close the current segment and start the next, named after the next lsn.
+    fn roll(&mut self) -> io::Result<()> {
+        let path = segment_path(&self.dir, self.next_lsn);
+        self.file = OpenOptions::new().create(true).append(true).open(&path)?;
         self.file.sync_all()?;
         sync_dir(&self.dir)?;
-        for (first, old) in numbered(&self.dir, "wal-", ".log")? {
-            if first <= lsn {
-                fs::remove_file(old)?;
-            }
-        }
-        for (at, old) in numbered(&self.dir, "snapshot-", ".bin")? {
-            if at < lsn {
-                fs::remove_file(old)?;
-            }
-        }
-        Ok(lsn)
+        self.file_len = 0;
+        Ok(())
     }
+}
+
+/// Write a snapshot of `sm`, which has applied everything up to `lsn`, then delete the
+/// segments and snapshots it makes unnecessary. The state is streamed to the file, so a
+/// snapshot costs no second copy of it in memory.
+pub fn write_snapshot(dir: &Path, lsn: u64, sm: &StateMachine) -> io::Result<()> {
+    let path = dir.join(format!("snapshot-{lsn:020}.bin"));
+    let tmp = path.with_extension("tmp");
+    let mut out = CrcWriter {
+        inner: io::BufWriter::with_capacity(1 << 20, File::create(&tmp)?),
+        crc: crc32fast::Hasher::new(),
+        len: 0,
+    };
+    out.inner.write_all(&[0; 28])?;
+    postcard::to_io(sm, &mut out).map_err(io::Error::other)?;
+    let (crc, len) = (out.crc.finalize(), out.len);
+    let mut f = out.inner.into_inner().map_err(|e| e.into_error())?;
+    let mut header = Vec::with_capacity(28);
+    header.extend_from_slice(SNAPSHOT_MAGIC);
+    header.extend_from_slice(&lsn.to_le_bytes());
+    header.extend_from_slice(&crc.to_le_bytes());
+    header.extend_from_slice(&len.to_le_bytes());
+    use std::io::{Seek, SeekFrom};
+    f.seek(SeekFrom::Start(0))?;
+    f.write_all(&header)?;
+    f.sync_all()?;
+    fs::rename(&tmp, &path)?;
+    sync_dir(dir)?;
+    prune(dir, lsn)
+}
+
+/// Delete the segments whose every record is at or before `lsn` (the next segment starts at
+/// or before `lsn + 1`; the newest segment is never deleted) and snapshots older than `lsn`.
+fn prune(dir: &Path, lsn: u64) -> io::Result<()> {
+    let segments = numbered(dir, "wal-", ".log")?;
+    for pair in segments.windows(2) {
+        if pair[1].0 <= lsn + 1 {
+            fs::remove_file(&pair[0].1)?;
+        }
+    }
+    for (at, old) in numbered(dir, "snapshot-", ".bin")? {
+        if at < lsn {
+            fs::remove_file(old)?;
+        }
+    }
+    Ok(())
+}
+
+/// A writer that checksums and counts what goes through it.
+struct CrcWriter<W> {
+    inner: W,
+    crc: crc32fast::Hasher,
+    len: u64,
+}
+
+impl<W: Write> Write for CrcWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.crc.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Reads the log forward from a position, for a replica that follows the shard (the
+/// snapshotter). It only reads records up to an lsn the shard reports durable, so it never
+/// meets a record being written.
+pub struct LogReader {
+    dir: PathBuf,
+    /// The last lsn applied.
+    last_lsn: u64,
+    /// The segment being read (its first lsn) and the offset of the next record in it.
+    at: Option<(u64, u64)>,
+}
+
+impl LogReader {
+    /// A reader that continues after `last_lsn`.
+    pub fn new(dir: &Path, last_lsn: u64) -> LogReader {
+        LogReader { dir: dir.to_path_buf(), last_lsn, at: None }
+    }
+
+    pub fn last_lsn(&self) -> u64 {
+        self.last_lsn
+    }
+
+    /// Apply to `sm` every record after the last one applied, up to `target` inclusive.
+    pub fn apply_until(&mut self, target: u64, sm: &mut StateMachine) -> io::Result<()> {
+        while self.last_lsn < target {
+            let (first, offset) = match self.at {
+                Some(at) => at,
+                None => (self.segment_holding(self.last_lsn + 1)?, 0),
+            };
+            let mut f = match File::open(segment_path(&self.dir, first)) {
+                Ok(f) => f,
+                // A snapshot deleted the segment this reader had read to its end: what comes
+                // next is in a later one.
+                Err(e) if e.kind() == io::ErrorKind::NotFound && self.at.is_some() => {
+                    self.at = None;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            use std::io::{Seek, SeekFrom};
+            f.seek(SeekFrom::Start(offset))?;
+            let mut bytes = Vec::new();
+            f.read_to_end(&mut bytes)?;
+            let used = self.apply_bytes(&bytes, target, sm)?;
+            self.at = Some((first, offset + used as u64));
+            if self.last_lsn >= target {
+                break;
+            }
+            if used < bytes.len() {
+                let at = offset + used as u64;
+                return Err(io::Error::other(format!("segment {first}: no whole record at offset {at}")));
+            }
+            // The segment is read to its end: the next record is in the next segment.
+            let next = self.segment_holding(self.last_lsn + 1)?;
+            if next == first {
+                return Err(io::Error::other(format!("lsn {} is not in the log", self.last_lsn + 1)));
+            }
+            self.at = Some((next, 0));
+        }
+        Ok(())
+    }
+
+    /// The first lsn of the segment that holds `lsn`.
+    fn segment_holding(&self, lsn: u64) -> io::Result<u64> {
+        let segments = numbered(&self.dir, "wal-", ".log")?;
+        segments
+            .iter()
+            .rev()
+            .map(|(first, _)| *first)
+            .find(|first| *first <= lsn)
+            .ok_or_else(|| io::Error::other(format!("no segment holds lsn {lsn}")))
+    }
+
+    /// Apply the whole records in `bytes` up to `target`; how many bytes they took.
+    fn apply_bytes(&mut self, bytes: &[u8], target: u64, sm: &mut StateMachine) -> io::Result<usize> {
+        let mut at = 0;
+        while self.last_lsn < target {
+            let Some((record, len)) = decode_record(&bytes[at..]) else { break };
+            if record.lsn > self.last_lsn + 1 {
+                return Err(io::Error::other(format!("log gap: lsn {} after {}", record.lsn, self.last_lsn)));
+            }
+            if record.lsn == self.last_lsn + 1 {
+                sm.apply(&record.commands, record.now_ms);
+                self.last_lsn = record.lsn;
+            }
+            at += len;
+        }
+        Ok(at)
+    }
+}
+
+/// The record at the start of `bytes` and its length with header, if it is whole and sound.
+fn decode_record(bytes: &[u8]) -> Option<(Record, usize)> {
+    let header = bytes.get(0..8)?;
+    let len = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes"));
+    let checksum = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
+    if len > RECORD_LEN_MAX {
+        return None;
+    }
+    let payload = bytes.get(8..8 + len as usize)?;
+    if crc(payload) != checksum {
+        return None;
+    }
+    let record = postcard::from_bytes::<Record>(payload).ok()?;
+    Some((record, 8 + len as usize))
 }
 
 fn read_snapshot(path: &Path) -> Result<StateMachine, WalError> {
@@ -223,20 +398,10 @@ fn replay_segment(
 ) -> (usize, bool) {
     let mut at = 0;
     while at < bytes.len() {
-        let Some(header) = bytes.get(at..at + 8) else { return (at, true) };
-        let len = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes"));
-        let checksum = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
-        if len > RECORD_LEN_MAX {
-            return (at, true);
-        }
-        let Some(payload) = bytes.get(at + 8..at + 8 + len as usize) else { return (at, true) };
-        if crc(payload) != checksum {
-            return (at, true);
-        }
-        let Ok(record) = postcard::from_bytes::<Record>(payload) else { return (at, true) };
+        let Some((record, len)) = decode_record(&bytes[at..]) else { return (at, true) };
         if record.lsn <= *last_lsn {
             // Already in the snapshot.
-            at += 8 + len as usize;
+            at += len;
             continue;
         }
         if record.lsn != *last_lsn + 1 {
@@ -246,7 +411,7 @@ fn replay_segment(
         *last_lsn = record.lsn;
         report.records_replayed += 1;
         report.commands_replayed += record.commands.len() as u64;
-        at += 8 + len as usize;
+        at += len;
     }
     (at, false)
 }

@@ -1,16 +1,22 @@
 //! The flow's background tasks: the expiry sweeper, the waitlist matcher, the outbox relay,
-//! the nonce pruner, the sale-window roll and, with NATS, the issuer's consumer.
+//! reconciliation of engine holds, the nonce pruner, the sale-window roll, retiring runs
+//! that have arrived, the outbox gauges and, with NATS, the issuer's consumer.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use chepiao_domain::ServiceDate;
+use chepiao_domain::{RunId, ServiceDate};
 
 use crate::calendar::RunCalendar;
 use crate::context::Flow;
 use crate::payments::NOTIFY_SKEW_S;
 use crate::time::ms_to_utc;
-use crate::{orders, waitlist};
+use crate::{orders, reconcile, waitlist};
+
+/// Days after its date by which every run has arrived (the longest journeys take under three).
+pub const RUN_DAYS_MAX: i64 = 4;
+/// How long after its arrival a run leaves the engine, ms.
+const RETIRE_AFTER_ARRIVAL_MS: i64 = 3600 * 1000;
 
 /// Start the background tasks; the caller aborts them at shutdown.
 pub fn spawn(flow: &Arc<Flow>) -> Vec<tokio::task::JoinHandle<()>> {
@@ -18,11 +24,14 @@ pub fn spawn(flow: &Arc<Flow>) -> Vec<tokio::task::JoinHandle<()>> {
         tokio::spawn(orders::sweep_forever(flow.clone(), Duration::from_millis(500))),
         tokio::spawn(waitlist::match_forever(flow.clone())),
         tokio::spawn(flow.relay.clone().run_forever(Duration::from_millis(200))),
+        tokio::spawn(reconcile::reconcile_forever(flow.clone(), flow.now_ms())),
         tokio::spawn(prune_nonces_forever(flow.clone())),
         tokio::spawn(roll_forever(flow.clone())),
+        tokio::spawn(retire_forever(flow.clone())),
+        tokio::spawn(gauges_forever(flow.clone())),
     ];
     if let Some(nats) = &flow.nats {
-        tasks.push(tokio::spawn(nats.clone().consume_forever(flow.issuer.clone())));
+        tasks.push(tokio::spawn(nats.clone().consume_forever(flow.issuer.clone(), flow.config.event_retry)));
     }
     tasks
 }
@@ -59,5 +68,56 @@ pub async fn roll_forever(flow: Arc<Flow>) {
                 tokio::time::sleep(Duration::from_secs(60)).await;
             }
         }
+    }
+}
+
+/// Every ten minutes, runs that arrived more than an hour ago leave the engine (SQL keeps what
+/// they sold), and so does every run dated [`RUN_DAYS_MAX`] days back: the engine's memory
+/// follows the sale window, not the days behind it.
+pub async fn retire_forever(flow: Arc<Flow>) {
+    loop {
+        match retire_arrived(&flow).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(runs = n, "runs that arrived left the seat engine"),
+            Err(e) => tracing::warn!(error = %e, "retiring arrived runs failed; retrying"),
+        }
+        tokio::time::sleep(Duration::from_secs(600)).await;
+    }
+}
+
+/// One retire pass; how many runs left the engine.
+pub async fn retire_arrived(flow: &Flow) -> crate::Result<u32> {
+    let now_ms = flow.now_ms();
+    let today = ServiceDate::today_in_china(ms_to_utc(now_ms));
+    let floor = today.add_days(-RUN_DAYS_MAX);
+    let mut arrived = Vec::new();
+    for days_back in 0..RUN_DAYS_MAX {
+        let date = today.add_days(-days_back);
+        for train in flow.network.trains() {
+            let Some(arrive_min) = train.stops.last().and_then(|s| s.arrive_min) else { continue };
+            if date.at_minutes(arrive_min).timestamp_millis() + RETIRE_AFTER_ARRIVAL_MS < now_ms {
+                arrived.push(RunId { train: train.code.clone(), date });
+            }
+        }
+    }
+    Ok(flow.engine.retire(floor, &arrived).await?)
+}
+
+/// Every ten seconds: outbox rows per state, and the engine's size, as gauges.
+pub async fn gauges_forever(flow: Arc<Flow>) {
+    loop {
+        if let Ok(c) = flow.store.outbox_counts().await {
+            metrics::gauge!("chepiao_outbox_rows", "state" => "pending").set(c.pending as f64);
+            metrics::gauge!("chepiao_outbox_rows", "state" => "sent").set(c.sent as f64);
+            metrics::gauge!("chepiao_outbox_rows", "state" => "dead").set(c.dead as f64);
+        }
+        if let Ok(stats) = flow.engine.stats().await {
+            let size = stats.iter().fold(chepiao_engine::StateSize::default(), |a, s| a + s.size);
+            metrics::gauge!("chepiao_engine_runs").set(size.runs as f64);
+            metrics::gauge!("chepiao_engine_live_holds").set(size.live_holds as f64);
+            metrics::gauge!("chepiao_engine_sold_legs").set(size.sold_legs as f64);
+            metrics::gauge!("chepiao_engine_keys").set(size.keys as f64);
+        }
+        tokio::time::sleep(Duration::from_secs(10)).await;
     }
 }

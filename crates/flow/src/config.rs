@@ -1,5 +1,6 @@
 //! The sale's limits and windows, as the server's configuration sets them.
 
+use chepiao_store::RetryPolicy;
 use serde::{Deserialize, Serialize};
 
 /// A refund fee tier: `percent` of the fare when at least `hours_before` departure.
@@ -34,6 +35,13 @@ pub struct FlowConfig {
     /// How long before departure a ticket's code becomes valid, seconds.
     pub ticket_valid_before_s: u64,
     pub refund_fee_tiers: Vec<FeeTier>,
+    /// How failing outbox events are retried, and when they go DEAD.
+    pub event_retry: RetryPolicy,
+    /// How long an event handed to the bus waits for its outcome before it is handed again, ms.
+    pub event_redeliver_after_ms: u64,
+    /// Engine holds older than this with no order carrying them are released, seconds (longer
+    /// than any order placement takes).
+    pub reconcile_after_s: u64,
 }
 
 impl FlowConfig {

@@ -77,6 +77,10 @@ pub struct FlowParts {
 impl Flow {
     /// Load the run calendar, connect the bus and wire the issuer, relay and batchers.
     pub async fn new(p: FlowParts) -> Result<Arc<Flow>> {
+        // Hold ids SQL already knows are never handed out again, even by an engine directory
+        // restored from an older copy.
+        let known = p.store.hold_id_max().await?;
+        p.engine.fence((known.max(0) as u64 >> 8) + 1).await?;
         let today = ServiceDate::today_in_china(ms_to_utc(p.clock.as_ref()() as i64));
         let calendar = RunCalendar::load(p.store.as_ref(), &p.network, today, p.config.sale_window_days).await?;
         let mockpay = Arc::new(Mockpay::new(p.mockpay_secret, p.clock.clone()));
@@ -98,7 +102,9 @@ impl Flow {
             }
             None => (Arc::new(bus::InProcessBus { issuer: issuer.clone() }), None),
         };
-        let relay = Arc::new(Relay::new(p.store.clone(), bus));
+        let redeliver_after_ms = p.config.event_redeliver_after_ms as i64;
+        let relay =
+            Arc::new(Relay::new(p.store.clone(), bus, p.clock.clone(), p.config.event_retry, redeliver_after_ms));
         Ok(Arc::new(Flow {
             batchers: Batchers::start(&p.store),
             store: p.store,

@@ -25,7 +25,7 @@ use chepiao_store::{
 
 use crate::channels::Channels;
 use crate::signing::TicketSigner;
-use crate::stored::{StoredLeg, engine_key, funding_payment, funding_payments, legs_of, new_number};
+use crate::stored::{StoredLeg, funding_payment, funding_payments, holds_of, legs_of, new_number};
 
 /// How long after arrival a ticket's code stays valid (how long before departure it becomes
 /// valid is `ticket_valid_before_s`).
@@ -51,52 +51,117 @@ pub struct Issuer {
 }
 
 impl Issuer {
-    fn now_ms(&self) -> i64 {
+    pub fn now_ms(&self) -> i64 {
         self.clock.as_ref()() as i64
     }
 
     /// Handle one event. Ok means done (or nothing left to do); Err means retry later.
     pub async fn handle(&self, event: &OutboxEvent) -> Result<(), IssueError> {
-        self.handle_batch(std::slice::from_ref(event)).await
+        self.handle_batch(std::slice::from_ref(event)).await.pop().expect("one outcome per event")
     }
 
-    /// Handle a batch: the ticket events share their reads and one write transaction.
-    pub async fn handle_batch(&self, events: &[OutboxEvent]) -> Result<(), IssueError> {
+    /// Handle a batch, one outcome per event in order: each event succeeds or fails alone. The
+    /// ticket events share their reads and one write transaction (if that fails, each order is
+    /// written on its own, so one bad order cannot hold the others back).
+    pub async fn handle_batch(&self, events: &[OutboxEvent]) -> Vec<Result<(), IssueError>> {
+        let mut out: Vec<Option<Result<(), IssueError>>> = events.iter().map(|_| None).collect();
         let mut order_nos = Vec::new();
-        for e in events {
+        for (i, e) in events.iter().enumerate() {
             match e {
                 OutboxEvent::Ticket { order_no } => order_nos.push(order_no.clone()),
-                OutboxEvent::Refund { payment_no } => self.refund(payment_no).await?,
-                OutboxEvent::TicketRefund { refund_no } => self.ticket_refund(refund_no).await?,
+                OutboxEvent::Refund { payment_no } => out[i] = Some(self.refund(payment_no).await),
+                OutboxEvent::TicketRefund { refund_no } => out[i] = Some(self.ticket_refund(refund_no).await),
             }
         }
-        if order_nos.is_empty() {
-            return Ok(());
+        let mut ticketed = self.ticket_orders(order_nos).await;
+        for (i, e) in events.iter().enumerate() {
+            if let OutboxEvent::Ticket { order_no } = e {
+                out[i] = Some(match ticketed.get_mut(order_no) {
+                    Some(r) => std::mem::replace(r, Ok(())),
+                    None => Err(IssueError(format!("order {order_no} was not handled"))),
+                });
+            }
         }
+        out.into_iter().map(|r| r.expect("every event has an outcome")).collect()
+    }
+
+    /// Ticket the PAID orders among `order_nos`; the outcome per order.
+    async fn ticket_orders(&self, mut order_nos: Vec<String>) -> HashMap<String, Result<(), IssueError>> {
         order_nos.sort();
         order_nos.dedup();
-        let orders = self.store.orders_in(&order_nos).await.map_err(err)?;
-        if orders.len() < order_nos.len() {
-            tracing::error!(missing = order_nos.len() - orders.len(), "ticket events for unknown orders");
+        let mut outcome: HashMap<String, Result<(), IssueError>> = HashMap::new();
+        if order_nos.is_empty() {
+            return outcome;
+        }
+        let orders = match self.store.orders_in(&order_nos).await {
+            Ok(orders) => orders,
+            Err(e) => return order_nos.into_iter().map(|no| (no, Err(err(&e)))).collect(),
+        };
+        for no in &order_nos {
+            if !orders.iter().any(|o| &o.order_no == no) {
+                outcome.insert(no.clone(), Err(IssueError(format!("ticket event for unknown order {no}"))));
+            }
         }
         // Ticketed (or refunded) by an earlier delivery: nothing to do.
-        let paid: Vec<_> = orders.into_iter().filter(|o| o.status == OrderStatus::Paid).collect();
+        let (paid, done): (Vec<_>, Vec<_>) = orders.into_iter().partition(|o| o.status == OrderStatus::Paid);
+        outcome.extend(done.into_iter().map(|o| (o.order_no, Ok(()))));
         let confirmed = futures_util::future::join_all(paid.iter().map(|o| self.confirm_then_swap(o))).await;
-        let mut hints: HashMap<i64, String> = HashMap::new();
         let mut batch = Vec::new();
+        let mut hints: HashMap<i64, String> = HashMap::new();
         for (order, legs) in paid.iter().zip(confirmed) {
-            let Some(legs) = legs? else { continue };
-            if !legs.iter().flat_map(|l| &l.seats).all(|s| hints.contains_key(&s.passenger_id)) {
-                hints.extend(self.passenger_hints(order.user_id).await?);
+            match self.tickets_for(order, legs, &mut hints).await {
+                Ok(Some(tickets)) => batch.push(tickets),
+                Ok(None) => drop(outcome.insert(order.order_no.clone(), Ok(()))),
+                Err(e) => drop(outcome.insert(order.order_no.clone(), Err(e))),
             }
-            let tickets = self.make_tickets(&order.order_no, order.user_id, &legs, &hints);
-            batch.push(OrderTickets { order_no: order.order_no.clone(), tickets });
         }
-        let moved = self.store.issue_tickets(&batch, self.now_ms()).await.map_err(err)?;
-        let moved: std::collections::HashSet<String> = moved.into_iter().collect();
-        let issued: usize = batch.iter().filter(|o| moved.contains(&o.order_no)).map(|o| o.tickets.len()).sum();
-        metrics::counter!("chepiao_tickets_issued_total").increment(issued as u64);
-        Ok(())
+        outcome.extend(self.write_tickets(batch).await);
+        outcome
+    }
+
+    /// The tickets of a confirmed order (None: nothing to issue, it was refunded or waits).
+    async fn tickets_for(
+        &self,
+        order: &OrderRecord,
+        legs: Result<Option<Vec<StoredLeg>>, IssueError>,
+        hints: &mut HashMap<i64, String>,
+    ) -> Result<Option<OrderTickets>, IssueError> {
+        let Some(legs) = legs? else { return Ok(None) };
+        if !legs.iter().flat_map(|l| &l.seats).all(|s| hints.contains_key(&s.passenger_id)) {
+            hints.extend(self.passenger_hints(order.user_id).await?);
+        }
+        let tickets = self.make_tickets(&order.order_no, order.user_id, &legs, hints);
+        Ok(Some(OrderTickets { order_no: order.order_no.clone(), tickets }))
+    }
+
+    /// Store the tickets in one transaction; if it fails, each order in one of its own.
+    async fn write_tickets(&self, batch: Vec<OrderTickets>) -> HashMap<String, Result<(), IssueError>> {
+        let now = self.now_ms();
+        let mut outcome = HashMap::new();
+        let written = match self.store.issue_tickets(&batch, now).await {
+            Ok(moved) => vec![(batch, Ok(moved))],
+            Err(e) if batch.len() == 1 => vec![(batch, Err(e))],
+            Err(_) => {
+                let mut each = Vec::with_capacity(batch.len());
+                for one in batch {
+                    let r = self.store.issue_tickets(std::slice::from_ref(&one), now).await;
+                    each.push((vec![one], r));
+                }
+                each
+            }
+        };
+        for (orders, result) in written {
+            match result {
+                Ok(moved) => {
+                    let issued: usize =
+                        orders.iter().filter(|o| moved.contains(&o.order_no)).map(|o| o.tickets.len()).sum();
+                    metrics::counter!("chepiao_tickets_issued_total").increment(issued as u64);
+                    outcome.extend(orders.into_iter().map(|o| (o.order_no, Ok(()))));
+                }
+                Err(e) => outcome.extend(orders.into_iter().map(|o| (o.order_no, Err(err(&e))))),
+            }
+        }
+        outcome
     }
 
     /// Confirm the order's seats; then a rebook's order swaps out the ticket it replaces (after
@@ -118,7 +183,7 @@ impl Issuer {
             lost => {
                 let reason = format!("ticket {old_sn} being rebooked: {lost:?}");
                 tracing::warn!(order_no = order.order_no, %reason, "rebook lost its ticket; refunding");
-                let holds: Vec<u64> = legs.iter().map(|l| l.hold).collect();
+                let holds: Vec<u64> = holds_of(&legs).map_err(err)?.into_iter().map(|(h, _)| h).collect();
                 self.return_confirmed(&legs, &holds).await?;
                 self.unticketable(order, reason).await?;
                 Ok(None)
@@ -156,14 +221,12 @@ impl Issuer {
     /// not be (the order was refunded instead).
     async fn confirm(&self, order: &OrderRecord) -> Result<Option<Vec<StoredLeg>>, IssueError> {
         let legs = legs_of(order).map_err(err)?;
-        let mut holds: Vec<u64> = legs.iter().map(|l| l.hold).collect();
-        holds.dedup();
+        let holds = holds_of(&legs).map_err(err)?;
         let mut confirmed = Vec::new();
-        for &hold in &holds {
-            let key = engine_key(&[b"confirm", &hold.to_le_bytes()]);
-            match self.engine.confirm(key, hold).await.map_err(err)? {
-                Reply::Confirmed | Reply::Rejected(Reject::AlreadySold) => confirmed.push(hold),
-                Reply::Rejected(r @ (Reject::HoldExpired | Reject::HoldReleased | Reject::UnknownHold)) => {
+        for (hold, run) in holds {
+            match self.engine.confirm(hold, run).await.map_err(err)? {
+                Reply::Confirmed => confirmed.push(hold),
+                Reply::Rejected(r @ (Reject::HoldEnded | Reject::UnknownHold | Reject::RunRetired)) => {
                     self.return_confirmed(&legs, &confirmed).await?;
                     let reason = format!("hold {hold}: {r}");
                     tracing::warn!(order_no = order.order_no, %reason, "paid order cannot be ticketed; refunding");
@@ -179,10 +242,10 @@ impl Issuer {
     /// Put back on sale the seats of holds confirmed before another part of the order failed.
     async fn return_confirmed(&self, legs: &[StoredLeg], confirmed: &[u64]) -> Result<(), IssueError> {
         for leg in legs.iter().filter(|l| confirmed.contains(&l.hold)) {
+            let run = leg.run().map_err(err)?;
             for p in 0..leg.seats.len() as u8 {
-                let key = engine_key(&[b"unticketable", &leg.hold.to_le_bytes(), &[leg.hold_leg, p]]);
-                match self.engine.return_seat(key, leg.hold, leg.hold_leg, p).await.map_err(err)? {
-                    Reply::Returned | Reply::Rejected(Reject::AlreadyReturned) => {}
+                match self.engine.return_seat(leg.hold, run.clone(), leg.hold_leg, p).await.map_err(err)? {
+                    Reply::Returned | Reply::Rejected(Reject::RunRetired) => {}
                     other => return Err(IssueError(format!("returning hold {}: {other:?}", leg.hold))),
                 }
             }
@@ -284,9 +347,11 @@ impl Issuer {
             .get(ticket.leg as usize)
             .ok_or_else(|| IssueError(format!("refund {refund_no}: no leg {}", ticket.leg)))?;
         let passenger = ticket.passenger_idx as u8;
-        let key = engine_key(&[b"ticket-refund", r.ticket_sn.as_bytes()]);
-        match self.engine.return_seat(key, leg.hold, leg.hold_leg, passenger).await.map_err(err)? {
-            Reply::Returned | Reply::Rejected(Reject::AlreadyReturned) => self.seats_back.notify_one(),
+        // Returned exactly once by the engine's state (I3); a run that has left has no seat to
+        // give back, and the money still goes back.
+        match self.engine.return_seat(leg.hold, leg.run().map_err(err)?, leg.hold_leg, passenger).await.map_err(err)? {
+            Reply::Returned => self.seats_back.notify_one(),
+            Reply::Rejected(Reject::RunRetired) => {}
             other => return Err(IssueError(format!("returning the seat of {}: {other:?}", r.ticket_sn))),
         }
         let channel_refund_id = self.pay_back(&order, &r).await?;

@@ -1,10 +1,12 @@
 //! Orders: an order *is* a seat hold with a pay window (as on 12306).
 //!
-//! Creating one holds every leg's seats in the engine (all or none), then records the order.
-//! Retries are safe twice over: the engine's hold is idempotent on a key derived from (user,
-//! idempotency key), and the store keeps one order per (user, key). A crash between the two
-//! steps leaves a hold with no order, which the engine expires at its TTL; a retry before then
-//! finds the same hold and records the order.
+//! Creating one holds every leg's seats in the engine (all or none), then records the order
+//! with the holds it carries. Retries are safe twice over: the engine's hold is idempotent on a
+//! key derived from (user, idempotency key), and the store keeps one order per (user, key). A
+//! crash between the two steps leaves a hold with no order: reconciliation
+//! ([`reconcile_forever`]) releases it at the next start or within `reconcile_after_s`; a retry
+//! before then finds the same hold and records the order. The pay window ends `hold_grace_s`
+//! before the hold does, whether the hold is new or found again.
 //!
 //! Seats go back exactly once: only the transition to CANCELLED or EXPIRED (one SQL update that
 //! checks status and version) may release them; the order then carries `seats_released = 0`
@@ -25,7 +27,7 @@ use sha2::{Digest, Sha256};
 use crate::calendar::run_spec;
 use crate::context::Flow;
 use crate::error::{FlowError, Result};
-use crate::stored::{StoredLeg, StoredSeat, engine_key, legs_of, new_number};
+use crate::stored::{StoredLeg, StoredSeat, engine_key, holds_of, legs_of, new_number};
 
 pub const LEGS_PER_ORDER_MAX: usize = 4;
 pub const PASSENGERS_PER_LEG_MAX: usize = 5;
@@ -117,6 +119,7 @@ pub(crate) fn resolve_leg(flow: &Flow, i: usize, leg: &LegBody, own: &HashSet<i6
         hold_leg: 0,
         seats: Vec::new(),
         replaces: None,
+        funding: Vec::new(),
     };
     Ok(ResolvedLeg { engine, stored, price_fen: price.0 })
 }
@@ -157,6 +160,18 @@ pub struct Placed {
     pub created: bool,
 }
 
+/// Run a step that holds seats on a task of its own and wait for it. If the caller stops
+/// waiting (the client went away, or the buy path's time limit fired), the step still finishes
+/// (it records its order, or gives its seats back) instead of being dropped between the hold
+/// and the order row.
+pub async fn detached<T, F>(step: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = Result<T>> + Send + 'static,
+{
+    tokio::spawn(step).await.map_err(|e| FlowError::Internal(format!("a buy step failed: {e}")))?
+}
+
 /// Hold the seats and record the order (see the module doc).
 pub async fn place(flow: &Flow, user_id: i64, req: &OrderRequest) -> Result<Placed> {
     check_key(&req.idempotency_key)?;
@@ -167,10 +182,11 @@ pub async fn place(flow: &Flow, user_id: i64, req: &OrderRequest) -> Result<Plac
     place_legs(flow, user_id, &req.idempotency_key, request_hash, &req.legs, None).await
 }
 
-/// The ticket a rebook's order replaces, and what was paid for it.
+/// The ticket a rebook's order replaces, what was paid for it, and with which payments.
 pub struct Replacing {
     pub ticket_sn: String,
     pub price_fen: i64,
+    pub funding: Vec<String>,
 }
 
 /// Hold `bodies`' seats and record them as the user's order under `idem_key`. A rebook's order
@@ -192,31 +208,34 @@ pub(crate) async fn place_legs(
     let engine_legs = resolved.iter().map(|r| r.engine.clone()).collect();
     let outcome = match flow.engine.hold(key, engine_legs, flow.config.hold_ttl_ms()).await? {
         Ok(outcome) => outcome,
+        // A retry after the order was paid: the order is the answer.
+        Err(Reject::AlreadySold) => return recorded(flow, user_id, idem_key, &request_hash).await,
         Err(reject) => return Err(refusal(reject)),
     };
     let (mut legs, mut amount_fen) = seated_legs(resolved, &outcome, bodies);
     if let Some(r) = replacing {
         legs[0].replaces = Some(r.ticket_sn.clone());
+        legs[0].funding = r.funding.clone();
         amount_fen = (amount_fen - r.price_fen).max(0);
     }
-    let now = flow.now_ms();
+    let holds = holds_of(&legs)?;
     let order = NewOrder {
         order_no: new_number('E'),
         user_id,
         idem_key: idem_key.to_string(),
         request_hash: request_hash.clone(),
         amount_fen,
-        pay_before_ms: now + flow.config.pay_window_s as i64 * 1000,
-        created_at_ms: now,
+        pay_before_ms: outcome.expires_at_ms as i64 - flow.config.hold_grace_s as i64 * 1000,
+        created_at_ms: flow.now_ms(),
         legs_json: serde_json::to_string(&legs).expect("legs serialise"),
+        holds: holds.iter().map(|(h, _)| *h as i64).collect(),
     };
-    let holds: Vec<u64> = legs.iter().map(|l| l.hold).collect();
     match flow.batchers.orders.submit(order).await {
         Ok(CreateOrder::Created(order)) => Ok(Placed { order, created: true }),
         Ok(CreateOrder::Existing(existing)) => {
             // A concurrent retry recorded first. The engine gave it the same hold unless its
             // idempotency memory had moved on; then this call's hold is surplus.
-            let theirs: Vec<u64> = legs_of(&existing)?.iter().map(|l| l.hold).collect();
+            let theirs = holds_of(&legs_of(&existing)?)?;
             if theirs != holds {
                 release_holds(flow, &holds).await;
             }
@@ -226,6 +245,14 @@ pub(crate) async fn place_legs(
             release_holds(flow, &holds).await;
             Err(e)
         }
+    }
+}
+
+/// The order already recorded under the user's key (its hold is sold: it was paid).
+async fn recorded(flow: &Flow, user_id: i64, idem_key: &str, request_hash: &[u8]) -> Result<Placed> {
+    match flow.store.order_by_key(user_id, idem_key).await? {
+        Some(existing) => replay(existing, request_hash),
+        None => Err(FlowError::Internal(format!("the hold of key {idem_key:?} is sold but no order records it"))),
     }
 }
 
@@ -275,20 +302,16 @@ pub(crate) fn refusal(reject: Reject) -> FlowError {
         Reject::KeyReused => FlowError::KeyReused(reject.to_string()),
         Reject::Limit(m) => FlowError::Busy(m),
         Reject::Invalid(m) => FlowError::BadParameter(m),
+        Reject::RunRetired => FlowError::Departed(reject.to_string()),
         other => FlowError::Internal(format!("engine refused a hold with {other:?}")),
     }
 }
 
 /// Give holds back to the engine. Errors are logged: the engine expires them at their TTL.
-pub(crate) async fn release_holds(flow: &Flow, holds: &[u64]) {
-    let mut holds = holds.to_vec();
-    holds.sort_unstable();
-    holds.dedup();
-    for hold in holds {
-        let key = engine_key(&[b"release", &hold.to_le_bytes()]);
-        match flow.engine.release(key, hold).await {
-            Ok(Reply::Released)
-            | Ok(Reply::Rejected(Reject::HoldExpired | Reject::HoldReleased | Reject::UnknownHold)) => {}
+pub(crate) async fn release_holds(flow: &Flow, holds: &[(u64, RunId)]) {
+    for (hold, run) in holds {
+        match flow.engine.release(*hold, run.clone()).await {
+            Ok(Reply::Released) | Ok(Reply::Rejected(Reject::UnknownHold | Reject::RunRetired)) => {}
             Ok(other) => tracing::error!(hold, ?other, "releasing a dead order's hold"),
             Err(e) => tracing::warn!(hold, error = %e, "releasing a hold failed; it expires at its TTL"),
         }
@@ -299,8 +322,7 @@ pub(crate) async fn release_holds(flow: &Flow, holds: &[u64]) {
 pub async fn release_seats(flow: &Flow, order: &OrderRecord) -> Result<()> {
     assert!(order.status.is_dead(), "only a cancelled or expired order gives its seats back");
     // A wish's order has no seats (and no hold) until it is fulfilled.
-    let holds: Vec<u64> = legs_of(order)?.iter().filter(|l| !l.seats.is_empty()).map(|l| l.hold).collect();
-    release_holds(flow, &holds).await;
+    release_holds(flow, &holds_of(&legs_of(order)?)?).await;
     flow.store.mark_seats_released(&order.order_no).await?;
     flow.issuer.seats_back.notify_one();
     metrics::counter!("chepiao_orders_released_total").increment(1);

@@ -7,6 +7,10 @@
 //! to REBOOKED, revokes it and queues its seat (and any fare difference) to go back. If the old
 //! ticket was checked in or refunded meanwhile, the new order is refunded instead, so a
 //! passenger never holds two valid tickets for one trip, nor pays for none.
+//!
+//! A ticket is rebooked at most once (as on 12306): a ticket a rebook issued is refused. The
+//! payments that paid for the replaced ticket are recorded on the new order when it is placed,
+//! so a later refund finds them without following a chain.
 
 use chepiao_api::orders::LegBody;
 use chepiao_api::tickets::RebookRequest;
@@ -17,7 +21,7 @@ use crate::context::Flow;
 use crate::error::{FlowError, Result};
 use crate::orders::{IDEMPOTENCY_KEY_LEN_MAX, Placed, Replacing, place_legs};
 use crate::refunds::{own_ticket, ticket_order};
-use crate::stored::departs_at_s;
+use crate::stored::{departs_at_s, legs_of, replaced_order_payments};
 
 pub async fn rebook(flow: &Flow, user_id: i64, ticket_sn: &str, req: &RebookRequest) -> Result<Placed> {
     let ticket = own_ticket(flow, user_id, ticket_sn).await?;
@@ -25,6 +29,11 @@ pub async fn rebook(flow: &Flow, user_id: i64, ticket_sn: &str, req: &RebookRequ
         return Err(FlowError::NotRebookable(format!("ticket {ticket_sn} is {}", ticket.status)));
     }
     let order = ticket_order(flow, &ticket).await?;
+    if legs_of(&order)?.get(ticket.leg as usize).is_some_and(|l| l.replaces.is_some()) {
+        return Err(FlowError::NotRebookable(format!(
+            "ticket {ticket_sn} was issued by a rebook; a ticket is rebooked once"
+        )));
+    }
     if departs_at_s(&order, &ticket)? <= flow.now_ms() / 1000 {
         return Err(FlowError::Departed(format!("{ticket_sn}: the train has left; it cannot be rebooked")));
     }
@@ -47,7 +56,9 @@ pub async fn rebook(flow: &Flow, user_id: i64, ticket_sn: &str, req: &RebookRequ
     let request_hash = h.finalize().to_vec();
     let hex: String = request_hash[..8].iter().map(|b| format!("{b:02x}")).collect();
     let idem_key = format!("rebook:{ticket_sn}:{hex}");
-    let replacing = Replacing { ticket_sn: ticket_sn.to_string(), price_fen: ticket.price_fen };
+    let funding = replaced_order_payments(flow.store.as_ref(), ticket_sn).await?;
+    let funding = funding.into_iter().map(|p| p.payment_no).collect();
+    let replacing = Replacing { ticket_sn: ticket_sn.to_string(), price_fen: ticket.price_fen, funding };
     let mut placed = place_legs(flow, user_id, &idem_key, request_hash, &[body], Some(&replacing)).await?;
     if placed.order.amount_fen == 0 && placed.order.status == OrderStatus::PendingPayment {
         // Nothing to pay: settle it now (a retry of a crashed call settles it here too).

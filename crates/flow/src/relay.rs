@@ -1,16 +1,22 @@
-//! The outbox relay: moves outbox rows to the event bus, oldest first, and deletes each batch
-//! once the bus has it. Woken at once when a payment commits, and every `poll` otherwise (rows
-//! written by another node, or left by a crash). If the bus is unavailable the rows stay in
-//! the outbox and the relay retries with backoff; nothing is lost (I2).
+//! The outbox relay: hands due outbox rows to the event bus, earliest due first. Woken at once
+//! when a transaction queued events, and every `poll` otherwise (rows written by another node,
+//! retries whose backoff ended, hand-offs with no outcome in time).
+//!
+//! Each event succeeds or fails alone: a row is marked SENT (one more attempt) before the bus
+//! gets it; what the bus handled is deleted, what failed is put back after a backoff (or goes
+//! DEAD when out of attempts, for an operator), so one event that always fails never holds up
+//! the others. If the bus is down the rows go back as they were (the attempt is not counted)
+//! and the relay retries with backoff; nothing is lost (I2).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use chepiao_store::Store;
+use chepiao_engine::Clock;
+use chepiao_store::{OutboxFailure, RetryPolicy, Store};
 use tokio::sync::Notify;
 
-use crate::bus::EventBus;
+use crate::bus::{Delivery, EventBus};
 
 /// Rows per batch.
 pub const RELAY_BATCH_MAX: u32 = 512;
@@ -18,17 +24,36 @@ pub const RELAY_BATCH_MAX: u32 = 512;
 pub struct Relay {
     store: Arc<dyn Store>,
     bus: Arc<dyn EventBus>,
+    clock: Clock,
+    policy: RetryPolicy,
+    /// How long a SENT row waits for its outcome before it is handed over again.
+    redeliver_after_ms: i64,
     wake: Notify,
     paused: AtomicBool,
 }
 
 impl Relay {
-    pub fn new(store: Arc<dyn Store>, bus: Arc<dyn EventBus>) -> Relay {
-        Relay { store, bus, wake: Notify::new(), paused: AtomicBool::new(false) }
+    pub fn new(
+        store: Arc<dyn Store>,
+        bus: Arc<dyn EventBus>,
+        clock: Clock,
+        policy: RetryPolicy,
+        redeliver_after_ms: i64,
+    ) -> Relay {
+        Relay { store, bus, clock, policy, redeliver_after_ms, wake: Notify::new(), paused: AtomicBool::new(false) }
     }
 
     pub fn bus_name(&self) -> &'static str {
         self.bus.name()
+    }
+
+    /// A round trip to the bus (readiness).
+    pub async fn ping_bus(&self) -> Result<(), crate::bus::BusError> {
+        self.bus.ping().await
+    }
+
+    fn now_ms(&self) -> i64 {
+        (self.clock)() as i64
     }
 
     /// New rows were committed.
@@ -43,6 +68,14 @@ impl Relay {
     }
 
     pub async fn run_forever(self: Arc<Self>, poll: Duration) {
+        if self.bus.in_process() {
+            // What this process had handed to its own bus died with the last one.
+            match self.store.outbox_requeue_sent(self.now_ms()).await {
+                Ok(n) if n > 0 => tracing::info!(rows = n, "outbox rows in hand at the last stop are due again"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "requeueing sent outbox rows failed; they come due later"),
+            }
+        }
         let mut backoff = poll;
         loop {
             let _ = tokio::time::timeout(backoff, self.wake.notified()).await;
@@ -59,20 +92,56 @@ impl Relay {
         }
     }
 
-    /// Publish until the outbox is empty (or paused).
+    /// Hand over what is due until nothing is (or paused).
     async fn drain(&self) -> Result<(), String> {
         while !self.paused.load(Ordering::SeqCst) {
-            let rows = self.store.outbox_pending(RELAY_BATCH_MAX).await.map_err(|e| e.to_string())?;
+            let now = self.now_ms();
+            let rows = self.store.outbox_due(now, RELAY_BATCH_MAX).await.map_err(|e| e.to_string())?;
             if rows.is_empty() {
                 return Ok(());
             }
-            self.bus.publish(&rows).await.map_err(|e| e.to_string())?;
             let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-            self.store.outbox_done(&ids).await.map_err(|e| e.to_string())?;
-            metrics::counter!("chepiao_outbox_published_total").increment(ids.len() as u64);
+            self.store.outbox_sent(&ids, now + self.redeliver_after_ms).await.map_err(|e| e.to_string())?;
+            let deliveries = match self.bus.publish(&rows).await {
+                Ok(d) => d,
+                Err(e) => {
+                    self.store.outbox_unsent(&ids, now).await.map_err(|e| e.to_string())?;
+                    return Err(e.to_string());
+                }
+            };
+            self.record(&ids, deliveries).await?;
             if (rows.len() as u32) < RELAY_BATCH_MAX {
                 return Ok(());
             }
+        }
+        Ok(())
+    }
+
+    /// Delete what was handled, schedule what failed.
+    async fn record(&self, ids: &[i64], deliveries: Vec<Delivery>) -> Result<(), String> {
+        assert_eq!(ids.len(), deliveries.len(), "one outcome per event");
+        let mut handled = Vec::new();
+        let mut failed = Vec::new();
+        for (&id, d) in ids.iter().zip(deliveries) {
+            match d {
+                Delivery::Handled => handled.push(id),
+                Delivery::Failed(error) => failed.push(OutboxFailure { id, error }),
+                Delivery::Queued => {}
+            }
+        }
+        self.store.outbox_done(&handled).await.map_err(|e| e.to_string())?;
+        metrics::counter!("chepiao_outbox_published_total").increment(ids.len() as u64);
+        if !failed.is_empty() {
+            for f in &failed {
+                tracing::warn!(outbox_id = f.id, error = %f.error, "event failed; retried after a backoff");
+            }
+            metrics::counter!("chepiao_events_failed_total").increment(failed.len() as u64);
+            let dead =
+                self.store.outbox_failed(&failed, self.policy, self.now_ms()).await.map_err(|e| e.to_string())?;
+            for id in &dead {
+                tracing::error!(outbox_id = id, "event is DEAD after its attempts; an operator must retry it");
+            }
+            metrics::counter!("chepiao_events_dead_total").increment(dead.len() as u64);
         }
         Ok(())
     }

@@ -2,7 +2,7 @@
 //! legs and seats (`legs_json`), the engine keys and numbers it makes, and the chain of
 //! payments that funded a (rebooked) ticket.
 
-use chepiao_domain::SeatClass;
+use chepiao_domain::{RunId, SeatClass};
 use chepiao_engine::IdemKey;
 use chepiao_store::{OrderRecord, OrderStatus, PaymentRecord, PaymentStatus, Store, TicketRecord};
 use serde::{Deserialize, Serialize};
@@ -32,6 +32,18 @@ pub struct StoredLeg {
     /// The ticket this leg replaces (a rebook's order): swapped when the order is ticketed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replaces: Option<String>,
+    /// With `replaces`: the payments that paid for the replaced ticket, newest first, recorded
+    /// when the rebook was placed (a refund of the new ticket is split across them and this
+    /// order's own payment).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub funding: Vec<String>,
+}
+
+impl StoredLeg {
+    /// The leg's run, as the engine names it.
+    pub fn run(&self) -> Result<RunId> {
+        self.run_id.parse().map_err(|e| FlowError::Internal(format!("stored run {:?}: {e}", self.run_id)))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,29 +76,54 @@ pub fn new_number(prefix: char) -> String {
     format!("{prefix}{id:016X}")
 }
 
-/// Rebooks one chain may follow back to the payment that paid for it.
-const REBOOK_CHAIN_MAX: usize = 16;
+/// The engine holds of `legs` with the run of each hold's first leg (where the engine keeps
+/// the hold's sale), once each. A wish's legs before it is fulfilled have none.
+pub fn holds_of(legs: &[StoredLeg]) -> Result<Vec<(u64, RunId)>> {
+    let mut out: Vec<(u64, RunId)> = Vec::new();
+    for l in legs.iter().filter(|l| !l.seats.is_empty() && l.hold_leg == 0) {
+        if !out.iter().any(|(h, _)| *h == l.hold) {
+            out.push((l.hold, l.run()?));
+        }
+    }
+    Ok(out)
+}
 
-/// The captured payments a ticket's money came from, newest first: its order's own and, for a
-/// rebook's order, those of the ticket it replaced (and so on back). A rebooked ticket's fare
-/// is the first fare plus any differences paid since, so a refund is split across them.
+/// The captured payments a ticket's money came from, newest order first: its order's own and,
+/// for a rebook's order, those recorded for the ticket it replaced. (A ticket is rebooked at most
+/// once, so there is no chain to follow; an order placed before funding was recorded looks
+/// one step back.)
 pub async fn funding_payments(store: &dyn Store, order: &OrderRecord) -> Result<Vec<PaymentRecord>> {
-    let mut found = Vec::new();
-    let mut order = order.clone();
-    for _ in 0..REBOOK_CHAIN_MAX {
-        let own = store.payments_of(&order.order_no).await?;
-        found.extend(own.into_iter().filter(|p| p.status == PaymentStatus::Success));
-        let replaced = legs_of(&order)?.into_iter().find_map(|l| l.replaces);
-        let Some(sn) = replaced else { break };
-        let ticket =
-            store.ticket(&sn).await?.ok_or_else(|| FlowError::Internal(format!("rebooked ticket {sn} missing")))?;
-        order =
-            store.order(&ticket.order_no).await?.ok_or_else(|| FlowError::Internal("ticket without order".into()))?;
+    let mut found: Vec<PaymentRecord> = store.payments_of(&order.order_no).await?;
+    found.retain(|p| p.status == PaymentStatus::Success);
+    let legs = legs_of(order)?;
+    if let Some(leg) = legs.iter().find(|l| l.replaces.is_some()) {
+        let earlier = match leg.funding.is_empty() {
+            false => recorded_payments(store, &leg.funding).await?,
+            true => replaced_order_payments(store, leg.replaces.as_deref().expect("found above")).await?,
+        };
+        found.extend(earlier);
     }
     if found.is_empty() {
         return Err(FlowError::Internal(format!("order {} has no captured payment", order.order_no)));
     }
     Ok(found)
+}
+
+async fn recorded_payments(store: &dyn Store, payment_nos: &[String]) -> Result<Vec<PaymentRecord>> {
+    let mut out = Vec::with_capacity(payment_nos.len());
+    for no in payment_nos {
+        let p = store.payment(no).await?.ok_or_else(|| FlowError::Internal(format!("funding payment {no} missing")))?;
+        out.push(p);
+    }
+    Ok(out)
+}
+
+/// The captured payments of the order that bought ticket `sn`.
+pub async fn replaced_order_payments(store: &dyn Store, sn: &str) -> Result<Vec<PaymentRecord>> {
+    let ticket = store.ticket(sn).await?.ok_or_else(|| FlowError::Internal(format!("rebooked ticket {sn} missing")))?;
+    let mut own = store.payments_of(&ticket.order_no).await?;
+    own.retain(|p| p.status == PaymentStatus::Success);
+    Ok(own)
 }
 
 /// The payment a refund is recorded against: the newest of [`funding_payments`].

@@ -31,7 +31,7 @@ use crate::error::{FlowError, Result};
 use crate::orders::{
     IDEMPOTENCY_KEY_LEN_MAX, PASSENGERS_PER_LEG_MAX, ResolvedLeg, release_holds, resolve_leg, seated_legs,
 };
-use crate::stored::{engine_key, new_number};
+use crate::stored::{engine_key, holds_of, new_number};
 
 /// How often the matcher looks even when nothing signalled it (deadlines, missed signals).
 pub const WISH_POLL: Duration = Duration::from_secs(1);
@@ -66,6 +66,24 @@ fn leg_body(w: &WishRecord) -> Result<LegBody> {
     })
 }
 
+/// The wish's deadline, ms: at least `wish_deadline_min_s` away, and not after the departure.
+fn wish_deadline(flow: &Flow, deadline: &str, resolved: &ResolvedLeg) -> Result<i64> {
+    let deadline = chrono::DateTime::parse_from_rfc3339(deadline)
+        .map_err(|e| FlowError::BadParameter(format!("`deadline`: not an RFC 3339 time: {e}")))?
+        .timestamp_millis();
+    let departs_ms = chrono::DateTime::parse_from_rfc3339(&resolved.stored.departs_at)
+        .map_err(|e| FlowError::Internal(format!("departure unreadable: {e}")))?
+        .timestamp_millis();
+    let min_s = flow.config.wish_deadline_min_s;
+    if deadline < flow.now_ms() + min_s as i64 * 1000 || deadline > departs_ms {
+        return Err(FlowError::BadParameter(format!(
+            "`deadline`: from {min_s} s from now to the departure at {}",
+            resolved.stored.departs_at
+        )));
+    }
+    Ok(deadline)
+}
+
 /// Join the waitlist: the wish and its unpaid order.
 pub async fn join(flow: &Flow, user_id: i64, req: &WishRequest) -> Result<(WishView, bool)> {
     if let Some(k) = &req.idempotency_key
@@ -86,20 +104,8 @@ pub async fn join(flow: &Flow, user_id: i64, req: &WishRequest) -> Result<(WishV
     };
     let own = flow.passengers.of(flow.store.as_ref(), user_id, &req.passenger_ids).await?;
     let resolved = resolve_leg(flow, 0, &body, &own)?;
-    let deadline = chrono::DateTime::parse_from_rfc3339(&req.deadline)
-        .map_err(|e| FlowError::BadParameter(format!("`deadline`: not an RFC 3339 time: {e}")))?
-        .timestamp_millis();
-    let departs_ms = chrono::DateTime::parse_from_rfc3339(&resolved.stored.departs_at)
-        .map_err(|e| FlowError::Internal(format!("departure unreadable: {e}")))?
-        .timestamp_millis();
+    let deadline = wish_deadline(flow, &req.deadline, &resolved)?;
     let now = flow.now_ms();
-    let min_s = flow.config.wish_deadline_min_s;
-    if deadline < now + min_s as i64 * 1000 || deadline > departs_ms {
-        return Err(FlowError::BadParameter(format!(
-            "`deadline`: from {min_s} s from now to the departure at {}",
-            resolved.stored.departs_at
-        )));
-    }
     let request_hash = Sha256::digest(serde_json::to_vec(req).expect("a request serialises")).to_vec();
     let key_part = req.idempotency_key.clone().unwrap_or_else(|| new_number('W'));
     let order = NewOrder {
@@ -111,6 +117,7 @@ pub async fn join(flow: &Flow, user_id: i64, req: &WishRequest) -> Result<(WishV
         pay_before_ms: now + flow.config.pay_window_s as i64 * 1000,
         created_at_ms: now,
         legs_json: serde_json::to_string(&[&resolved.stored]).expect("legs serialise"),
+        holds: Vec::new(),
     };
     let wish = NewWish {
         wish_id: new_number('W'),
@@ -244,9 +251,10 @@ async fn try_fulfil(flow: &Flow, w: &WishRecord, resolved: ResolvedLeg, body: &L
         return Ok(false); // all passengers or none: not yet
     };
     let (legs, _) = seated_legs(vec![resolved], &outcome, std::slice::from_ref(body));
-    let holds: Vec<u64> = legs.iter().map(|l| l.hold).collect();
+    let holds = holds_of(&legs)?;
     let legs_json = serde_json::to_string(&legs).expect("legs serialise");
-    let fulfil = Fulfil { wish_id: w.wish_id.clone(), legs_json, now_ms: flow.now_ms() };
+    let hold_ids = holds.iter().map(|(h, _)| *h as i64).collect();
+    let fulfil = Fulfil { wish_id: w.wish_id.clone(), legs_json, holds: hold_ids, now_ms: flow.now_ms() };
     match flow.store.fulfil_wish(&fulfil).await {
         Ok(true) => {
             metrics::counter!("chepiao_wishes_fulfilled_total").increment(1);

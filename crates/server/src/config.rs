@@ -102,6 +102,17 @@ pub struct Config {
     pub ip_burst: u32,
     /// Time limit of the buy path (orders, payments, queue), ms; tighter than `request_timeout_ms`.
     pub buy_timeout_ms: u64,
+    /// Attempts after which a failing outbox event is DEAD (listed for an operator to retry).
+    pub event_attempts_max: u32,
+    /// The wait after an event's first failure, ms; it doubles per attempt up to
+    /// `event_backoff_ms_max`.
+    pub event_backoff_ms_min: u64,
+    pub event_backoff_ms_max: u64,
+    /// How long an event handed to the bus waits for its outcome before it is handed again, s.
+    pub event_redeliver_after_s: u64,
+    /// Engine holds older than this that no order carries (a crash between hold and order) are
+    /// released, seconds; longer than any order placement takes.
+    pub reconcile_after_s: u64,
 }
 
 impl Default for Config {
@@ -145,6 +156,11 @@ impl Default for Config {
             gates: Vec::new(),
             ticket_valid_before_s: 24 * 3600,
             refund_fee_tiers: chepiao_flow::default_fee_tiers(),
+            event_attempts_max: 10,
+            event_backoff_ms_min: 1_000,
+            event_backoff_ms_max: 300_000,
+            event_redeliver_after_s: 300,
+            reconcile_after_s: 60,
         }
     }
 }
@@ -195,6 +211,11 @@ impl Config {
         "gates",
         "ticket_valid_before_s",
         "refund_fee_tiers",
+        "event_attempts_max",
+        "event_backoff_ms_min",
+        "event_backoff_ms_max",
+        "event_redeliver_after_s",
+        "reconcile_after_s",
     ];
 
     /// The database URL in effect.
@@ -211,6 +232,13 @@ impl Config {
             wish_deadline_min_s: self.wish_deadline_min_s,
             ticket_valid_before_s: self.ticket_valid_before_s,
             refund_fee_tiers: self.refund_fee_tiers.clone(),
+            event_retry: chepiao_store::RetryPolicy {
+                attempts_max: self.event_attempts_max,
+                backoff_ms_min: self.event_backoff_ms_min as i64,
+                backoff_ms_max: self.event_backoff_ms_max as i64,
+            },
+            event_redeliver_after_ms: self.event_redeliver_after_s * 1000,
+            reconcile_after_s: self.reconcile_after_s,
         }
     }
 
@@ -220,17 +248,39 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), String> {
+        self.validate_server()?;
+        self.validate_sale()?;
+        self.validate_hot_sale()?;
+        self.validate_events()
+    }
+
+    fn validate_server(&self) -> Result<(), String> {
         if !(1..=ENGINE_SHARDS_MAX).contains(&self.engine_shards) {
             return Err(format!("engine_shards must be 1 to {ENGINE_SHARDS_MAX}"));
-        }
-        if !(1..=SALE_WINDOW_DAYS_MAX).contains(&self.sale_window_days) {
-            return Err(format!("sale_window_days must be 1 to {SALE_WINDOW_DAYS_MAX}"));
         }
         if !(1024..=BODY_LEN_MAX_MAX).contains(&self.body_len_max) {
             return Err(format!("body_len_max must be 1024 to {BODY_LEN_MAX_MAX}"));
         }
         if !(60..=30 * 24 * 3600).contains(&self.token_ttl_s) {
             return Err("token_ttl_s must be 60 to 2592000".into());
+        }
+        if self.nats_stream.is_empty() || !self.nats_stream.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err("nats_stream must be letters, digits and _".into());
+        }
+        if let Some(g) =
+            self.gates.iter().find(|g| !g.0.split_once('=').is_some_and(|(id, key)| !id.is_empty() && !key.is_empty()))
+        {
+            return Err(format!("gates: an entry is not `gate_id=secret` ({} characters)", g.0.len()));
+        }
+        if !(100..=600_000).contains(&self.request_timeout_ms) {
+            return Err("request_timeout_ms must be 100 to 600000".into());
+        }
+        Ok(())
+    }
+
+    fn validate_sale(&self) -> Result<(), String> {
+        if !(1..=SALE_WINDOW_DAYS_MAX).contains(&self.sale_window_days) {
+            return Err(format!("sale_window_days must be 1 to {SALE_WINDOW_DAYS_MAX}"));
         }
         if !(1..=24 * 3600).contains(&self.pay_window_s) {
             return Err("pay_window_s must be 1 to 86400".into());
@@ -240,9 +290,6 @@ impl Config {
         }
         if !(1..=24 * 3600).contains(&self.wish_deadline_min_s) {
             return Err("wish_deadline_min_s must be 1 to 86400".into());
-        }
-        if self.nats_stream.is_empty() || !self.nats_stream.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err("nats_stream must be letters, digits and _".into());
         }
         let tiers = &self.refund_fee_tiers;
         let descending = tiers.windows(2).all(|w| w[0].hours_before > w[1].hours_before);
@@ -256,11 +303,10 @@ impl Config {
         if self.ticket_valid_before_s > 30 * 24 * 3600 {
             return Err("ticket_valid_before_s must be at most 2592000".into());
         }
-        if let Some(g) =
-            self.gates.iter().find(|g| !g.0.split_once('=').is_some_and(|(id, key)| !id.is_empty() && !key.is_empty()))
-        {
-            return Err(format!("gates: an entry is not `gate_id=secret` ({} characters)", g.0.len()));
-        }
+        Ok(())
+    }
+
+    fn validate_hot_sale(&self) -> Result<(), String> {
         if !(120..=180).contains(&self.queue_token_ttl_s) {
             return Err("queue_token_ttl_s must be 120 to 180".into());
         }
@@ -282,8 +328,22 @@ impl Config {
         if !(100..=600_000).contains(&self.buy_timeout_ms) {
             return Err("buy_timeout_ms must be 100 to 600000".into());
         }
-        if !(100..=600_000).contains(&self.request_timeout_ms) {
-            return Err("request_timeout_ms must be 100 to 600000".into());
+        Ok(())
+    }
+
+    fn validate_events(&self) -> Result<(), String> {
+        if !(1..=1_000).contains(&self.event_attempts_max) {
+            return Err("event_attempts_max must be 1 to 1000".into());
+        }
+        let (min, max) = (self.event_backoff_ms_min, self.event_backoff_ms_max);
+        if !(1..=3_600_000).contains(&min) || !(min..=24 * 3_600_000).contains(&max) {
+            return Err("event_backoff_ms_min must be 1 to 3600000, event_backoff_ms_max from it to 86400000".into());
+        }
+        if !(1..=24 * 3600).contains(&self.event_redeliver_after_s) {
+            return Err("event_redeliver_after_s must be 1 to 86400".into());
+        }
+        if !(1..=24 * 3600).contains(&self.reconcile_after_s) || self.reconcile_after_s * 1000 <= self.buy_timeout_ms {
+            return Err("reconcile_after_s must be 1 to 86400 and longer than buy_timeout_ms".into());
         }
         Ok(())
     }

@@ -10,7 +10,8 @@
 //! - [`hotsale`]: hot-sale protection (waiting room, risk checks, IP limits, shedding);
 //! - [`security`]: passwords and tokens, passenger PII, secrets, gate and admin keys;
 //! - [`search`]: remaining places for train search, from the engine;
-//! - [`config`]: the configuration's shape, defaults and checks (the binary reads it).
+//! - [`config`]: the configuration's shape, defaults and checks (the binary reads it);
+//! - [`node`]: this node's claim on its database (one seat engine per database).
 //!
 //! [`App::serve`] runs until the shutdown future resolves, then drains in-flight requests and
 //! closes the engine. Background tasks: the flow's (expiry sweeper, waitlist matcher, outbox
@@ -20,9 +21,11 @@
 pub mod config;
 pub mod hotsale;
 pub mod http;
+pub mod node;
 pub mod routes;
 pub mod search;
 pub mod security;
+pub mod start;
 pub mod state;
 
 use std::future::Future;
@@ -37,6 +40,7 @@ use chepiao_store::Store;
 
 pub use config::Config;
 pub use http::error::ApiError;
+pub use start::StartError;
 pub use state::AppState;
 
 use crate::hotsale::limits::IpLimits;
@@ -47,20 +51,6 @@ use crate::hotsale::room::{QueueBackend, Sale, WaitingRoom};
 use crate::hotsale::token::QueueTokens;
 use crate::security::secrets;
 use crate::state::Shared;
-
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("the store holds no rail network: run `chepiao import` first")]
-    NoNetwork,
-    #[error(transparent)]
-    Store(#[from] chepiao_store::StoreError),
-    #[error("bad configuration: {0}")]
-    Config(String),
-    #[error("seat engine: {0}")]
-    Engine(#[from] chepiao_engine::EngineError),
-    #[error("the sale's flow: {0}")]
-    Flow(#[from] chepiao_flow::FlowError),
-}
 
 fn config_error(e: impl std::fmt::Display) -> StartError {
     StartError::Config(e.to_string())
@@ -84,6 +74,7 @@ impl App {
             return Err(StartError::NoNetwork);
         }
         let network = Arc::new(Network::new(data));
+        let claim = node::claim(store.as_ref(), &config.engine_dir(), clock() as i64).await?;
         let engine = open_engine(&config, clock.clone()).await?;
         let flow = Flow::new(FlowParts {
             store,
@@ -98,7 +89,7 @@ impl App {
         .await?;
         flow.relay.set_paused(config.relay_paused);
         tracing::info!(bus = flow.relay.bus_name(), ticket_key = flow.signer.kid(), "purchase flow ready");
-        let shared = shared(flow, config).await?;
+        let shared = shared(flow, config, claim).await?;
         Ok(App { state: AppState(Arc::new(shared)) })
     }
 
@@ -136,6 +127,8 @@ impl App {
             hotsale::room::admit_forever(state.room.clone(), state.flow.clock.clone(), Duration::from_millis(50));
         tasks.push(tokio::spawn(admit));
         tasks.push(tokio::spawn(tidy_limits(state.clone())));
+        let renew = node::renew_forever(state.flow.store.clone(), state.claim.clone(), state.flow.clock.clone());
+        tasks.push(tokio::spawn(renew));
         tasks
     }
 }
@@ -174,7 +167,7 @@ fn ticket_signer(config: &Config) -> Result<TicketSigner, StartError> {
 }
 
 /// This layer's own parts, around the flow.
-async fn shared(flow: Arc<Flow>, config: Config) -> Result<Shared, StartError> {
+async fn shared(flow: Arc<Flow>, config: Config, claim: node::NodeClaim) -> Result<Shared, StartError> {
     let jwt_key = key(config.jwt_secret.as_ref(), &config, "jwt")?;
     let pii_key = key(config.pii_key.as_ref(), &config, "pii")?;
     let ttl = config.token_ttl_s;
@@ -201,6 +194,7 @@ async fn shared(flow: Arc<Flow>, config: Config) -> Result<Shared, StartError> {
         risk,
         ip_limits,
         config,
+        claim,
     })
 }
 

@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::hotsale::limits::IpLimits;
 use crate::hotsale::risk::Risk;
 use crate::hotsale::room::WaitingRoom;
+use crate::node::NodeClaim;
 use crate::security::admin::AdminKey;
 use crate::security::auth::Auth;
 use crate::security::gates::Gates;
@@ -31,6 +32,8 @@ pub struct Shared {
     pub room: Arc<WaitingRoom>,
     pub risk: Risk,
     pub ip_limits: Arc<IpLimits>,
+    /// This node's claim on the database (its engine's id).
+    pub claim: NodeClaim,
 }
 
 impl Deref for AppState {

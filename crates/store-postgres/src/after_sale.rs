@@ -131,6 +131,8 @@ pub async fn fulfil(c: &mut PgConnection, f: &Fulfil) -> sqlx::Result<bool> {
     .execute(&mut *c)
     .await?;
     assert_eq!(moved.rows_affected(), 1, "the wish's order was checked PAID in this transaction");
+    let order_nos = vec![order_no.clone(); f.holds.len()];
+    orders::insert_holds(&mut *c, &f.holds, &order_nos).await?;
     outbox::insert(c, &[OutboxEvent::Ticket { order_no: order_no.clone() }], f.now_ms).await?;
     let body = format!("seats found: order {order_no} is being ticketed");
     let kind = "wish.fulfilled".to_string();

@@ -13,6 +13,7 @@
 
 mod after_sale;
 mod audit;
+mod lease;
 mod network;
 mod orders;
 mod outbox;
@@ -54,6 +55,7 @@ fn migrator() -> Migrator {
             m(5, "refunds", include_str!("../migrations/0005_refunds.sql")),
             m(6, "after_sale", include_str!("../migrations/0006_after_sale.sql")),
             m(7, "passenger_masked", include_str!("../migrations/0007_passenger_masked.sql")),
+            m(8, "sale_day", include_str!("../migrations/0008_sale_day.sql")),
         ]),
         ..Migrator::DEFAULT
     }
@@ -104,6 +106,9 @@ impl Store for PgStore {
 
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await.map_err(db)?;
+        for w in &self.writers {
+            w.write(|c| Box::pin(async move { sqlx::query("SELECT 1").execute(c).await.map(drop) })).await?;
+        }
         Ok(())
     }
 }
@@ -200,6 +205,17 @@ impl OrderStore for PgStore {
     async fn mark_seats_released(&self, order_no: &str) -> Result<()> {
         self.write(order_no.to_string(), |c, no| Box::pin(async move { orders::mark_released(c, &no).await })).await
     }
+
+    async fn known_holds(&self, holds: &[i64]) -> Result<Vec<i64>> {
+        if holds.len() > HOLDS_LOOKUP_MAX {
+            return Err(StoreError::Limit(format!("at most {HOLDS_LOOKUP_MAX} holds per lookup")));
+        }
+        orders::known_holds(&self.pool, holds).await.map_err(db)
+    }
+
+    async fn hold_id_max(&self) -> Result<i64> {
+        orders::hold_id_max(&self.pool).await.map_err(db)
+    }
 }
 
 #[async_trait]
@@ -241,9 +257,18 @@ impl PaymentStore for PgStore {
 
 #[async_trait]
 impl OutboxStore for PgStore {
-    async fn outbox_pending(&self, limit: u32) -> Result<Vec<OutboxRow>> {
-        let rows = outbox::pending(&self.pool, limit).await.map_err(db)?;
-        rows.into_iter().map(|(id, kind, subject, at)| outbox_row(id, &kind, &subject, at)).collect()
+    async fn outbox_due(&self, now_ms: i64, limit: u32) -> Result<Vec<OutboxRow>> {
+        let rows = outbox::due(&self.pool, now_ms, limit).await.map_err(db)?;
+        rows.into_iter().map(outbox_row).collect()
+    }
+
+    async fn outbox_sent(&self, ids: &[i64], redeliver_at_ms: i64) -> Result<()> {
+        self.write(ids.to_vec(), move |c, ids| Box::pin(async move { outbox::sent(c, &ids, redeliver_at_ms).await }))
+            .await
+    }
+
+    async fn outbox_unsent(&self, ids: &[i64], now_ms: i64) -> Result<()> {
+        self.write(ids.to_vec(), move |c, ids| Box::pin(async move { outbox::unsent(c, &ids, now_ms).await })).await
     }
 
     async fn outbox_done(&self, ids: &[i64]) -> Result<()> {
@@ -251,6 +276,38 @@ impl OutboxStore for PgStore {
             return Ok(());
         }
         self.write(ids.to_vec(), |c, ids| Box::pin(async move { outbox::done(c, &ids).await })).await
+    }
+
+    async fn outbox_failed(&self, failures: &[OutboxFailure], policy: RetryPolicy, now_ms: i64) -> Result<Vec<i64>> {
+        self.write(failures.to_vec(), move |c, fs| {
+            Box::pin(async move { outbox::failed(c, &fs, policy, now_ms).await })
+        })
+        .await
+    }
+
+    async fn outbox_requeue_sent(&self, now_ms: i64) -> Result<u64> {
+        self.write((), move |c, _| Box::pin(async move { outbox::requeue_sent(c, now_ms).await })).await
+    }
+
+    async fn outbox_list(&self, state: OutboxState, after_id: i64, limit: u32) -> Result<Vec<OutboxRow>> {
+        let rows = outbox::list(&self.pool, state, after_id, limit).await.map_err(db)?;
+        rows.into_iter().map(outbox_row).collect()
+    }
+
+    async fn outbox_retry(&self, id: i64, now_ms: i64) -> Result<bool> {
+        self.write((), move |c, _| Box::pin(async move { outbox::retry(c, id, now_ms).await })).await
+    }
+
+    async fn outbox_counts(&self) -> Result<OutboxCounts> {
+        outbox::counts(&self.pool).await.map_err(db)
+    }
+}
+
+#[async_trait]
+impl LeaseStore for PgStore {
+    async fn claim_lease(&self, name: &str, holder: &str, instance: &str, now_ms: i64) -> Result<Lease> {
+        let data = (name.to_string(), holder.to_string(), instance.to_string());
+        self.write(data, move |c, d| Box::pin(async move { lease::claim(c, &d.0, &d.1, &d.2, now_ms).await })).await
     }
 }
 

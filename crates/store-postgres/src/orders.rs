@@ -62,6 +62,12 @@ pub async fn create(c: &mut PgConnection, orders: &[NewOrder]) -> sqlx::Result<V
         let o = order_row(r)?;
         created.insert(o.order_no.clone(), o);
     }
+    let (mut hold_ids, mut hold_orders) = (Vec::new(), Vec::new());
+    for o in orders.iter().filter(|o| created.contains_key(&o.order_no)) {
+        hold_ids.extend(o.holds.iter().copied());
+        hold_orders.extend(o.holds.iter().map(|_| o.order_no.clone()));
+    }
+    insert_holds(&mut *c, &hold_ids, &hold_orders).await?;
     let mut out = Vec::with_capacity(orders.len());
     for o in orders {
         out.push(match created.remove(&o.order_no) {
@@ -72,6 +78,28 @@ pub async fn create(c: &mut PgConnection, orders: &[NewOrder]) -> sqlx::Result<V
         });
     }
     Ok(out)
+}
+
+/// Record which order carries each hold (parallel lists), in the caller's transaction.
+pub(crate) async fn insert_holds(c: &mut PgConnection, holds: &[i64], order_nos: &[String]) -> sqlx::Result<()> {
+    if holds.is_empty() {
+        return Ok(());
+    }
+    sqlx::query("INSERT INTO order_holds (hold_id, order_no) SELECT * FROM UNNEST($1::bigint[], $2::text[])")
+        .bind(holds)
+        .bind(order_nos)
+        .execute(c)
+        .await?;
+    Ok(())
+}
+
+/// Which of `holds` an order carries.
+pub async fn known_holds<'e>(c: impl PgExecutor<'e>, holds: &[i64]) -> sqlx::Result<Vec<i64>> {
+    sqlx::query_scalar("SELECT hold_id FROM order_holds WHERE hold_id = ANY($1)").bind(holds).fetch_all(c).await
+}
+
+pub async fn hold_id_max<'e>(c: impl PgExecutor<'e>) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT coalesce(max(hold_id), 0) FROM order_holds").fetch_one(c).await
 }
 
 pub async fn get<'e>(c: impl PgExecutor<'e>, order_no: &str) -> sqlx::Result<Option<OrderRecord>> {

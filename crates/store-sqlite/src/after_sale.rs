@@ -120,6 +120,7 @@ pub fn fulfil(c: &Connection, f: &Fulfil) -> rusqlite::Result<bool> {
         )?
         .execute(params![order_no, f.legs_json, f.now_ms])?;
     assert_eq!(moved, 1, "the wish's order was checked PAID in this transaction");
+    orders::insert_holds(c, &order_no, &f.holds)?;
     outbox::insert(c, &[OutboxEvent::Ticket { order_no: order_no.clone() }], f.now_ms)?;
     let body = format!("seats found: order {order_no} is being ticketed");
     let kind = "wish.fulfilled".to_string();

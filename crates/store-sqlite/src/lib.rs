@@ -15,6 +15,7 @@
 
 mod after_sale;
 mod audit;
+mod lease;
 mod network;
 mod orders;
 mod outbox;
@@ -107,7 +108,8 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> Result<()> {
-        self.read(|c| c.query_row("SELECT 1", [], |_| Ok(()))).await
+        self.read(|c| c.query_row("SELECT 1", [], |_| Ok(()))).await?;
+        self.write(|c| c.query_row("SELECT 1", [], |_| Ok(()))).await
     }
 }
 
@@ -211,6 +213,18 @@ impl OrderStore for SqliteStore {
         let no = order_no.to_string();
         self.write(move |c| orders::mark_released(c, &no)).await
     }
+
+    async fn known_holds(&self, holds: &[i64]) -> Result<Vec<i64>> {
+        if holds.len() > HOLDS_LOOKUP_MAX {
+            return Err(StoreError::Limit(format!("at most {HOLDS_LOOKUP_MAX} holds per lookup")));
+        }
+        let holds = holds.to_vec();
+        self.read(move |c| orders::known_holds(c, &holds)).await
+    }
+
+    async fn hold_id_max(&self) -> Result<i64> {
+        self.read(orders::hold_id_max).await
+    }
 }
 
 #[async_trait]
@@ -258,8 +272,19 @@ impl PaymentStore for SqliteStore {
 
 #[async_trait]
 impl OutboxStore for SqliteStore {
-    async fn outbox_pending(&self, limit: u32) -> Result<Vec<OutboxRow>> {
-        outbox::decode(self.read(move |c| outbox::pending(c, limit)).await?)
+    async fn outbox_due(&self, now_ms: i64, limit: u32) -> Result<Vec<OutboxRow>> {
+        let rows = self.read(move |c| outbox::due(c, now_ms, limit)).await?;
+        rows.into_iter().map(outbox_row).collect()
+    }
+
+    async fn outbox_sent(&self, ids: &[i64], redeliver_at_ms: i64) -> Result<()> {
+        let ids = ids.to_vec();
+        self.write(move |c| outbox::sent(c, &ids, redeliver_at_ms)).await
+    }
+
+    async fn outbox_unsent(&self, ids: &[i64], now_ms: i64) -> Result<()> {
+        let ids = ids.to_vec();
+        self.write(move |c| outbox::unsent(c, &ids, now_ms)).await
     }
 
     async fn outbox_done(&self, ids: &[i64]) -> Result<()> {
@@ -268,6 +293,36 @@ impl OutboxStore for SqliteStore {
         }
         let ids = ids.to_vec();
         self.write(move |c| outbox::done(c, &ids)).await
+    }
+
+    async fn outbox_failed(&self, failures: &[OutboxFailure], policy: RetryPolicy, now_ms: i64) -> Result<Vec<i64>> {
+        let failures = failures.to_vec();
+        self.write(move |c| outbox::failed(c, &failures, policy, now_ms)).await
+    }
+
+    async fn outbox_requeue_sent(&self, now_ms: i64) -> Result<u64> {
+        self.write(move |c| outbox::requeue_sent(c, now_ms)).await
+    }
+
+    async fn outbox_list(&self, state: OutboxState, after_id: i64, limit: u32) -> Result<Vec<OutboxRow>> {
+        let rows = self.read(move |c| outbox::list(c, state, after_id, limit)).await?;
+        rows.into_iter().map(outbox_row).collect()
+    }
+
+    async fn outbox_retry(&self, id: i64, now_ms: i64) -> Result<bool> {
+        self.write(move |c| outbox::retry(c, id, now_ms)).await
+    }
+
+    async fn outbox_counts(&self) -> Result<OutboxCounts> {
+        self.read(outbox::counts).await
+    }
+}
+
+#[async_trait]
+impl LeaseStore for SqliteStore {
+    async fn claim_lease(&self, name: &str, holder: &str, instance: &str, now_ms: i64) -> Result<Lease> {
+        let (name, holder, instance) = (name.to_string(), holder.to_string(), instance.to_string());
+        self.write(move |c| lease::claim(c, &name, &holder, &instance, now_ms)).await
     }
 }
 

@@ -56,12 +56,40 @@ pub fn create(c: &Connection, orders: &[NewOrder]) -> rusqlite::Result<Vec<Creat
             )
             .optional()?;
         out.push(match created {
-            Some(rec) => CreateOrder::Created(rec),
+            Some(rec) => {
+                insert_holds(c, &rec.order_no, &o.holds)?;
+                CreateOrder::Created(rec)
+            }
             // The user's key was taken, before or earlier in this batch.
             None => CreateOrder::Existing(by_key(c, o.user_id, &o.idem_key)?.expect("the conflicting order exists")),
         });
     }
     Ok(out)
+}
+
+/// Record the engine holds `order_no` carries, in the caller's transaction.
+pub(crate) fn insert_holds(c: &Connection, order_no: &str, holds: &[i64]) -> rusqlite::Result<()> {
+    let mut q = c.prepare_cached("INSERT INTO order_holds (hold_id, order_no) VALUES (?1, ?2)")?;
+    for hold in holds {
+        q.execute(params![hold, order_no])?;
+    }
+    Ok(())
+}
+
+/// Which of `holds` an order carries.
+pub fn known_holds(c: &Connection, holds: &[i64]) -> rusqlite::Result<Vec<i64>> {
+    let mut q = c.prepare_cached("SELECT 1 FROM order_holds WHERE hold_id = ?1")?;
+    let mut known = Vec::new();
+    for &hold in holds {
+        if q.exists([hold])? {
+            known.push(hold);
+        }
+    }
+    Ok(known)
+}
+
+pub fn hold_id_max(c: &Connection) -> rusqlite::Result<i64> {
+    c.prepare_cached("SELECT coalesce(max(hold_id), 0) FROM order_holds")?.query_row([], |r| r.get(0))
 }
 
 pub fn get(c: &Connection, order_no: &str) -> rusqlite::Result<Option<OrderRecord>> {

@@ -15,6 +15,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("../migrations/0005_refunds.sql")),
     (6, include_str!("../migrations/0006_after_sale.sql")),
     (7, include_str!("../migrations/0007_passenger_masked.sql")),
+    (8, include_str!("../migrations/0008_sale_day.sql")),
 ];
 
 fn failed(e: rusqlite::Error) -> StoreError {

@@ -100,6 +100,8 @@ pub struct Notification {
 pub struct Fulfil {
     pub wish_id: String,
     pub legs_json: String,
+    /// The engine holds the seats are on (recorded beside the order, as for new orders).
+    pub holds: Vec<i64>,
     pub now_ms: i64,
 }
 

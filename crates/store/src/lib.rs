@@ -13,7 +13,8 @@
 //! - [`outbox`]: what a committed transaction asks the rest of the system to do, at least once;
 //! - [`tickets`]: issued tickets, check-ins, refunds and the revocations gates sync;
 //! - [`audit`]: the append-only, hash-chained log ([`audit::chain`] computes new entries);
-//! - [`after_sale`]: rebooking, the waitlist and its notifications.
+//! - [`after_sale`]: rebooking, the waitlist and its notifications;
+//! - [`lease`]: which seat engine a database belongs to (one per database for now).
 //!
 //! Why the SQL is written per backend rather than shared: the embedded default writes from one
 //! thread that owns its SQLite connection and runs each batch's statements itself (rusqlite,
@@ -26,6 +27,7 @@
 pub mod after_sale;
 pub mod audit;
 pub mod error;
+pub mod lease;
 pub mod network;
 pub mod orders;
 pub mod outbox;
@@ -39,6 +41,7 @@ pub mod users;
 pub use after_sale::*;
 pub use audit::*;
 pub use error::{CREATE_BATCH_MAX, Result, StoreError, check_batch_len, parse};
+pub use lease::*;
 pub use network::*;
 pub use orders::*;
 pub use outbox::*;
@@ -57,6 +60,7 @@ pub trait Store:
     + tickets::TicketStore
     + audit::AuditStore
     + after_sale::AfterSaleStore
+    + lease::LeaseStore
     + Send
     + Sync
     + 'static
@@ -64,6 +68,7 @@ pub trait Store:
     /// `"sqlite"` or `"postgres"`, for logs and `/readyz`.
     fn backend(&self) -> &'static str;
 
-    /// A cheap round trip to the database, for `/readyz`.
+    /// A cheap round trip to the database through every writer and a reader, for `/readyz`:
+    /// an error while any of them cannot make progress.
     async fn ping(&self) -> Result<()>;
 }

@@ -49,6 +49,9 @@ pub struct NewOrder {
     pub pay_before_ms: i64,
     pub created_at_ms: i64,
     pub legs_json: String,
+    /// The engine holds the order carries (recorded beside it, so that reconciliation can
+    /// tell an engine hold without an order, and a restart can fence hold ids).
+    pub holds: Vec<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,7 +162,14 @@ pub trait OrderStore: Send + Sync + 'static {
     /// Cancelled or expired orders whose seats were not yet given back.
     async fn unreleased_orders(&self, limit: u32) -> Result<Vec<OrderRecord>>;
     async fn mark_seats_released(&self, order_no: &str) -> Result<()>;
+    /// Which of `holds` (at most [`HOLDS_LOOKUP_MAX`]) an order carries.
+    async fn known_holds(&self, holds: &[i64]) -> Result<Vec<i64>>;
+    /// The highest hold id any order carries (0 when none does).
+    async fn hold_id_max(&self) -> Result<i64>;
 }
+
+/// Hold ids one [`OrderStore::known_holds`] call looks up.
+pub const HOLDS_LOOKUP_MAX: usize = 10_000;
 
 #[cfg(test)]
 mod tests {

@@ -28,6 +28,9 @@ macro_rules! store_suite {
             notifies_pay_once_refuse_replays_and_refund_late_payments,
             a_notify_batch_is_decided_in_order,
             the_outbox_hands_out_oldest_first,
+            failing_events_back_off_and_go_dead_alone,
+            orders_record_their_holds,
+            a_database_belongs_to_one_engine,
             tickets_issue_once_and_check_in_once,
             ticket_refunds_revoke_once,
             unticketable_orders_are_refunded,
@@ -107,7 +110,13 @@ fn new_order(user_id: i64, no: &str, key: &str, pay_before_ms: i64) -> NewOrder 
         pay_before_ms,
         created_at_ms: pay_before_ms - 600_000,
         legs_json: "[]".into(),
+        holds: Vec::new(),
     }
+}
+
+/// Every outbox row not dead, whenever due.
+async fn pending(store: &dyn Store, limit: u32) -> Result<Vec<OutboxRow>> {
+    store.outbox_due(i64::MAX, limit).await
 }
 
 /// A new unpaid order `no` with a far-off pay window.
@@ -408,7 +417,7 @@ pub async fn notifies_pay_once_refuse_replays_and_refund_late_payments(store: &d
     store.create_payment(&new_payment("P10", "E10")).await.unwrap();
     let late = store.apply_notify(&notify("P10", 55_300, "n4", 25)).await.unwrap();
     assert_eq!(late, NotifyOutcome::RefundDue { order_no: "E10".into(), order_status: OrderStatus::Cancelled });
-    let outbox = store.outbox_pending(100).await.unwrap();
+    let outbox = pending(store, 100).await.unwrap();
     assert_eq!(
         events(&outbox),
         [OutboxEvent::Ticket { order_no: "E13".into() }, OutboxEvent::Refund { payment_no: "P10".into() }],
@@ -448,7 +457,7 @@ pub async fn a_notify_batch_is_decided_in_order(store: &dyn Store) {
     );
     assert_eq!(store.payment("P20b").await.unwrap().unwrap().status, PaymentStatus::RefundPending);
     assert_eq!(store.order("E20").await.unwrap().unwrap().status, OrderStatus::Paid);
-    let events = events(&store.outbox_pending(100).await.unwrap());
+    let events = events(&pending(store, 100).await.unwrap());
     assert!(events.contains(&OutboxEvent::Refund { payment_no: "P20b".into() }), "{name}: {events:?}");
     assert!(events.contains(&OutboxEvent::Ticket { order_no: "E20".into() }));
     assert_eq!(store.audit_range(0, 100).await.unwrap().len(), 4, "{name}: every notify is audited");
@@ -460,13 +469,91 @@ pub async fn the_outbox_hands_out_oldest_first(store: &dyn Store) {
     for no in ["E1", "E2", "E3"] {
         paid_order(store, alice, no).await;
     }
-    let rows = store.outbox_pending(100).await.unwrap();
+    let rows = pending(store, 100).await.unwrap();
     assert_eq!(rows.len(), 3, "{name}");
     assert!(rows.windows(2).all(|w| w[0].id < w[1].id), "{name}: oldest first");
-    assert_eq!(store.outbox_pending(2).await.unwrap(), rows[..2], "{name}");
+    assert_eq!(pending(store, 2).await.unwrap(), rows[..2], "{name}");
     store.outbox_done(&[rows[0].id, rows[2].id]).await.unwrap();
-    assert_eq!(store.outbox_pending(100).await.unwrap(), [rows[1].clone()], "{name}");
+    assert_eq!(pending(store, 100).await.unwrap(), [rows[1].clone()], "{name}");
     store.outbox_done(&[]).await.unwrap();
+}
+
+pub async fn failing_events_back_off_and_go_dead_alone(store: &dyn Store) {
+    let name = store.backend();
+    let alice = user(store, "alice").await;
+    for no in ["E1", "E2", "E3"] {
+        paid_order(store, alice, no).await;
+    }
+    let rows = store.outbox_due(i64::MAX, 100).await.unwrap();
+    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    assert!(rows.iter().all(|r| r.state == OutboxState::Pending && r.attempts == 0), "{name}: {rows:?}");
+    let now = rows.iter().map(|r| r.next_at_ms).max().unwrap();
+    // Handed to the bus: not due again until the redelivery time, unless the bus refused them.
+    store.outbox_sent(&ids, now + 60_000).await.unwrap();
+    assert!(store.outbox_due(now + 59_999, 100).await.unwrap().is_empty(), "{name}");
+    let lost = store.outbox_due(now + 60_000, 100).await.unwrap();
+    assert_eq!((lost.len(), lost[0].state, lost[0].attempts), (3, OutboxState::Sent, 1), "{name}");
+    store.outbox_unsent(&ids[2..], now).await.unwrap();
+    let third = &store.outbox_due(now, 100).await.unwrap()[0];
+    assert_eq!((third.id, third.state, third.attempts), (ids[2], OutboxState::Pending, 0), "{name}: not counted");
+    // One event fails over and over: it backs off, then goes DEAD; the others are unaffected.
+    let policy = RetryPolicy { attempts_max: 3, backoff_ms_min: 100, backoff_ms_max: 150 };
+    let fail = [OutboxFailure { id: ids[0], error: "x".repeat(2 * ERROR_LEN_MAX) }];
+    assert!(store.outbox_failed(&fail, policy, now).await.unwrap().is_empty(), "{name}");
+    let row = store.outbox_list(OutboxState::Pending, 0, 10).await.unwrap();
+    let row = row.iter().find(|r| r.id == ids[0]).unwrap();
+    assert_eq!((row.attempts, row.next_at_ms), (1, now + 100), "{name}");
+    assert_eq!(row.last_error.as_ref().unwrap().len(), ERROR_LEN_MAX, "{name}: errors are cut");
+    for attempt in 2..=3 {
+        store.outbox_sent(&ids[..1], now + 60_000).await.unwrap();
+        let dead = store.outbox_failed(&fail, policy, now).await.unwrap();
+        assert_eq!(dead.len(), usize::from(attempt == 3), "{name}: attempt {attempt}");
+    }
+    assert!(store.outbox_due(i64::MAX, 100).await.unwrap().iter().all(|r| r.id != ids[0]), "{name}: dead never due");
+    let counts = store.outbox_counts().await.unwrap();
+    assert_eq!((counts.pending, counts.sent, counts.dead), (1, 1, 1), "{name}");
+    assert_eq!(store.outbox_list(OutboxState::Dead, 0, 10).await.unwrap()[0].id, ids[0], "{name}");
+    // The process that was the bus restarts: what it had in hand is due again.
+    assert_eq!(store.outbox_requeue_sent(now).await.unwrap(), 1, "{name}");
+    // An operator's retry: due now, attempts from zero; a row not dead is not retried.
+    assert!(store.outbox_retry(ids[0], now).await.unwrap(), "{name}");
+    assert!(!store.outbox_retry(ids[0], now).await.unwrap(), "{name}");
+    let due = store.outbox_due(now, 100).await.unwrap();
+    assert_eq!(due.len(), 3, "{name}: {due:?}");
+    assert!(due.iter().all(|r| r.state == OutboxState::Pending), "{name}");
+}
+
+pub async fn orders_record_their_holds(store: &dyn Store) {
+    let name = store.backend();
+    let alice = user(store, "alice").await;
+    assert_eq!(store.hold_id_max().await.unwrap(), 0, "{name}");
+    let mut a = new_order(alice, "E1", "k1", 9_000_000_000_000);
+    a.holds = vec![256, 513];
+    let mut b = new_order(alice, "E2", "k2", 9_000_000_000_000);
+    b.holds = vec![1024];
+    // A retry of k1 with a surplus hold: the order exists, its hold is not recorded.
+    let mut retry = new_order(alice, "E9", "k1", 9_000_000_000_000);
+    retry.holds = vec![2048];
+    store.create_orders(&[a, b, retry]).await.unwrap();
+    let known = store.known_holds(&[1, 256, 513, 1024, 2048]).await.unwrap();
+    let mut known = known.clone();
+    known.sort();
+    assert_eq!(known, [256, 513, 1024], "{name}");
+    assert_eq!(store.hold_id_max().await.unwrap(), 1024, "{name}");
+    let too_many = vec![1; HOLDS_LOOKUP_MAX + 1];
+    assert!(matches!(store.known_holds(&too_many).await, Err(StoreError::Limit(_))), "{name}");
+}
+
+pub async fn a_database_belongs_to_one_engine(store: &dyn Store) {
+    let name = store.backend();
+    let first = store.claim_lease(ENGINE_LEASE, "engine-a", "pid-1", 1_000).await.unwrap();
+    assert_eq!((first.holder.as_str(), first.since_ms, first.seen_at_ms), ("engine-a", 1_000, 1_000), "{name}");
+    // Another engine is told whose it is, and changes nothing.
+    let other = store.claim_lease(ENGINE_LEASE, "engine-b", "pid-2", 5_000).await.unwrap();
+    assert_eq!((other.holder.as_str(), other.instance.as_str(), other.seen_at_ms), ("engine-a", "pid-1", 1_000));
+    // The same engine restarted (a new process) renews its claim.
+    let again = store.claim_lease(ENGINE_LEASE, "engine-a", "pid-3", 9_000).await.unwrap();
+    assert_eq!((again.instance.as_str(), again.since_ms, again.seen_at_ms), ("pid-3", 1_000, 9_000), "{name}");
 }
 
 pub async fn tickets_issue_once_and_check_in_once(store: &dyn Store) {
@@ -509,7 +596,7 @@ pub async fn ticket_refunds_revoke_once(store: &dyn Store) {
     assert_eq!(revoked.iter().map(|r| r.ticket_sn.as_str()).collect::<Vec<_>>(), ["E131"], "{name}");
     assert!(store.revocations(revoked[0].seq, 10).await.unwrap().is_empty());
     assert_eq!(store.check_in(&scan("E131", "g1", 49)).await.unwrap(), CheckIn::Revoked(TicketStatus::Refunded));
-    let pending = events(&store.outbox_pending(100).await.unwrap());
+    let pending = events(&pending(store, 100).await.unwrap());
     assert!(pending.contains(&OutboxEvent::TicketRefund { refund_no: "T1".into() }), "{name}: {pending:?}");
     let done = TicketRefundDone { refund_no: "T1".into(), channel_refund_id: "R-T1".into(), now_ms: 50 };
     assert!(store.complete_ticket_refund(&done).await.unwrap());
@@ -527,9 +614,7 @@ pub async fn unticketable_orders_are_refunded(store: &dyn Store) {
     assert!(!store.refund_unticketable(&u).await.unwrap(), "{name}: once");
     assert_eq!(store.order("E14").await.unwrap().unwrap().status, OrderStatus::Refunded);
     assert_eq!(store.payment("PE14").await.unwrap().unwrap().status, PaymentStatus::RefundPending);
-    assert!(
-        events(&store.outbox_pending(100).await.unwrap()).contains(&OutboxEvent::Refund { payment_no: "PE14".into() })
-    );
+    assert!(events(&pending(store, 100).await.unwrap()).contains(&OutboxEvent::Refund { payment_no: "PE14".into() }));
     let audit = store.payment_audit().await.unwrap();
     assert_eq!((audit.captured, audit.ticketed, audit.refunded, audit.in_flight_total), (2, 1, 0, 1), "{name}");
     assert_eq!(audit.in_flight, ["PE14"]);
@@ -582,12 +667,13 @@ pub async fn wishes_are_fulfilled_or_ended_once(store: &dyn Store) {
     let waiting: Vec<String> = store.waiting_wishes(10).await.unwrap().into_iter().map(|w| w.wish_id).collect();
     assert_eq!(waiting, ["W1", "W2"], "{name}: paid wishes wait in join order");
     // Fulfilled once: the order gets its seats and a ticketing event; the user a notification.
-    let fulfil = |id: &str, legs: &str, now_ms| Fulfil { wish_id: id.into(), legs_json: legs.into(), now_ms };
+    let fulfil =
+        |id: &str, legs: &str, now_ms| Fulfil { wish_id: id.into(), legs_json: legs.into(), holds: vec![], now_ms };
     assert!(store.fulfil_wish(&fulfil("W1", "[{\"seats\":1}]", 70)).await.unwrap(), "{name}");
     assert!(!store.fulfil_wish(&fulfil("W1", "[]", 71)).await.unwrap(), "{name}: fulfilled once");
     assert_eq!(store.wish("W1").await.unwrap().unwrap().status, WishStatus::Fulfilled);
     assert_eq!(store.order("EW1").await.unwrap().unwrap().legs_json, "[{\"seats\":1}]");
-    let outbox = events(&store.outbox_pending(1_000).await.unwrap());
+    let outbox = events(&pending(store, 1_000).await.unwrap());
     assert!(outbox.contains(&OutboxEvent::Ticket { order_no: "EW1".into() }), "{name}");
     let notes = store.notifications(alice, 10).await.unwrap();
     assert_eq!((notes[0].kind.as_str(), notes[0].subject.as_str()), ("wish.fulfilled", "W1"), "{name}");
@@ -647,7 +733,7 @@ pub async fn free_orders_settle_once(store: &dyn Store) {
     assert!(store.settle_free_order("ER3", 83).await.unwrap(), "{name}");
     assert!(!store.settle_free_order("ER3", 84).await.unwrap(), "{name}: settled once");
     assert_eq!(store.order("ER3").await.unwrap().unwrap().status, OrderStatus::Paid);
-    assert!(events(&store.outbox_pending(10).await.unwrap()).contains(&OutboxEvent::Ticket { order_no: "ER3".into() }));
+    assert!(events(&pending(store, 10).await.unwrap()).contains(&OutboxEvent::Ticket { order_no: "ER3".into() }));
     order(store, alice, "ER2").await;
     assert!(!store.settle_free_order("ER2", 85).await.unwrap(), "{name}: a priced order needs a payment");
 }

@@ -4,7 +4,7 @@
 use std::fs::OpenOptions;
 use std::io::Write;
 
-use chepiao_domain::SeatClass;
+use chepiao_domain::{RunId, SeatClass};
 use chepiao_engine::wal::Wal;
 use chepiao_engine::*;
 
@@ -36,17 +36,24 @@ async fn acknowledged_holds_survive_a_restart() {
             engine.hold(k, vec![leg("G1-20261122", spec, 0, 3, SeatClass::First, 2)], 600_000).await.unwrap().unwrap();
         holds.push(out.legs[0].hold);
     }
-    assert_eq!(engine.confirm(100, holds[0]).await.unwrap(), Reply::Confirmed);
-    assert_eq!(engine.release(101, holds[1]).await.unwrap(), Reply::Released);
+    let run: RunId = "G1-20261122".parse().unwrap();
+    assert_eq!(engine.confirm(holds[0], run.clone()).await.unwrap(), Reply::Confirmed);
+    assert_eq!(engine.release(holds[1], run.clone()).await.unwrap(), Reply::Released);
     engine.shutdown();
 
     let (engine, reports) = Engine::open(config(&dir), clock).unwrap();
     assert_eq!(reports[0].commands_replayed, 12);
     assert_eq!(class_left(&remaining(&engine, "G1-20261122", spec, 0, 3).await, SeatClass::First), 52 - 18);
-    let states = engine.query(holds.iter().map(|&hold| Query::Hold { hold }).collect()).await.unwrap();
-    assert!(matches!(states[0], Answer::Hold(Some((HoldState::Sold, _)))));
-    assert!(matches!(states[1], Answer::Hold(Some((HoldState::Released, _)))));
-    assert!(matches!(states[2], Answer::Hold(Some((HoldState::Held, _)))));
+    let states =
+        engine.query(holds.iter().map(|&hold| Query::Hold { hold, run: run.clone() }).collect()).await.unwrap();
+    assert_eq!(states[0], Answer::Hold(Some(HoldState::Sold)));
+    assert_eq!(states[1], Answer::Hold(Some(HoldState::Ended)));
+    assert!(matches!(states[2], Answer::Hold(Some(HoldState::Held { .. }))));
+    // Repeats answer by state: confirmed again, released again, nothing freed twice.
+    assert_eq!(engine.confirm(holds[0], run.clone()).await.unwrap(), Reply::Confirmed);
+    assert_eq!(engine.release(holds[1], run.clone()).await.unwrap(), Reply::Released);
+    assert_eq!(engine.release(holds[0], run.clone()).await.unwrap(), Reply::Rejected(Reject::AlreadySold));
+    assert_eq!(class_left(&remaining(&engine, "G1-20261122", spec, 0, 3).await, SeatClass::First), 52 - 18);
     // A retry after the restart gets the answer given before it.
     let again =
         engine.hold(5, vec![leg("G1-20261122", spec, 0, 3, SeatClass::First, 2)], 600_000).await.unwrap().unwrap();
@@ -107,37 +114,134 @@ async fn a_corrupt_record_ends_the_log() {
     engine.shutdown();
 }
 
+/// Wait until every shard's snapshotter has caught up to within `ops` commands of its log.
+async fn snapshots_settle(engine: &Engine, ops: u64) {
+    for _ in 0..500 {
+        let stats = engine.stats().await.unwrap();
+        if stats.iter().all(|s| s.durable_lsn - s.snapshot_lsn < ops) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the snapshotter did not catch up: {:?}", engine.stats().await.unwrap());
+}
+
+fn files(dir: &std::path::Path, ext: &str) -> usize {
+    std::fs::read_dir(dir.join("shard-0"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == ext))
+        .count()
+}
+
+/// The snapshotter follows the log across segments on its own thread; snapshots bound what a
+/// restart replays, and the segments and snapshots they cover are deleted.
 #[tokio::test]
 async fn snapshots_bound_replay_and_replace_old_segments() {
     let dir = temp_dir("snapshot");
     let spec = g_spec(4);
     let (clock, now) = manual_clock(1_000);
-    let cfg = EngineConfig { snapshot_every_ops: 50, ..config(&dir) };
+    // Tiny segments: the log rolls every few batches, and the snapshotter must cross them.
+    let cfg = EngineConfig { snapshot_every_ops: 50, segment_len_max: 512, tick: ms(5), ..config(&dir) };
     let (engine, _) = Engine::open(cfg.clone(), clock.clone()).unwrap();
-    for k in 0..120u128 {
+    for k in 0..300u128 {
         now.fetch_add(10, std::sync::atomic::Ordering::SeqCst);
         let from = (k % 3) as u8;
-        engine
-            .hold(k, vec![leg("G7-20261122", spec, from, from + 1, SeatClass::Second, 1)], 600_000)
-            .await
-            .unwrap()
-            .unwrap();
+        let l = leg("G7-20261122", spec, from, from + 1, SeatClass::Second, 1);
+        engine.hold(k, vec![l], 600_000).await.unwrap().unwrap();
     }
+    snapshots_settle(&engine, 50).await;
     let before = remaining(&engine, "G7-20261122", spec, 0, 4).await;
+    let size = engine.stats().await.unwrap()[0].size;
     engine.shutdown();
-    let snapshots = std::fs::read_dir(dir.join("shard-0"))
-        .unwrap()
-        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "bin"))
-        .count();
-    assert_eq!(snapshots, 1, "older snapshots are deleted");
+    assert_eq!(files(&dir, "bin"), 1, "older snapshots are deleted");
+    assert!(files(&dir, "log") < 20, "segments the snapshot covers are deleted: {}", files(&dir, "log"));
     let (engine, reports) = Engine::open(cfg, clock).unwrap();
-    assert!(reports[0].snapshot_lsn > 0);
+    assert!(reports[0].snapshot_lsn >= 250, "{:?}", reports[0]);
     assert!(reports[0].commands_replayed < 50, "{:?}", reports[0]);
     assert_eq!(remaining(&engine, "G7-20261122", spec, 0, 4).await, before);
+    assert_eq!(engine.stats().await.unwrap()[0].size, size);
     engine.shutdown();
     // The recovered state machine satisfies every invariant.
     let (sm, _, _) = Wal::recover(&dir.join("shard-0"), true, || StateMachine::new(0, Limits::default())).unwrap();
     sm.check_invariants().unwrap();
+}
+
+fn ms(n: u64) -> std::time::Duration {
+    std::time::Duration::from_millis(n)
+}
+
+/// An engine directory restored from an older copy would hand out hold ids SQL already
+/// knows; a fence at start (from SQL's highest hold id) moves it past them.
+#[tokio::test]
+async fn a_fence_keeps_hold_ids_unique_after_restoring_an_old_directory() {
+    let dir = temp_dir("fence");
+    let backup = temp_dir("fence-backup");
+    let (clock, _) = manual_clock(1_000);
+    let hold = |k: u128| leg(&format!("G{}-20261122", k + 1), g_spec(3), 0, 1, SeatClass::Second, 1);
+    let (engine, _) = Engine::open(config(&dir), clock.clone()).unwrap();
+    for k in 0..3 {
+        engine.hold(k, vec![hold(k)], 600_000).await.unwrap().unwrap();
+    }
+    engine.shutdown();
+    copy_dir(&dir.join("shard-0"), &backup.join("shard-0"));
+    let (engine, _) = Engine::open(config(&dir), clock.clone()).unwrap();
+    let mut known = Vec::new();
+    for k in 3..8 {
+        known.push(engine.hold(k, vec![hold(k)], 600_000).await.unwrap().unwrap().legs[0].hold);
+    }
+    engine.shutdown();
+    // The restored copy knows only the first three holds: unfenced, it reuses an id.
+    let (restored, _) = Engine::open(config(&backup), clock.clone()).unwrap();
+    let reused = restored.hold(100, vec![hold(100)], 600_000).await.unwrap().unwrap().legs[0].hold;
+    assert!(known.contains(&reused), "the guard this test relies on: {reused} reused");
+    restored.shutdown();
+    let (restored, _) = Engine::open(config(&backup), clock).unwrap();
+    let highest = known.iter().max().unwrap() >> 8;
+    restored.fence(highest + 1).await.unwrap();
+    let fresh = restored.hold(101, vec![hold(101)], 600_000).await.unwrap().unwrap().legs[0].hold;
+    assert!(fresh >> 8 > highest, "{fresh} after fencing at {}", highest + 1);
+    restored.shutdown();
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+/// Runs leave the engine when retired: their memory goes, holds on them end, and later
+/// commands on them are refused; refunds of their sold seats have nothing to give back.
+#[tokio::test]
+async fn retired_runs_leave_the_engine() {
+    let dir = temp_dir("retire");
+    let (clock, _) = manual_clock(1_000);
+    let (engine, _) = Engine::open(config(&dir), clock).unwrap();
+    let spec = g_spec(3);
+    let (old, new): (RunId, RunId) = ("G1-20261122".parse().unwrap(), "G1-20261123".parse().unwrap());
+    let sold = engine.hold(1, vec![leg("G1-20261122", spec, 0, 3, SeatClass::Second, 2)], 600_000).await.unwrap();
+    let sold = sold.unwrap().legs[0].hold;
+    assert_eq!(engine.confirm(sold, old.clone()).await.unwrap(), Reply::Confirmed);
+    let held = engine.hold(2, vec![leg("G1-20261122", spec, 0, 1, SeatClass::First, 1)], 600_000).await.unwrap();
+    let held = held.unwrap().legs[0].hold;
+    engine.hold(3, vec![leg("G1-20261123", spec, 0, 1, SeatClass::First, 1)], 600_000).await.unwrap().unwrap();
+    let size = engine.stats().await.unwrap()[0].size;
+    assert_eq!((size.runs, size.live_holds, size.sold_legs), (2, 2, 1));
+
+    assert_eq!(engine.retire("2026-11-23".parse().unwrap(), &[]).await.unwrap(), 1);
+    let size = engine.stats().await.unwrap()[0].size;
+    assert_eq!((size.runs, size.live_holds, size.sold_legs), (1, 1, 0), "the old run's memory is gone");
+    let again = engine.hold(4, vec![leg("G1-20261122", spec, 0, 1, SeatClass::First, 1)], 600_000).await.unwrap();
+    assert_eq!(again, Err(Reject::RunRetired));
+    assert_eq!(engine.confirm(held, old.clone()).await.unwrap(), Reply::Rejected(Reject::RunRetired));
+    assert_eq!(engine.return_seat(sold, old.clone(), 0, 0).await.unwrap(), Reply::Rejected(Reject::RunRetired));
+    let left = remaining(&engine, "G1-20261122", spec, 0, 3).await;
+    assert!(left.iter().all(|(_, n)| *n == 0), "a retired run sells nothing: {left:?}");
+    // A run that arrived early leaves by name.
+    assert_eq!(engine.retire("2026-11-23".parse().unwrap(), &[new]).await.unwrap(), 1);
+    assert_eq!(engine.stats().await.unwrap()[0].size.runs, 0);
+    engine.shutdown();
 }
 
 #[tokio::test]
@@ -169,7 +273,8 @@ async fn a_second_engine_cannot_open_the_same_directory() {
     let err = Engine::open(config(&dir), clock.clone()).err().expect("the directory is locked");
     assert!(err.to_string().contains("in use"), "{err}");
     engine.close();
-    assert!(matches!(engine.release(1, 0).await, Err(EngineError::Unavailable(_))));
+    let run: RunId = "G1-20261122".parse().unwrap();
+    assert!(matches!(engine.release(1 << 8, run).await, Err(EngineError::Unavailable(_))));
     let (again, _) = Engine::open(config(&dir), clock).unwrap();
     again.shutdown();
 }

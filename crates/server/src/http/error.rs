@@ -69,6 +69,7 @@ codes! {
     unknown_sale = 40409, NOT_FOUND, "no such sale";
     not_in_queue = 40410, NOT_FOUND, "the caller has not joined this sale's queue (or the admission lapsed)";
     unknown_wish = 40408, NOT_FOUND, "no such waitlist wish (or not the caller's)";
+    unknown_event = 40411, NOT_FOUND, "no such outbox event";
     method_not_allowed = 40501, METHOD_NOT_ALLOWED, "method not allowed on this route";
     passenger_exists = 40901, CONFLICT, "that passenger is on the caller's list already";
     passengers_full = 40902, CONFLICT, "the caller's passenger list is full";
@@ -79,8 +80,9 @@ codes! {
     notify_replayed = 40907, CONFLICT, "payment notify replayed (its nonce was seen before)";
     already_checked_in = 40908, CONFLICT, "the ticket was checked in already";
     not_refundable = 40909, CONFLICT, "the ticket was checked in or rebooked: it cannot be refunded";
-    not_rebookable = 40910, CONFLICT, "the ticket was checked in, refunded or rebooked: it cannot be rebooked";
+    not_rebookable = 40910, CONFLICT, "the ticket was checked in, refunded or rebooked, or a rebook issued it (a ticket is rebooked once)";
     wish_not_cancellable = 40911, CONFLICT, "the wish was fulfilled or has ended: it cannot be cancelled";
+    event_not_dead = 40912, CONFLICT, "the outbox event is not DEAD: it is retried on its own";
     ticket_revoked = 41001, GONE, "the ticket was refunded or rebooked: it is revoked";
     bad_ticket_code = 42201, UNPROCESSABLE_ENTITY, "the ticket code is malformed or its signature does not verify";
     wrong_station = 42202, UNPROCESSABLE_ENTITY, "the ticket does not board at this station";

@@ -22,7 +22,7 @@ use crate::routes::{admin, checkin, health, network, orders, payments, queue, ti
         checkin::check_in, checkin::revocations, checkin::upload, tickets::refund, tickets::rebook,
         waitlist::join, waitlist::get, waitlist::pay, waitlist::cancel, waitlist::notifications,
         queue::sales, queue::join, queue::status, queue::events,
-        admin::risk_list, admin::risk_put, admin::risk_delete),
+        admin::risk_list, admin::risk_put, admin::risk_delete, admin::events, admin::retry_event),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth),
     tags((name = "network", description = "stations, train search with remaining tickets, runs"),

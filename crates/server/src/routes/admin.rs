@@ -1,14 +1,17 @@
-//! The operator's endpoints (`X-Admin-Key`): the risk lists. Every change is audited.
+//! The operator's endpoints (`X-Admin-Key`): the risk lists, and the outbox events (the DEAD
+//! ones to look at and retry). Every change is audited.
 
 use axum::Json;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
+use chepiao_api::ops::{EventPage, EventView};
 use chepiao_api::queue::RiskList;
+use chepiao_store::{OUTBOX_BATCH_MAX, OutboxRow, OutboxState};
 
 use crate::hotsale::risk::{ListKind, ListName};
 use crate::http::error::{ApiError, ErrorBody};
-use crate::http::extract::{DEVICE_ID_LEN_MAX, path};
+use crate::http::extract::{DEVICE_ID_LEN_MAX, Params, path};
 use crate::state::AppState;
 
 fn list_path(list: &str, kind: &str) -> Result<(ListName, ListKind), ApiError> {
@@ -89,4 +92,86 @@ async fn risk_change(
     };
     state.flow.store.audit_append(&entry).await?;
     Ok(Json(RiskList { values: state.risk.list(kind, list) }))
+}
+
+fn event_view(r: &OutboxRow) -> EventView {
+    EventView {
+        id: r.id,
+        kind: r.event.kind().into(),
+        subject: r.event.subject().into(),
+        state: r.state.as_str().into(),
+        attempts: r.attempts,
+        next_at: chepiao_flow::rfc3339(r.next_at_ms),
+        created_at: chepiao_flow::rfc3339(r.created_at_ms),
+        last_error: r.last_error.clone(),
+    }
+}
+
+/// Outbox events in one state (`DEAD` by default), by id, after `after`, at most `limit`
+/// (1 to 1,024, default 100). Admin only.
+#[utoipa::path(get, path = "/api/v1/admin/events", tag = "admin",
+    params(("state" = Option<String>, Query, description = "PENDING, SENT or DEAD (default)"),
+           ("after" = Option<i64>, Query), ("limit" = Option<u32>, Query), ("X-Admin-Key" = String, Header)),
+    responses((status = 200, body = EventPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub async fn events(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    params: Params,
+) -> Result<Json<EventPage>, ApiError> {
+    state.admin.check(&headers)?;
+    let which: String = params.optional("state")?.unwrap_or_else(|| "DEAD".into());
+    let which = OutboxState::parse(&which)
+        .ok_or_else(|| ApiError::bad_parameter("parameter `state`: PENDING, SENT or DEAD"))?;
+    let after: i64 = params.optional("after")?.unwrap_or(0);
+    let limit: u32 = params.optional("limit")?.unwrap_or(100);
+    if !(1..=OUTBOX_BATCH_MAX).contains(&limit) {
+        return Err(ApiError::bad_parameter(format!("parameter `limit`: 1 to {OUTBOX_BATCH_MAX}")));
+    }
+    let rows = state.flow.store.outbox_list(which, after, limit).await?;
+    let next_after = (rows.len() as u32 == limit).then(|| rows.last().map(|r| r.id)).flatten();
+    Ok(Json(EventPage { events: rows.iter().map(event_view).collect(), next_after }))
+}
+
+/// Retry a DEAD event now, its attempts counted from zero. Admin only; audited.
+#[utoipa::path(post, path = "/api/v1/admin/events/{id}/retry", tag = "admin",
+    params(("id" = i64, Path), ("X-Admin-Key" = String, Header)),
+    responses((status = 200, body = EventView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "the event is not DEAD (40912)")))]
+pub async fn retry_event(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    p: Result<Path<i64>, PathRejection>,
+) -> Result<Json<EventView>, ApiError> {
+    state.admin.check(&headers)?;
+    let id = path(p)?;
+    let store = &state.flow.store;
+    let now = state.flow.now_ms();
+    if !store.outbox_retry(id, now).await? {
+        let found = find_event(&state, id).await?;
+        return Err(match found {
+            Some(r) => ApiError::event_not_dead(format!("event {id} is {}", r.state)),
+            None => ApiError::unknown_event(format!("no outbox event {id}")),
+        });
+    }
+    let entry = chepiao_store::AuditEntry {
+        at_ms: now,
+        kind: "event.retry".into(),
+        subject: id.to_string(),
+        detail: String::new(),
+    };
+    store.audit_append(&entry).await?;
+    state.flow.relay.wake();
+    let row = find_event(&state, id).await?.ok_or_else(|| ApiError::unknown_event(format!("no outbox event {id}")))?;
+    Ok(Json(event_view(&row)))
+}
+
+/// The event `id` in whatever state it is (None once handled and deleted).
+async fn find_event(state: &AppState, id: i64) -> Result<Option<OutboxRow>, ApiError> {
+    for which in OutboxState::ALL {
+        let rows = state.flow.store.outbox_list(*which, id - 1, 1).await?;
+        if let Some(r) = rows.into_iter().find(|r| r.id == id) {
+            return Ok(Some(r));
+        }
+    }
+    Ok(None)
 }

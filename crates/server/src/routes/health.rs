@@ -4,7 +4,10 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
+use std::time::Duration;
+
 use chepiao_api::ops::{Health, Ready};
+use tokio::time::timeout;
 
 use crate::http::error::{ApiError, ErrorBody};
 use crate::state::AppState;
@@ -15,12 +18,29 @@ pub async fn healthz() -> Json<Health> {
     Json(Health { status: "ok".into() })
 }
 
-/// The stores answer.
+/// How long each readiness check may take.
+const CHECK_TIME_MAX: Duration = Duration::from_secs(2);
+
+/// Everything a purchase needs can make progress: the store (every SQL writer and a reader),
+/// the seat engine (every shard) and the event bus. 503 naming the first that cannot.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, body = Ready), (status = 503, body = ErrorBody)))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiError> {
-    state.flow.store.ping().await?;
-    Ok(Json(Ready { status: "ready".into(), store: state.flow.store.backend().into() }))
+    let flow = &state.flow;
+    let within = |what: &'static str| move |_| ApiError::unavailable(format!("{what}: no answer within 2 s"));
+    timeout(CHECK_TIME_MAX, flow.store.ping())
+        .await
+        .map_err(within("store"))?
+        .map_err(|e| ApiError::unavailable(format!("store: {e}")))?;
+    timeout(CHECK_TIME_MAX, flow.engine.stats())
+        .await
+        .map_err(within("seat engine"))?
+        .map_err(|e| ApiError::unavailable(format!("seat engine: {e}")))?;
+    timeout(CHECK_TIME_MAX, flow.relay.ping_bus())
+        .await
+        .map_err(within("event bus"))?
+        .map_err(|e| ApiError::unavailable(format!("event bus: {e}")))?;
+    Ok(Json(Ready { status: "ready".into(), store: flow.store.backend().into(), bus: flow.relay.bus_name().into() }))
 }
 
 /// Prometheus text exposition.

@@ -67,6 +67,8 @@ fn api_routes(state: &AppState) -> Router<AppState> {
         .route("/api/v1/queue/{sale_id}/events", get(queue::events))
         .route("/api/v1/admin/risk/{list}/{kind}", get(admin::risk_list))
         .route("/api/v1/admin/risk/{list}/{kind}/{value}", put(admin::risk_put).delete(admin::risk_delete))
+        .route("/api/v1/admin/events", get(admin::events))
+        .route("/api/v1/admin/events/{id}/retry", post(admin::retry_event))
         .route_layer(from_fn_with_state(state.ip_limits.clone(), ip_rate_limit))
 }
 

@@ -105,7 +105,8 @@ pub async fn create(
     risk_check(&state.risk, "order", &Subject { user: user.id, device, ip })?;
     let runs = req.legs.iter().map(|l| l.run_id.as_str());
     check_queue_token(&state.room, user.id, token.as_deref(), runs, state.flow.now_ms())?;
-    let placed = orders::place(&state.flow, user.id, &req).await?;
+    let flow = state.flow.clone();
+    let placed = orders::detached(async move { orders::place(&flow, user.id, &req).await }).await?;
     metrics::counter!("chepiao_orders_total", "result" => if placed.created { "created" } else { "replayed" })
         .increment(1);
     let out = order_out(&placed.order, OrderStatus::PendingPayment)?;

@@ -91,7 +91,9 @@ pub async fn rebook(
     sn: Result<Path<String>, PathRejection>,
     ApiJson(req): ApiJson<RebookRequest>,
 ) -> Result<Response, ApiError> {
-    let placed = chepiao_flow::rebook::rebook(&state.flow, user.id, &path(sn)?, &req).await?;
+    let (flow, sn) = (state.flow.clone(), path(sn)?);
+    let rebook = async move { chepiao_flow::rebook::rebook(&flow, user.id, &sn, &req).await };
+    let placed = chepiao_flow::orders::detached(rebook).await?;
     let out = order_out(&placed.order, placed.order.status)?;
     Ok((created_or_replayed(placed.created), Json(out)).into_response())
 }

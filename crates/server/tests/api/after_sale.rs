@@ -72,24 +72,30 @@ async fn rebook(backend: Backend) {
     assert_eq!(code(alice.api.refund(&old.ticket_sn).await), (409, 40909), "a rebooked ticket is not refundable");
     assert_eq!(code(alice.api.rebook(&old.ticket_sn, &rebook_to(SeatClass::Second)).await), (409, 40910));
 
-    // Back to second class: cheaper, so nothing to pay; the difference comes back.
-    let order = alice.api.rebook(&new.ticket_sn, &rebook_to(SeatClass::Second)).await.unwrap();
-    assert_eq!(order.status, 201);
-    assert_eq!((order.body.amount_fen, order.body.status.as_str()), (0, "PAID"), "{order:?}");
-    let no = &order.body.order_no;
-    let back = app.wait_status(&alice, no, "TICKETED").await;
-    assert_eq!(alice.api.ticket(&new.ticket_sn).await.unwrap().status, "REBOOKED");
-    wait_until("the first-class seat back", || async { app.free_seats(SeatClass::First).await == first_free }).await;
-    assert_eq!(app.store().rebooked_to(&new.ticket_sn).await.unwrap().as_deref(), Some(no.as_str()));
-    // The last ticket was paid in two parts (the first fare, then the difference to first
+    // A ticket a rebook issued is not rebooked again (one 改签 per ticket, as on 12306).
+    let once = code(alice.api.rebook(&new.ticket_sn, &rebook_to(SeatClass::Second)).await);
+    assert_eq!(once, (409, 40910));
+    // The new ticket was paid in two parts (the first fare, then the difference to first
     // class): its refund is split across both payments, and it is revoked.
-    let last = back.tickets.unwrap()[0].clone();
-    let r = alice.api.refund(&last.ticket_sn).await.unwrap();
+    let r = alice.api.refund(&new.ticket_sn).await.unwrap();
     wait_until("the split refund done", || async {
         app.store().ticket_refund(&r.refund_no).await.unwrap().unwrap().status == chepiao_store::RefundStatus::Done
     })
     .await;
-    assert_eq!(code(app.api.check_in(GATE_KEY, &scan(&last.qr, "VNP")).await).0, 410);
+    assert_eq!(code(app.api.check_in(GATE_KEY, &scan(&new.qr, "VNP")).await).0, 410);
+    wait_until("the first-class seat back", || async { app.free_seats(SeatClass::First).await == first_free }).await;
+
+    // To a cheaper class: nothing to pay, settled at once; the difference comes back.
+    let bob = app.buyer("bob", 1).await;
+    let first = app.buy(&bob, "bob-first", SeatClass::First, 1).await.tickets.unwrap()[0].clone();
+    let order = bob.api.rebook(&first.ticket_sn, &rebook_to(SeatClass::Second)).await.unwrap();
+    assert_eq!(order.status, 201);
+    assert_eq!((order.body.amount_fen, order.body.status.as_str()), (0, "PAID"), "{order:?}");
+    let no = &order.body.order_no;
+    app.wait_status(&bob, no, "TICKETED").await;
+    assert_eq!(bob.api.ticket(&first.ticket_sn).await.unwrap().status, "REBOOKED");
+    wait_until("bob's first-class seat back", || async { app.free_seats(SeatClass::First).await == first_free }).await;
+    assert_eq!(app.store().rebooked_to(&first.ticket_sn).await.unwrap().as_deref(), Some(no.as_str()));
     wait_until("every payment settled", || async { app.store().payment_audit().await.unwrap().in_flight_total == 0 })
         .await;
 }

@@ -5,7 +5,7 @@ use chepiao_domain::{RunId, SeatClass};
 use chepiao_engine::LegRequest;
 use chepiao_flow::calendar::run_spec;
 
-use crate::app::{Backend, TestApp, code, g1, restart_app, spawn_app, tomorrow};
+use crate::app::{Backend, TestApp, code, g1, order_req, restart_app, spawn_app, tomorrow, wait_until};
 
 /// Hold `passengers` seats of `class` on G1 tomorrow from stop `from` to stop `to`, directly
 /// in the app's engine (below the flow: no order, so the seat map shows only this).
@@ -68,13 +68,21 @@ async fn standing_appears_only_when_second_class_is_sold_out() {
     assert_eq!(app.g1_remaining("VNP", "JGK", SeatClass::Standing).await, 60);
 }
 
+/// An order's seats survive a restart (I4); engine holds no order carries (a crash between
+/// the hold and the order row) are released by the reconciliation at start.
 #[tokio::test]
-async fn what_the_engine_held_survives_a_restart() {
+async fn what_the_engine_held_survives_a_restart_and_orphans_do_not() {
     let app = spawn_app(Backend::Sqlite).await;
-    hold_g1(&app, 7, 0, 3, SeatClass::First, 5).await;
+    let buyer = app.buyer("alice", 5).await;
+    let req = order_req("k1", &g1(), "VNP", "AOH", SeatClass::First, &buyer.passengers);
+    assert_eq!(buyer.api.create_order(&req, None).await.unwrap().status, 201);
+    hold_g1(&app, 7, 0, 3, SeatClass::Second, 2).await;
+    assert_eq!(app.g1_remaining("VNP", "AOH", SeatClass::Second).await, 538);
     let dir = app.stop().await;
     let app = restart_app(dir).await;
     assert_eq!(app.g1_remaining("VNP", "AOH", SeatClass::First).await, 47);
+    wait_until("the orphan hold released", || async { app.g1_remaining("VNP", "AOH", SeatClass::Second).await == 540 })
+        .await;
 }
 
 #[tokio::test]

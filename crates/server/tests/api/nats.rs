@@ -96,13 +96,13 @@ async fn flow_over_nats_survives_an_outage(backend: Backend) {
         paid.push(no);
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(app.store().outbox_pending(100).await.unwrap().len(), 3, "held in the outbox");
+    assert_eq!(app.store().outbox_due(i64::MAX, 100).await.unwrap().len(), 3, "held in the outbox");
 
     nats.resume();
     for no in &paid {
         app.wait_status(&alice, no, "TICKETED").await;
     }
-    assert!(app.store().outbox_pending(100).await.unwrap().is_empty());
+    assert!(app.store().outbox_due(i64::MAX, 100).await.unwrap().is_empty());
     let audit = app.store().payment_audit().await.unwrap();
     assert_eq!((audit.captured, audit.ticketed, audit.in_flight_total), (4, 4, 0));
 }

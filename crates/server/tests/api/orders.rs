@@ -92,6 +92,7 @@ async fn purchase_end_to_end(backend: Backend) {
         pay_before_ms: stored.pay_before_ms,
         created_at_ms: stored.created_at_ms,
         legs_json: stored.legs_json.clone(),
+        holds: Vec::new(),
     };
     app.store().create_order(&twin).await.unwrap();
     let seats = chepiao_flow::audit::audit_seats(app.store()).await.unwrap();
@@ -297,14 +298,14 @@ async fn the_outbox_rides_out_a_bus_outage() {
         orders.push(no);
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(app.store().outbox_pending(100).await.unwrap().len(), 5);
+    assert_eq!(app.store().outbox_due(i64::MAX, 100).await.unwrap().len(), 5);
     let audit = app.store().payment_audit().await.unwrap();
     assert_eq!((audit.captured, audit.in_flight_total), (5, 5));
     app.state.flow.relay.set_paused(false);
     for no in &orders {
         app.wait_status(&alice, no, "TICKETED").await;
     }
-    assert!(app.store().outbox_pending(100).await.unwrap().is_empty());
+    assert!(app.store().outbox_due(i64::MAX, 100).await.unwrap().is_empty());
     assert_eq!(app.store().payment_audit().await.unwrap().ticketed, 5);
 }
 

@@ -1,0 +1,33 @@
+//! Which seat engine a database belongs to.
+//!
+//! Each node's seat engine holds the whole inventory in its own log, so two engines selling
+//! from one database would sell every seat twice. Until the engine is replicated (the cluster
+//! issue), a database belongs to one engine, named by the id kept in its directory: the first
+//! node to start claims it, the same engine (restarted, or its directory moved to another
+//! machine) finds its claim, and any other engine is refused at start. The claim records when
+//! its holder was last seen, for the refusal's message.
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+
+/// The claim on a database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The engine's id (kept in its directory).
+    pub holder: String,
+    /// The process (one per start) that last renewed it, and where it runs.
+    pub instance: String,
+    pub since_ms: i64,
+    pub seen_at_ms: i64,
+}
+
+/// The lease every node with a seat engine takes.
+pub const ENGINE_LEASE: &str = "seat-engine";
+
+#[async_trait]
+pub trait LeaseStore: Send + Sync + 'static {
+    /// Claim lease `name` for `holder` if nobody has it; renew it if `holder` has it. Returns
+    /// the lease as it stands after the call: someone else's when it was not ours to take.
+    async fn claim_lease(&self, name: &str, holder: &str, instance: &str, now_ms: i64) -> Result<Lease>;
+}
