@@ -13,6 +13,7 @@ use crate::checkin::{CheckInAccepted, CheckInRequest, RevocationPage, ScanUpload
 use crate::error::ErrorBody;
 use crate::headers;
 use crate::network::{RunView, SeatMapView, StationView, TrainResult};
+use crate::ops::{EventPage, EventView};
 use crate::orders::{OrderList, OrderOut, OrderRequest, PayRequest, PayStarted};
 use crate::payments::{MockpayPressed, NotifyAck};
 use crate::queue::{QueueStatus, SaleOut};
@@ -84,6 +85,11 @@ impl Client {
 
     pub fn base(&self) -> &str {
         &self.base
+    }
+
+    /// This client (its token and headers) calling the server at another address.
+    pub fn with_base(&self, base: &str) -> Client {
+        Client { base: base.trim_end_matches('/').to_string(), ..self.clone() }
     }
 
     /// This client, calling as the user `token` belongs to.
@@ -300,5 +306,17 @@ impl Client {
 
     pub async fn queue_status(&self, sale_id: &str) -> Result<QueueStatus> {
         self.get(&format!("/api/v1/queue/{sale_id}/status")).await
+    }
+
+    /// Outbox events in `state` (`PENDING`, `SENT`, `DEAD`), as the operator (`admin_key`).
+    pub async fn admin_events(&self, admin_key: &str, state: &str, after: i64) -> Result<EventPage> {
+        let path = format!("/api/v1/admin/events?state={state}&after={after}");
+        Ok(self.call(Method::GET, &path, NONE, &[(headers::ADMIN_KEY, admin_key)]).await?.body)
+    }
+
+    /// Retry a DEAD outbox event, as the operator.
+    pub async fn admin_retry_event(&self, admin_key: &str, id: i64) -> Result<EventView> {
+        let path = format!("/api/v1/admin/events/{id}/retry");
+        Ok(self.call(Method::POST, &path, NONE, &[(headers::ADMIN_KEY, admin_key)]).await?.body)
     }
 }

@@ -98,30 +98,26 @@ async fn serve(flags: config::Flags) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let app = App::build(store.clone(), config).await?;
     tracing::info!(backend = store.backend(), trains = app.state().flow.network.trains().len(), "ready");
+    // Listen for SIGTERM before saying where we serve: a signal sent on reading that line drains.
+    let shutdown = shutdown_signal()?;
     println!("chepiao is serving at http://{addr}/  (API description: http://{addr}/openapi.json)");
-    app.serve(listener, shutdown_signal()).await?;
+    app.serve(listener, shutdown).await?;
     tracing::info!("shut down cleanly");
     Ok(())
 }
 
-/// Resolves on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        tokio::signal::ctrl_c().await.ok();
-    };
+/// A future that resolves on SIGTERM or Ctrl-C; the signal handlers are in place on return.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-    tracing::info!("shutdown signal received: draining in-flight requests");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    Ok(async move {
+        #[cfg(unix)]
+        let term = term.recv();
+        #[cfg(not(unix))]
+        let term = std::future::pending::<Option<()>>();
+        tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = term => {} }
+        tracing::info!("shutdown signal received: draining in-flight requests");
+    })
 }
 
 #[tokio::main]

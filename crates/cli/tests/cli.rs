@@ -221,3 +221,161 @@ async fn a_paid_order_is_ticketed_after_sigkill() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("audit entry 1"), "{}", String::from_utf8_lossy(&out.stderr));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A rush of buyers on one run, the server killed with SIGKILL at random moments and restarted
+/// on the same data directory, again and again. Placements cut between the engine's hold and
+/// the order row leave holds no order carries; the reconciliation at each start releases them.
+/// At the end every seat the engine holds belongs to a live order (no phantom sell-out), and no
+/// live order shows a seat the engine does not hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_a_rush_leaves_no_seat_held_without_an_order() {
+    use chepiao_api::Client;
+    use chepiao_domain::SeatClass;
+    let dir = temp_dir();
+    let env = [
+        ("CHEPIAO_RISK_RATE_PER_S", "100000"),
+        ("CHEPIAO_RISK_BURST", "100000"),
+        ("CHEPIAO_IP_RATE_PER_S", "1000000"),
+        ("CHEPIAO_IP_BURST", "1000000"),
+        ("CHEPIAO_RISK_SLOW_SCORE", "100"),
+        ("CHEPIAO_RISK_REFUSE_SCORE", "100"),
+    ];
+    let (mut child, base) = serve(&dir, &env);
+    let api = Client::new(&base);
+    let mut buyers = Vec::new();
+    for i in 0..24 {
+        let name = format!("rusher{i}");
+        api.register(&name, "correct horse").await.unwrap();
+        let b = api.with_token(&api.login(&name, "correct horse").await.unwrap().token);
+        let p = b.add_passenger("旅客", "PASSPORT", &format!("E{:07}", i + 1)).await.unwrap();
+        buyers.push((b, p.passenger_id));
+    }
+    let run = format!("G1-{}", tomorrow().format("%Y%m%d"));
+    let mut rng = 0x2545f4914f6cdd1du64;
+    let mut orphans_released = 0.0;
+    for cycle in 0..5u64 {
+        let tasks: Vec<_> = buyers
+            .iter()
+            .enumerate()
+            .map(|(i, (b, pid))| {
+                let (b, pid, run) = (b.clone().with_base(&base), *pid, run.clone());
+                tokio::spawn(async move {
+                    for n in 0u64.. {
+                        let key = format!("c{cycle}-b{i}-{n}");
+                        let leg = chepiao_api::orders::LegBody {
+                            run_id: run.clone(),
+                            from: "VNP".into(),
+                            to: "AOH".into(),
+                            class: SeatClass::Second,
+                            passenger_ids: vec![pid],
+                            seat_prefs: None,
+                        };
+                        let req = chepiao_api::orders::OrderRequest { idempotency_key: key, legs: vec![leg] };
+                        // Every other order is cancelled, so seats keep coming back and the rush
+                        // never sells out: holds are being made at every moment a kill can land.
+                        match b.create_order(&req, None).await {
+                            Err(chepiao_api::ClientError::Transport(_)) => return, // the server is gone
+                            Ok(o) if n % 2 == 0 => drop(b.cancel(&o.body.order_no).await),
+                            _ => {}
+                        }
+                    }
+                })
+            })
+            .collect();
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        tokio::time::sleep(Duration::from_millis(300 + rng % 700)).await;
+        Command::new("kill").args(["-KILL", &child.id().to_string()]).status().unwrap();
+        child.wait().unwrap();
+        futures_util::future::join_all(tasks).await;
+        let (next, next_base) = serve(&dir, &env);
+        child = next;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let metrics = reqwest::get(format!("{next_base}/metrics")).await.unwrap().text().await.unwrap();
+        orphans_released += counter(&metrics, "chepiao_orphan_holds_released_total");
+        buyers.iter_mut().for_each(|(b, _)| *b = b.with_base(&next_base));
+        api_base_check(&next_base).await;
+        if cycle == 4 {
+            check_no_phantoms(&next_base, &buyers, &run).await;
+        }
+    }
+    eprintln!("orphan holds released at the restarts (as far as /metrics saw): {orphans_released}");
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    child.wait().unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+fn tomorrow() -> chrono::NaiveDate {
+    chrono::Utc::now().with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap()).date_naive()
+        + chrono::Days::new(1)
+}
+
+/// A counter's value in Prometheus text (0 when absent).
+fn counter(metrics: &str, name: &str) -> f64 {
+    metrics.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().last()?.parse().ok()).unwrap_or(0.0)
+}
+
+async fn api_base_check(base: &str) {
+    let ready = reqwest::get(format!("{base}/readyz")).await.unwrap();
+    assert_eq!(ready.status().as_u16(), 200, "ready after the restart");
+}
+
+/// The seats the engine holds on `run` (second class, whole journey) are exactly the seats of
+/// the buyers' live orders, once the reconciliation at start has run.
+async fn check_no_phantoms(base: &str, buyers: &[(chepiao_api::Client, i64)], run: &str) {
+    use chepiao_domain::SeatClass;
+    let anon = chepiao_api::Client::new(base);
+    let mut live = 0;
+    for (b, _) in buyers {
+        let mut page = 1;
+        loop {
+            let list = b.orders(None, page, 100).await.unwrap();
+            live += list
+                .items
+                .iter()
+                .filter(|o| ["PENDING_PAYMENT", "PAID", "TICKETED"].contains(&o.status.as_str()))
+                .count();
+            if list.items.len() < 100 {
+                break;
+            }
+            page += 1;
+        }
+    }
+    let mut held = 0;
+    for _ in 0..100 {
+        held = 540 - anon.seats(run, "VNP", "AOH", SeatClass::Second).await.unwrap().free as usize;
+        if held == live {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(live > 0, "the rush placed orders");
+    assert_eq!(held, live, "seats the engine holds vs seats of live orders");
+}
+
+/// Two nodes on one database would each sell the whole inventory: the second refuses to start,
+/// saying why and where to read more; the first (restarted) still starts.
+#[test]
+fn a_second_node_on_one_database_refuses_to_start() {
+    let first = temp_dir();
+    let (mut child, _) = serve(&first, &[]);
+    let second = temp_dir();
+    let url = format!("sqlite://{}", first.join("chepiao.db").display());
+    let out = chepiao()
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&second)
+        .env("CHEPIAO_DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the second node started");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("belongs to seat engine") && err.contains("docs/DEPLOY.md"), "{err}");
+    Command::new("kill").args(["-KILL", &child.id().to_string()]).status().unwrap();
+    child.wait().unwrap();
+    let (mut again, _) = serve(&first, &[]);
+    Command::new("kill").args(["-TERM", &again.id().to_string()]).status().unwrap();
+    assert!(again.wait().unwrap().success());
+    std::fs::remove_dir_all(&first).ok();
+    std::fs::remove_dir_all(&second).ok();
+}

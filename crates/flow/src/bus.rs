@@ -116,21 +116,29 @@ impl NatsBus {
             .connect(url)
             .await
             .map_err(|e| BusError(format!("connecting to {url}: {e}")))?;
-        let js = jetstream::new(client);
+        let bus = NatsBus { js: jetstream::new(client), stream: stream.to_string() };
+        bus.ensure_stream().await?;
+        Ok(bus)
+    }
+
+    /// Make sure the stream and the durable consumer exist (again, after a NATS server lost
+    /// its store: the outbox rows of what it held are handed over again in time).
+    async fn ensure_stream(&self) -> Result<jetstream::stream::Stream, BusError> {
         let config = jetstream::stream::Config {
-            name: stream.to_string(),
-            subjects: vec![format!("{}.events.>", stream.to_lowercase())],
+            name: self.stream.clone(),
+            subjects: vec![format!("{}.events.>", self.stream.to_lowercase())],
             storage: StorageType::File,
             max_bytes: STREAM_BYTES_MAX,
             max_age: STREAM_AGE_MAX,
             duplicate_window: Duration::from_secs(120),
             ..Default::default()
         };
-        let s = js.get_or_create_stream(config).await.map_err(|e| BusError(format!("stream {stream}: {e}")))?;
+        let s =
+            self.js.get_or_create_stream(config).await.map_err(|e| BusError(format!("stream {}: {e}", self.stream)))?;
         s.get_or_create_consumer(CONSUMER, consumer_config())
             .await
             .map_err(|e| BusError(format!("consumer {CONSUMER}: {e}")))?;
-        Ok(NatsBus { js, stream: stream.to_string() })
+        Ok(s)
     }
 
     /// Feed the issuer from the durable consumer until the connection is dropped for good.
@@ -145,7 +153,7 @@ impl NatsBus {
     }
 
     async fn consume(&self, issuer: &Arc<Issuer>, policy: RetryPolicy) -> Result<(), BusError> {
-        let stream = self.js.get_stream(&self.stream).await.map_err(|e| BusError(e.to_string()))?;
+        let stream = self.ensure_stream().await?;
         let consumer: jetstream::consumer::PullConsumer =
             stream.get_or_create_consumer(CONSUMER, consumer_config()).await.map_err(|e| BusError(e.to_string()))?;
         let messages = consumer.messages().await.map_err(|e| BusError(e.to_string()))?;
@@ -235,7 +243,12 @@ impl EventBus for NatsBus {
             acks.push(self.js.send_publish(subject, msg).await.map_err(|e| BusError(e.to_string()))?);
         }
         for ack in acks {
-            ack.await.map_err(|e| BusError(e.to_string()))?;
+            if let Err(e) = ack.await {
+                // No stream to take them (a NATS server that lost its store): make it again,
+                // and let the relay retry.
+                let _ = self.ensure_stream().await;
+                return Err(BusError(e.to_string()));
+            }
         }
         Ok(vec![Delivery::Queued; rows.len()])
     }

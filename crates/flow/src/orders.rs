@@ -241,10 +241,10 @@ pub(crate) async fn place_legs(
             }
             replay(existing, &request_hash)
         }
-        Err(e) => {
-            release_holds(flow, &holds).await;
-            Err(e)
-        }
+        // The store may have committed the order before the error reached us (a connection cut
+        // after COMMIT): releasing now could free seats a recorded order shows. Reconciliation
+        // releases the holds within `reconcile_after_s` if, and only if, no order carries them.
+        Err(e) => Err(e),
     }
 }
 

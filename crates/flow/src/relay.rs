@@ -30,6 +30,9 @@ pub struct Relay {
     redeliver_after_ms: i64,
     wake: Notify,
     paused: AtomicBool,
+    /// Outcomes the store could not take (it was down): recorded before anything else next
+    /// time, so handled events are not handed over again after the redelivery delay.
+    unrecorded: tokio::sync::Mutex<Option<(Vec<i64>, Vec<Delivery>)>>,
 }
 
 impl Relay {
@@ -40,7 +43,16 @@ impl Relay {
         policy: RetryPolicy,
         redeliver_after_ms: i64,
     ) -> Relay {
-        Relay { store, bus, clock, policy, redeliver_after_ms, wake: Notify::new(), paused: AtomicBool::new(false) }
+        Relay {
+            store,
+            bus,
+            clock,
+            policy,
+            redeliver_after_ms,
+            wake: Notify::new(),
+            paused: AtomicBool::new(false),
+            unrecorded: Default::default(),
+        }
     }
 
     pub fn bus_name(&self) -> &'static str {
@@ -94,6 +106,14 @@ impl Relay {
 
     /// Hand over what is due until nothing is (or paused).
     async fn drain(&self) -> Result<(), String> {
+        let mut unrecorded = self.unrecorded.lock().await;
+        if let Some((ids, deliveries)) = unrecorded.take()
+            && let Err(e) = self.record(&ids, deliveries.clone()).await
+        {
+            *unrecorded = Some((ids, deliveries));
+            return Err(e);
+        }
+        drop(unrecorded);
         while !self.paused.load(Ordering::SeqCst) {
             let now = self.now_ms();
             let rows = self.store.outbox_due(now, RELAY_BATCH_MAX).await.map_err(|e| e.to_string())?;
@@ -109,7 +129,10 @@ impl Relay {
                     return Err(e.to_string());
                 }
             };
-            self.record(&ids, deliveries).await?;
+            if let Err(e) = self.record(&ids, deliveries.clone()).await {
+                *self.unrecorded.lock().await = Some((ids, deliveries));
+                return Err(e);
+            }
             if (rows.len() as u32) < RELAY_BATCH_MAX {
                 return Ok(());
             }

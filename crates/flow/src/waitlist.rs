@@ -266,9 +266,8 @@ async fn try_fulfil(flow: &Flow, w: &WishRecord, resolved: ResolvedLeg, body: &L
             release_holds(flow, &holds).await;
             Ok(false)
         }
-        Err(e) => {
-            release_holds(flow, &holds).await;
-            Err(e.into())
-        }
+        // Committed or not, the error cannot say: reconciliation releases the holds if no
+        // order carries them (see `orders::place_legs`).
+        Err(e) => Err(e.into()),
     }
 }

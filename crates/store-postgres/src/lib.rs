@@ -294,8 +294,9 @@ impl OutboxStore for PgStore {
         rows.into_iter().map(outbox_row).collect()
     }
 
-    async fn outbox_retry(&self, id: i64, now_ms: i64) -> Result<bool> {
-        self.write((), move |c, _| Box::pin(async move { outbox::retry(c, id, now_ms).await })).await
+    async fn outbox_retry(&self, id: i64, now_ms: i64) -> Result<Option<OutboxRow>> {
+        let raw = self.write((), move |c, _| Box::pin(async move { outbox::retry(c, id, now_ms).await })).await?;
+        raw.map(outbox_row).transpose()
     }
 
     async fn outbox_counts(&self) -> Result<OutboxCounts> {

@@ -133,15 +133,13 @@ pub async fn requeue_sent(c: &mut PgConnection, now_ms: i64) -> sqlx::Result<u64
     Ok(r.rows_affected())
 }
 
-pub async fn retry(c: &mut PgConnection, id: i64, now_ms: i64) -> sqlx::Result<bool> {
-    let r = sqlx::query(
-        "UPDATE outbox SET state = 'PENDING', attempts = 0, next_at_ms = $2 WHERE id = $1 AND state = 'DEAD'",
-    )
-    .bind(id)
-    .bind(now_ms)
-    .execute(c)
-    .await?;
-    Ok(r.rows_affected() == 1)
+pub async fn retry(c: &mut PgConnection, id: i64, now_ms: i64) -> sqlx::Result<Option<RawOutboxRow>> {
+    let sql = format!(
+        "UPDATE outbox SET state = 'PENDING', attempts = 0, next_at_ms = $2 WHERE id = $1 AND state = 'DEAD'
+         RETURNING {OUTBOX_COLUMNS}"
+    );
+    let row: Option<Row> = sqlx::query_as(&sql).bind(id).bind(now_ms).fetch_optional(c).await?;
+    Ok(row.map(raw))
 }
 
 pub async fn counts<'e>(c: impl PgExecutor<'e>) -> sqlx::Result<OutboxCounts> {

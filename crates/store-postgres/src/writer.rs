@@ -9,11 +9,17 @@
 //! fails or panics, the batch is rolled back and every job runs again in a transaction of its
 //! own, so a failure is its job's alone; jobs are therefore closures that can run twice. A
 //! commit that fails fails every job of its batch: none is acknowledged.
+//!
+//! A writer outlives its connection: after a batch that failed, it pings the connection, and
+//! if that fails too (PostgreSQL restarted, the backend was terminated, the network dropped)
+//! it reconnects before the next batch, with backoff; jobs that arrive while it cannot connect
+//! fail at once with a database error (503 to a client), so nothing waits on a dead socket.
 
 use std::any::Any;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
+use std::time::Duration;
 
 use chepiao_store::StoreError;
 use futures_util::FutureExt;
@@ -24,6 +30,8 @@ use tokio::sync::{mpsc, oneshot};
 pub const QUEUE_LEN_MAX: usize = 8_192;
 /// Jobs per transaction.
 pub const BATCH_LEN_MAX: usize = 1_024;
+/// Waits between reconnection attempts: doubling from the first to the second.
+const RECONNECT_BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
 
 /// A job's future, borrowing the connection.
 pub type JobFuture<'c, T> = Pin<Box<dyn Future<Output = sqlx::Result<T>> + Send + 'c>>;
@@ -62,7 +70,7 @@ impl Writer {
                     match PgConnection::connect_with(&options).await {
                         Ok(conn) => {
                             let _ = ready.send(Ok(()));
-                            run(conn, rx).await;
+                            run(options, conn, rx).await;
                         }
                         Err(e) => {
                             let _ = ready.send(Err(db(e)));
@@ -97,7 +105,9 @@ fn stopped_with(e: &std::io::Error) -> StoreError {
     StoreError::Database(format!("starting a PostgreSQL writer: {e}"))
 }
 
-async fn run(mut conn: PgConnection, mut rx: mpsc::Receiver<Job>) {
+async fn run(options: sqlx::postgres::PgConnectOptions, first: PgConnection, mut rx: mpsc::Receiver<Job>) {
+    let mut conn = Some(first);
+    let mut backoff = RECONNECT_BACKOFF.0;
     let mut batch: Vec<Job> = Vec::with_capacity(BATCH_LEN_MAX);
     while let Some(first) = rx.recv().await {
         batch.push(first);
@@ -107,31 +117,58 @@ async fn run(mut conn: PgConnection, mut rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        commit_batch(&mut conn, &mut batch).await;
+        if conn.is_none() {
+            match PgConnection::connect_with(&options).await {
+                Ok(c) => {
+                    tracing::info!("PostgreSQL writer reconnected");
+                    backoff = RECONNECT_BACKOFF.0;
+                    conn = Some(c);
+                }
+                Err(e) => {
+                    for job in batch.drain(..) {
+                        let _ = job.reply.send(Err(StoreError::Database(format!("PostgreSQL unreachable: {e}"))));
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(RECONNECT_BACKOFF.1);
+                    continue;
+                }
+            }
+        }
+        let c = conn.as_mut().expect("connected above");
+        if !commit_batch(c, &mut batch).await && c.ping().await.is_err() {
+            tracing::warn!("PostgreSQL writer lost its connection; reconnecting");
+            conn = None;
+        }
     }
 }
 
-async fn commit_batch(conn: &mut PgConnection, batch: &mut Vec<Job>) {
+/// Run and answer one batch; false when anything in it failed (the connection may be gone).
+async fn commit_batch(conn: &mut PgConnection, batch: &mut Vec<Job>) -> bool {
     match in_transaction(conn, batch).await {
         Ok(Ok(results)) => {
             for (job, result) in batch.drain(..).zip(results) {
                 let _ = job.reply.send(Ok(result));
             }
+            true
         }
         Ok(Err(_)) => {
             // The batch was rolled back: each job again, in a transaction of its own.
+            let mut all_ok = true;
             for mut job in batch.drain(..) {
                 let result = match in_transaction(conn, std::slice::from_mut(&mut job)).await {
                     Ok(Ok(mut r)) => Ok(r.pop().expect("one job, one result")),
                     Ok(Err(e)) | Err(e) => Err(e),
                 };
+                all_ok &= result.is_ok();
                 let _ = job.reply.send(result);
             }
+            all_ok
         }
         Err(e) => {
             for job in batch.drain(..) {
                 let _ = job.reply.send(Err(StoreError::Database(format!("transaction failed: {e}"))));
             }
+            false
         }
     }
 }

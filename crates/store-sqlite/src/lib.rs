@@ -309,8 +309,8 @@ impl OutboxStore for SqliteStore {
         rows.into_iter().map(outbox_row).collect()
     }
 
-    async fn outbox_retry(&self, id: i64, now_ms: i64) -> Result<bool> {
-        self.write(move |c| outbox::retry(c, id, now_ms)).await
+    async fn outbox_retry(&self, id: i64, now_ms: i64) -> Result<Option<OutboxRow>> {
+        self.write(move |c| outbox::retry(c, id, now_ms)).await?.map(outbox_row).transpose()
     }
 
     async fn outbox_counts(&self) -> Result<OutboxCounts> {

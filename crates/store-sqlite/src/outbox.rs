@@ -91,11 +91,12 @@ pub fn requeue_sent(c: &Connection, now_ms: i64) -> rusqlite::Result<u64> {
     Ok(q.execute([now_ms])? as u64)
 }
 
-pub fn retry(c: &Connection, id: i64, now_ms: i64) -> rusqlite::Result<bool> {
-    let mut q = c.prepare_cached(
-        "UPDATE outbox SET state = 'PENDING', attempts = 0, next_at_ms = ?2 WHERE id = ?1 AND state = 'DEAD'",
-    )?;
-    Ok(q.execute(params![id, now_ms])? == 1)
+pub fn retry(c: &Connection, id: i64, now_ms: i64) -> rusqlite::Result<Option<RawOutboxRow>> {
+    let sql = format!(
+        "UPDATE outbox SET state = 'PENDING', attempts = 0, next_at_ms = ?2 WHERE id = ?1 AND state = 'DEAD'
+         RETURNING {OUTBOX_COLUMNS}"
+    );
+    c.prepare_cached(&sql)?.query_row(params![id, now_ms], raw).optional()
 }
 
 pub fn counts(c: &Connection) -> rusqlite::Result<OutboxCounts> {

@@ -150,8 +150,8 @@ pub trait OutboxStore: Send + Sync + 'static {
     async fn outbox_requeue_sent(&self, now_ms: i64) -> Result<u64>;
     /// Rows in `state` after id `after_id`, by id, at most `limit` (capped at [`OUTBOX_BATCH_MAX`]).
     async fn outbox_list(&self, state: OutboxState, after_id: i64, limit: u32) -> Result<Vec<OutboxRow>>;
-    /// An operator's retry of a DEAD row: PENDING, attempts from zero, due now. False when the
-    /// row is not DEAD (or gone).
-    async fn outbox_retry(&self, id: i64, now_ms: i64) -> Result<bool>;
+    /// An operator's retry of a DEAD row: PENDING, attempts from zero, due now; the row as the
+    /// retry left it. None when the row is not DEAD (or gone).
+    async fn outbox_retry(&self, id: i64, now_ms: i64) -> Result<Option<OutboxRow>>;
     async fn outbox_counts(&self) -> Result<OutboxCounts>;
 }

@@ -516,8 +516,9 @@ pub async fn failing_events_back_off_and_go_dead_alone(store: &dyn Store) {
     // The process that was the bus restarts: what it had in hand is due again.
     assert_eq!(store.outbox_requeue_sent(now).await.unwrap(), 1, "{name}");
     // An operator's retry: due now, attempts from zero; a row not dead is not retried.
-    assert!(store.outbox_retry(ids[0], now).await.unwrap(), "{name}");
-    assert!(!store.outbox_retry(ids[0], now).await.unwrap(), "{name}");
+    let retried = store.outbox_retry(ids[0], now).await.unwrap().expect("it was DEAD");
+    assert_eq!((retried.state, retried.attempts, retried.next_at_ms), (OutboxState::Pending, 0, now), "{name}");
+    assert!(store.outbox_retry(ids[0], now).await.unwrap().is_none(), "{name}");
     let due = store.outbox_due(now, 100).await.unwrap();
     assert_eq!(due.len(), 3, "{name}: {due:?}");
     assert!(due.iter().all(|r| r.state == OutboxState::Pending), "{name}");

@@ -146,22 +146,16 @@ pub async fn retry_event(
     let id = path(p)?;
     let store = &state.flow.store;
     let now = state.flow.now_ms();
-    if !store.outbox_retry(id, now).await? {
-        let found = find_event(&state, id).await?;
-        return Err(match found {
+    let Some(row) = store.outbox_retry(id, now).await? else {
+        return Err(match find_event(&state, id).await? {
             Some(r) => ApiError::event_not_dead(format!("event {id} is {}", r.state)),
             None => ApiError::unknown_event(format!("no outbox event {id}")),
         });
-    }
-    let entry = chepiao_store::AuditEntry {
-        at_ms: now,
-        kind: "event.retry".into(),
-        subject: id.to_string(),
-        detail: String::new(),
     };
+    let detail = format!("{} {}", row.event.kind(), row.event.subject());
+    let entry = chepiao_store::AuditEntry { at_ms: now, kind: "event.retry".into(), subject: id.to_string(), detail };
     store.audit_append(&entry).await?;
     state.flow.relay.wake();
-    let row = find_event(&state, id).await?.ok_or_else(|| ApiError::unknown_event(format!("no outbox event {id}")))?;
     Ok(Json(event_view(&row)))
 }
 

@@ -154,19 +154,32 @@ async fn fresh_store(backend: Backend, dir: &std::path::Path) -> (Arc<dyn Store>
             let url = dir.join("chepiao.db");
             (Arc::new(chepiao_store_sqlite::SqliteStore::open(url.to_str().unwrap()).await.unwrap()), None)
         }
-        Backend::Postgres => {
-            use sqlx::Connection;
-            let url = postgres_url().expect("CHEPIAO_TEST_POSTGRES_URL");
-            let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
-            let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
-            sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&mut admin).await.unwrap();
-            let options = chepiao_store_postgres::ConnectOptions::from_str(&url)
-                .unwrap()
-                .options([("search_path", schema.as_str())]);
-            let store = chepiao_store_postgres::PgStore::connect_with(options).await.unwrap();
-            (Arc::new(store), Some((url, schema)))
-        }
+        Backend::Postgres => fresh_pg_store(&postgres_url().expect("CHEPIAO_TEST_POSTGRES_URL")).await,
     }
+}
+
+/// A store in a fresh schema of the PostgreSQL at `url`.
+async fn fresh_pg_store(url: &str) -> (Arc<dyn Store>, Option<(String, String)>) {
+    use sqlx::Connection;
+    let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(url).await.unwrap();
+    sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&mut admin).await.unwrap();
+    // Named after the schema, so a test can find (and terminate) its own connections.
+    let options = chepiao_store_postgres::ConnectOptions::from_str(url)
+        .unwrap()
+        .options([("search_path", schema.as_str())])
+        .application_name(&schema);
+    let store = chepiao_store_postgres::PgStore::connect_with(options).await.unwrap();
+    (Arc::new(store), Some((url.to_string(), schema)))
+}
+
+/// `spawn_app_with` on the PostgreSQL at `url` (a private server a test can restart).
+pub async fn spawn_app_on_postgres(url: &str, tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = std::env::temp_dir().join(format!("chepiao-test-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (store, pg_schema) = fresh_pg_store(url).await;
+    store.save_network(network()).await.unwrap();
+    start(store, dir, pg_schema, tweak).await
 }
 
 /// Start a server with a short sale window (runs for 3 days; tests stay quick) over a fresh
@@ -192,7 +205,7 @@ pub async fn restart_app(dir: std::path::PathBuf) -> TestApp {
 }
 
 /// The configuration every test server starts from.
-fn test_config(dir: &std::path::Path) -> Config {
+pub fn test_config(dir: &std::path::Path) -> Config {
     Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         sale_window_days: 2,
@@ -245,6 +258,54 @@ impl TestApp {
     /// Move the app's clock forward (orders expire, tokens lapse, the engine's holds end).
     pub fn advance(&self, by: Duration) {
         self.offset_ms.fetch_add(by.as_millis() as i64, Ordering::SeqCst);
+    }
+
+    /// Run `sql` on the app's database directly, beside the server (tests break rows with it).
+    pub async fn sql(&self, sql: &str) {
+        match &self.pg_schema {
+            None => {
+                let c = rusqlite::Connection::open(self.dir.join("chepiao.db")).unwrap();
+                c.busy_timeout(Duration::from_secs(5)).unwrap();
+                c.execute_batch(sql).unwrap();
+            }
+            Some((url, schema)) => {
+                use sqlx::Connection;
+                let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+                sqlx::query(&format!("SET search_path = {schema}")).execute(&mut c).await.unwrap();
+                sqlx::raw_sql(sql).execute(&mut c).await.unwrap();
+            }
+        }
+    }
+
+    /// Terminate every PostgreSQL backend of this app (its pool and its writers); how many.
+    pub async fn terminate_pg_backends(&self) -> i64 {
+        use sqlx::Connection;
+        let (url, schema) = self.pg_schema.as_ref().expect("a PostgreSQL app");
+        let mut admin = sqlx::PgConnection::connect(url).await.unwrap();
+        let killed: Vec<bool> =
+            sqlx::query_scalar("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1")
+                .bind(schema)
+                .fetch_all(&mut admin)
+                .await
+                .unwrap();
+        killed.into_iter().filter(|k| *k).count() as i64
+    }
+
+    /// The same store the app runs on, opened again (as a second node would).
+    pub async fn open_store_again(&self) -> Arc<dyn Store> {
+        match &self.pg_schema {
+            None => {
+                let path = self.dir.join("chepiao.db");
+                Arc::new(chepiao_store_sqlite::SqliteStore::open(path.to_str().unwrap()).await.unwrap())
+            }
+            Some((url, schema)) => {
+                let options = chepiao_store_postgres::ConnectOptions::from_str(url)
+                    .unwrap()
+                    .options([("search_path", schema.as_str())])
+                    .application_name(schema);
+                Arc::new(chepiao_store_postgres::PgStore::connect_with(options).await.unwrap())
+            }
+        }
     }
 
     pub fn store(&self) -> &dyn Store {

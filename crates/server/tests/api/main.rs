@@ -9,9 +9,11 @@ mod inventory;
 mod nats;
 mod network;
 mod orders;
+mod private_pg;
 mod queue;
 mod refund;
 mod robustness;
+mod sale_day;
 mod users;
 
 /// Two `#[tokio::test]`s for an `async fn(Backend)`: on SQLite, and on PostgreSQL (which says

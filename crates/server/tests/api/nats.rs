@@ -112,3 +112,81 @@ crate::on_both_backends!(
     flow_over_nats_survives_an_outage_sqlite,
     flow_over_nats_survives_an_outage_postgres
 );
+
+/// Over NATS too, an event that always fails goes DEAD after its attempts (recorded in the
+/// outbox, not dropped by the consumer), and the good ones behind it are ticketed.
+async fn a_failing_event_over_nats_goes_dead_not_lost(backend: Backend) {
+    let Some(binary) = nats_binary() else {
+        eprintln!("skipped a_failing_event_over_nats_goes_dead_not_lost: nats-server is not installed");
+        return;
+    };
+    let nats = Nats::start(binary);
+    let url = nats.url();
+    let app: TestApp = spawn_app_with(backend, |c| {
+        c.nats_url = Some(url);
+        c.event_attempts_max = 3;
+        c.event_backoff_ms_min = 20;
+        c.event_backoff_ms_max = 50;
+    })
+    .await;
+    app.sql(
+        "INSERT INTO outbox (kind, subject, created_at_ms, state, attempts, next_at_ms)
+         VALUES ('ticket', 'ENOSUCHORDER', 0, 'PENDING', 0, 0)",
+    )
+    .await;
+    let alice = app.buyer("alice", 1).await;
+    for i in 0..3 {
+        let no = alice.api.create_order(&buy(&alice, i), None).await.unwrap().body.order_no;
+        app.pay(&alice, &no).await;
+        app.wait_status(&alice, &no, "TICKETED").await;
+    }
+    crate::app::wait_until("the poisoned event DEAD", || async {
+        let dead = app.api.admin_events(crate::app::ADMIN_KEY, "DEAD", 0).await.unwrap().events;
+        dead.iter().any(|e| e.subject == "ENOSUCHORDER" && e.attempts == 3)
+    })
+    .await;
+    drop(nats);
+}
+
+crate::on_both_backends!(
+    a_failing_event_over_nats_goes_dead_not_lost,
+    a_failing_event_over_nats_goes_dead_sqlite,
+    a_failing_event_over_nats_goes_dead_postgres
+);
+
+fn buy(b: &crate::app::Buyer, i: usize) -> chepiao_api::orders::OrderRequest {
+    order_req(&format!("k{i}"), &g1(), "VNP", "AOH", SeatClass::Second, &b.passengers)
+}
+
+/// A NATS server that loses its store (its directory wiped while it was down): the stream is
+/// made again, and events it held are handed over again once their redelivery time passes.
+#[tokio::test]
+async fn events_a_nats_server_lost_are_handed_over_again() {
+    let Some(binary) = nats_binary() else {
+        eprintln!("skipped events_a_nats_server_lost_are_handed_over_again: nats-server is not installed");
+        return;
+    };
+    let mut nats = Nats::start(binary);
+    let url = nats.url();
+    let app: TestApp = spawn_app_with(Backend::Sqlite, |c| {
+        c.nats_url = Some(url);
+        c.event_redeliver_after_s = 2;
+    })
+    .await;
+    let alice = app.buyer("alice", 1).await;
+    let mut paid = Vec::new();
+    for i in 0..8 {
+        let no = alice.api.create_order(&buy(&alice, i), None).await.unwrap().body.order_no;
+        app.pay(&alice, &no).await;
+        paid.push(no);
+    }
+    // Down at once, with whatever it held unconsumed, and its store gone.
+    nats.kill();
+    std::fs::remove_dir_all(&nats.dir).ok();
+    nats.resume();
+    for no in &paid {
+        app.wait_status(&alice, no, "TICKETED").await;
+    }
+    let audit = app.store().payment_audit().await.unwrap();
+    assert_eq!((audit.captured, audit.ticketed, audit.in_flight_total), (8, 8, 0));
+}

@@ -324,12 +324,14 @@ async fn a_stuck_order_is_answered_503_at_the_buy_time_limit() {
     assert_eq!(code(b.api.create_order(&req, None).await), (503, 50302));
     let took = sent.elapsed();
     assert!(took < Duration::from_secs(3), "answered at the time limit, not the store's busy wait: {took:?}");
+    let free = app.free_seats(SeatClass::Second).await;
     lock.execute_batch("ROLLBACK").unwrap();
     drop(lock);
-    let order = b.api.create_order(&req, None).await.unwrap();
-    assert!(order.status == 201 || order.status == 200, "{order:?}");
-    let again = b.api.create_order(&req, None).await.unwrap();
-    assert_eq!((again.status, &again.body.order_no), (200, &order.body.order_no));
+    // The placement went on without its client: the order is recorded with its seat, not left
+    // as a hold no order carries.
+    wait_until("the placement finished", || async { b.api.orders(None, 1, 20).await.unwrap().total == 1 }).await;
+    assert_eq!(app.free_seats(SeatClass::Second).await, free, "one seat held, by the order");
     let list = b.api.orders(None, 1, 20).await.unwrap();
-    assert_eq!((list.total, &list.items[0].order_no), (1, &order.body.order_no));
+    let again = b.api.create_order(&req, None).await.unwrap();
+    assert_eq!((again.status, &again.body.order_no), (200, &list.items[0].order_no), "a retry finds it");
 }
