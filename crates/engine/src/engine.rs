@@ -30,7 +30,8 @@ pub struct EngineConfig {
     pub shards: u8,
     /// Envelopes waiting per shard before callers get `Busy`.
     pub queue_depth_max: usize,
-    /// Commands per batch (one log write and sync per batch).
+    /// Commands per batch (one log write and sync per batch). It also bounds how long the
+    /// first command of a batch waits for the last: 256 holds are at most a few milliseconds.
     pub batch_len_max: usize,
     /// Commands between snapshots (taken by each shard's snapshotter thread).
     pub snapshot_every_ops: u64,
@@ -49,8 +50,8 @@ impl EngineConfig {
             dir: dir.into(),
             shards: 2,
             queue_depth_max: 65_536,
-            batch_len_max: 8_192,
-            snapshot_every_ops: 1_000_000,
+            batch_len_max: 256,
+            snapshot_every_ops: 250_000,
             tick: Duration::from_millis(100),
             sync: true,
             segment_len_max: crate::wal::SEGMENT_LEN_MAX,

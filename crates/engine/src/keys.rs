@@ -30,59 +30,87 @@ struct Entry {
     forget_at_ms: u64,
 }
 
+/// Parts the memory is split into, by the key's low bits: a hash map grows by rehashing all it
+/// holds at once, and a million keys rehashed in one batch would stall the shard for tens of
+/// milliseconds; a part holds 1/64 of them.
+const PARTS: usize = 64;
+
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct KeyMemory {
+struct Part {
     map: HashMap<IdemKey, Entry, FixedState>,
     /// (forget at, key), earliest first. A key re-pointed at a new hold has one entry per
     /// pointing; an entry whose time no longer matches the key's is skipped when popped.
     forget: BinaryHeap<Reverse<(u64, IdemKey)>>,
 }
 
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct KeyMemory {
+    parts: Vec<Part>,
+    len: usize,
+}
+
+impl Default for KeyMemory {
+    fn default() -> Self {
+        KeyMemory { parts: vec![Part::default(); PARTS], len: 0 }
+    }
+}
+
 impl KeyMemory {
+    fn part(key: IdemKey) -> usize {
+        (key as usize) % PARTS
+    }
+
     pub fn get(&self, key: IdemKey) -> Option<Remembered> {
-        self.map.get(&key).map(|e| e.what)
+        self.parts[Self::part(key)].map.get(&key).map(|e| e.what)
     }
 
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.len == 0
     }
 
     /// Remember (or re-point) `key` until `forget_at_ms`.
     pub fn remember(&mut self, key: IdemKey, what: Remembered, forget_at_ms: u64) {
-        self.map.insert(key, Entry { what, forget_at_ms });
-        self.forget.push(Reverse((forget_at_ms, key)));
+        let part = &mut self.parts[Self::part(key)];
+        if part.map.insert(key, Entry { what, forget_at_ms }).is_none() {
+            self.len += 1;
+        }
+        part.forget.push(Reverse((forget_at_ms, key)));
     }
 
     /// Forget every key whose time has come. Returns how many were forgotten.
     pub fn forget_due(&mut self, now_ms: u64) -> usize {
         let mut forgotten = 0;
-        while let Some(&Reverse((at, key))) = self.forget.peek() {
-            if at > now_ms {
-                break;
-            }
-            self.forget.pop();
-            if self.map.get(&key).is_some_and(|e| e.forget_at_ms == at) {
-                self.map.remove(&key);
-                forgotten += 1;
+        for part in &mut self.parts {
+            while let Some(&Reverse((at, key))) = part.forget.peek() {
+                if at > now_ms {
+                    break;
+                }
+                part.forget.pop();
+                if part.map.get(&key).is_some_and(|e| e.forget_at_ms == at) {
+                    part.map.remove(&key);
+                    forgotten += 1;
+                }
             }
         }
+        self.len -= forgotten;
         forgotten
     }
 
     /// Every key with what it made, sorted (digests and checks).
     pub fn sorted(&self) -> Vec<(IdemKey, Remembered, u64)> {
-        let mut all: Vec<_> = self.map.iter().map(|(k, e)| (*k, e.what, e.forget_at_ms)).collect();
+        let mut all: Vec<_> =
+            self.parts.iter().flat_map(|p| p.map.iter().map(|(k, e)| (*k, e.what, e.forget_at_ms))).collect();
         all.sort_by_key(|(k, _, _)| *k);
         all
     }
 
-    /// Entries waiting in the forget queue (at most one per pointing of a live key).
+    /// Entries waiting in the forget queues (at most one per pointing of a live key).
     pub fn queued(&self) -> usize {
-        self.forget.len()
+        self.parts.iter().map(|p| p.forget.len()).sum()
     }
 }
 

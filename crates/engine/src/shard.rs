@@ -41,6 +41,10 @@ pub struct ShardStats {
     pub commands: u64,
     /// The longest time from a batch's start to its replies (apply, append, sync), µs.
     pub longest_batch_us: u64,
+    /// The longest time the state machine took over one batch (no disk), µs.
+    pub longest_apply_us: u64,
+    /// Batches that took longer than 10 ms from start to replies.
+    pub batches_over_10ms: u64,
     pub durable_lsn: u64,
     pub snapshot_lsn: u64,
 }
@@ -112,6 +116,8 @@ impl Shard {
         let now = (self.clock)();
         let (replies, changed) =
             if commands.is_empty() { (Vec::new(), self.sm.advance(now)) } else { (self.sm.apply(commands, now), true) };
+        let applied_us = started.elapsed().as_micros() as u64;
+        self.stats.longest_apply_us = self.stats.longest_apply_us.max(applied_us);
         if changed {
             if let Err(e) = self.wal.append(self.sm.now_ms(), commands) {
                 for tx in waiters.drain(..) {
@@ -132,6 +138,7 @@ impl Shard {
         commands.clear();
         let us = started.elapsed().as_micros() as u64;
         self.stats.longest_batch_us = self.stats.longest_batch_us.max(us);
+        self.stats.batches_over_10ms += u64::from(us > 10_000);
         true
     }
 

@@ -66,7 +66,7 @@ impl Default for Limits {
             holds_live_max: 2_000_000,
             keys_max: 8_000_000,
             key_grace_ms: 15 * 60 * 1000,
-            expiries_per_apply_max: 4_096,
+            expiries_per_apply_max: 256,
         }
     }
 }

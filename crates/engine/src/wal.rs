@@ -80,6 +80,9 @@ pub struct RecoveryReport {
     pub commands_replayed: u64,
     /// Bytes cut from the end of the log (a torn or corrupt tail).
     pub bytes_truncated: u64,
+    /// Time reading the snapshot, and replaying the log after it, ms.
+    pub snapshot_ms: u64,
+    pub replay_ms: u64,
 }
 
 pub struct Wal {
@@ -112,6 +115,7 @@ impl Wal {
     ) -> Result<(StateMachine, Wal, RecoveryReport), WalError> {
         fs::create_dir_all(dir)?;
         let mut report = RecoveryReport::default();
+        let started = std::time::Instant::now();
         let mut sm = match numbered(dir, "snapshot-", ".bin")?.pop() {
             Some((lsn, path)) => {
                 report.snapshot_lsn = lsn;
@@ -119,6 +123,7 @@ impl Wal {
             }
             None => fresh(),
         };
+        report.snapshot_ms = started.elapsed().as_millis() as u64;
         let mut last_lsn = report.snapshot_lsn;
         let segments = numbered(dir, "wal-", ".log")?;
         let mut append_to: Option<PathBuf> = None;
@@ -137,6 +142,7 @@ impl Wal {
             }
             append_to = Some(path.clone());
         }
+        report.replay_ms = started.elapsed().as_millis() as u64 - report.snapshot_ms;
         let path = append_to.unwrap_or_else(|| segment_path(dir, last_lsn + 1));
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
         file.sync_all()?;
@@ -206,11 +212,8 @@ impl Wal {
 pub fn write_snapshot(dir: &Path, lsn: u64, sm: &StateMachine) -> io::Result<()> {
     let path = dir.join(format!("snapshot-{lsn:020}.bin"));
     let tmp = path.with_extension("tmp");
-    let mut out = CrcWriter {
-        inner: io::BufWriter::with_capacity(1 << 20, File::create(&tmp)?),
-        crc: crc32fast::Hasher::new(),
-        len: 0,
-    };
+    let inner = io::BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
+    let mut out = CrcWriter { inner, crc: crc32fast::Hasher::new(), len: 0, synced_at: 0 };
     out.inner.write_all(&[0; 28])?;
     postcard::to_io(sm, &mut out).map_err(io::Error::other)?;
     let (crc, len) = (out.crc.finalize(), out.len);
@@ -246,18 +249,28 @@ fn prune(dir: &Path, lsn: u64) -> io::Result<()> {
     Ok(())
 }
 
-/// A writer that checksums and counts what goes through it.
-struct CrcWriter<W> {
-    inner: W,
+/// Bytes of a snapshot written between syncs: a snapshot of hundreds of megabytes synced only
+/// at its end would flush them all at once, and the shard's log syncs would queue behind.
+const SNAPSHOT_SYNC_EVERY: u64 = 4 * 1024 * 1024;
+
+/// A writer that checksums and counts what goes through it, syncing as it goes.
+struct CrcWriter {
+    inner: io::BufWriter<File>,
     crc: crc32fast::Hasher,
     len: u64,
+    synced_at: u64,
 }
 
-impl<W: Write> Write for CrcWriter<W> {
+impl Write for CrcWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
         self.crc.update(&buf[..n]);
         self.len += n as u64;
+        if self.len - self.synced_at >= SNAPSHOT_SYNC_EVERY {
+            self.inner.flush()?;
+            self.inner.get_ref().sync_data()?;
+            self.synced_at = self.len;
+        }
         Ok(n)
     }
 

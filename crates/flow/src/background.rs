@@ -103,9 +103,13 @@ pub async fn retire_arrived(flow: &Flow) -> crate::Result<u32> {
     Ok(flow.engine.retire(floor, &arrived).await?)
 }
 
-/// Every ten seconds: outbox rows per state, and the engine's size, as gauges.
+/// Every ten seconds: outbox rows per state, the engine's size and the process's resident
+/// memory, as gauges.
 pub async fn gauges_forever(flow: Arc<Flow>) {
     loop {
+        let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+        let pages: f64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0.0);
+        metrics::gauge!("chepiao_process_resident_bytes").set(pages * 4096.0);
         if let Ok(c) = flow.store.outbox_counts().await {
             metrics::gauge!("chepiao_outbox_rows", "state" => "pending").set(c.pending as f64);
             metrics::gauge!("chepiao_outbox_rows", "state" => "sent").set(c.sent as f64);

@@ -14,6 +14,23 @@ pub enum Scenario {
     Orders,
     /// The sale opens: `--users` join its waiting room, are admitted and buy (see `rush`).
     Rush,
+    /// `--duration` at `--rate` with payments, cancellations, expiries and refunds (see `soak`).
+    Soak,
+}
+
+/// `90`, `90s`, `20m` or `1h` as seconds.
+fn duration_s(s: &str) -> Result<u64, String> {
+    let (n, unit) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => (&s[..i], &s[i..]),
+        None => (s, "s"),
+    };
+    let n: u64 = n.parse().map_err(|_| format!("{s:?}: a number of seconds, or with s, m or h"))?;
+    match unit {
+        "s" => Ok(n),
+        "m" => Ok(n * 60),
+        "h" => Ok(n * 3600),
+        _ => Err(format!("{s:?}: the unit is s, m or h")),
+    }
 }
 
 #[derive(clap::Args)]
@@ -40,6 +57,12 @@ pub struct LoadArgs {
     /// Orders per second at most (0: as fast as the server answers).
     #[arg(long, default_value_t = 0)]
     pub rate: u64,
+    /// How long the soak runs (`20m`, `1h`, seconds).
+    #[arg(long = "duration", default_value = "0", value_parser = duration_s)]
+    pub duration_s: u64,
+    /// The soak's reporting window.
+    #[arg(long = "window", default_value = "5m", value_parser = duration_s)]
+    pub window_s: u64,
     /// Skip the closing audit (when the server's store is not reachable from here).
     #[arg(long)]
     pub no_audit: bool,

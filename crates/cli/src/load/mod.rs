@@ -6,6 +6,8 @@
 //! - [`orders`]: orders and full purchases, at full speed or a set rate;
 //! - [`rush`]: the Spring Festival opening through a sale's waiting room, whose join storm is
 //!   [`storm`];
+//! - [`soak`]: a long run at a set rate with a sale day's mix (pay, cancel, expire, refund),
+//!   reporting latency and the server's memory per window;
 //! - [`stats`]: latency percentiles, answers by code, and the closing audit (I1: no seat
 //!   segment in two live orders, one ticket per seat of every ticketed order; I2: every
 //!   captured payment ticketed or refunded).
@@ -13,6 +15,7 @@
 pub mod args;
 pub mod orders;
 pub mod rush;
+pub mod soak;
 pub mod stats;
 pub mod storm;
 pub mod users;
@@ -30,6 +33,7 @@ pub async fn run(args: LoadArgs, network: Network) -> anyhow::Result<()> {
     };
     match args.scenario {
         Scenario::Orders => orders::run(&args, &network, store).await,
+        Scenario::Soak => soak::run(&args, &network, store).await,
         Scenario::Rush => {
             let config = crate::config::load(&args.flags)?;
             let store = store.context("the rush creates its users in the server's store: drop --no-audit")?;

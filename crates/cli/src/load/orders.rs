@@ -21,12 +21,12 @@ use crate::load::stats::{self, Tally, elapsed_us};
 use crate::load::users::{self, Buyer};
 
 /// A journey to book: (run id, from, to, class).
-type Journey = (String, String, String, SeatClass);
+pub type Journey = (String, String, String, SeatClass);
 
 /// How long the purchases may take to settle after the last order.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(120);
 
-fn journeys(network: &Network, mode: Mode) -> Vec<Journey> {
+pub fn journeys(network: &Network, mode: Mode) -> Vec<Journey> {
     let today = ServiceDate::today_in_china(chrono::Utc::now());
     match mode {
         Mode::Hot => {

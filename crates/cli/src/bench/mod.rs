@@ -4,6 +4,9 @@
 //!   commit, all-pairs remaining, recovery, memory per run).
 //! - `bench allocation`: seat-km sold ÷ offered for best-fit, first-fit and the offline optimum
 //!   over fixed-seed demand streams on real long trains.
+//! - `bench day` ([`day`]): a national sale day (or week) through the engine in simulated time.
+
+mod day;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,6 +39,9 @@ pub enum Bench {
         #[arg(long, default_value_t = 256)]
         callers: u64,
     },
+    /// A national sale day (or a week) through the seat engine in simulated time: memory,
+    /// refusals by a limit, stalls, recovery.
+    Day(day::DayArgs),
     /// Allocation quality on real trains: best-fit vs first-fit vs the offline optimum.
     Allocation {
         /// Trains to simulate, with the class to sell: CODE:CLASS,...
@@ -52,6 +58,7 @@ pub fn run(bench: Bench, network: Network) -> anyhow::Result<()> {
         Bench::Engine { dir, holds, callers } => engine(dir, holds, callers),
         Bench::Allocation { trains, seeds } => allocation(&network, &trains, seeds),
         Bench::Store { writes, callers } => store(writes, callers),
+        Bench::Day(args) => day::day(&network, args),
     }
 }
 
