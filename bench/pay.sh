@@ -9,6 +9,7 @@ orders=${ORDERS:-10000}
 for r in $(seq 1 $runs); do
   dir=$(mktemp -d); port=$((18500 + r))
   CHEPIAO_RISK_RATE_PER_S=100000 CHEPIAO_RISK_BURST=100000 CHEPIAO_IP_RATE_PER_S=10000000 CHEPIAO_IP_BURST=10000000 \
+  CHEPIAO_RULE_ONE_UNPAID_ORDER=false CHEPIAO_RULE_NO_OVERLAPPING_TRIPS=false CHEPIAO_RULE_CANCELLATIONS_PER_DAY_MAX=0 \
     $bin serve --data-dir "$dir" --listen "127.0.0.1:$port" >"$dir/server.log" 2>&1 &
   pid=$!
   for _ in $(seq 1 300); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.2; done

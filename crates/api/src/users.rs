@@ -11,6 +11,15 @@ pub struct Credentials {
     pub password: String,
 }
 
+/// A password change: the old one proves it is the user.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PasswordChange {
+    pub old_password: String,
+    /// 8–128 characters.
+    pub new_password: String,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Registered {

@@ -70,26 +70,34 @@ fn decode_hex(s: &str) -> Option<Vec<u8>> {
     (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok()).collect()
 }
 
-/// The built-in mock provider.
+/// Notifies the mock provider has in flight at most (each retries for a while).
+pub const MOCKPAY_IN_FLIGHT_MAX: usize = 1_024;
+
+/// The built-in mock provider: a development channel (on by default only with the embedded
+/// store). Its notifies go to the server's own address, never to one a request names.
 pub struct Mockpay {
     secret: Vec<u8>,
     http: reqwest::Client,
     clock: Clock,
+    in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 impl Mockpay {
     pub fn new(secret: Vec<u8>, clock: Clock) -> Mockpay {
         let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("a plain HTTP client");
-        Mockpay { secret, http, clock }
+        Mockpay { secret, http, clock, in_flight: Arc::new(tokio::sync::Semaphore::new(MOCKPAY_IN_FLIGHT_MAX)) }
     }
 
     /// The payer pressed pay: send the signed notify to `notify_url` in the background, retrying
-    /// with backoff until it is answered 200 (or a 4xx says it never will be).
-    pub fn press_pay(&self, payment: &PaymentRecord, notify_url: String, success: bool) {
+    /// with backoff until it is answered 200 (or a 4xx says it never will be). False when
+    /// [`MOCKPAY_IN_FLIGHT_MAX`] notifies are already on their way.
+    pub fn press_pay(&self, payment: &PaymentRecord, notify_url: String, success: bool) -> bool {
+        let Ok(permit) = self.in_flight.clone().try_acquire_owned() else { return false };
         let (secret, http, clock) = (self.secret.clone(), self.http.clone(), self.clock.clone());
         let (payment_no, amount_fen) = (payment.payment_no.clone(), payment.amount_fen);
         let txn_id = format!("M{}", uuid::Uuid::new_v4().simple());
         tokio::spawn(async move {
+            let _permit = permit;
             let mut backoff = Duration::from_millis(100);
             for attempt in 1..=NOTIFY_ATTEMPTS_MAX {
                 let body = serde_json::to_vec(&NotifyBody {
@@ -123,6 +131,7 @@ impl Mockpay {
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         });
+        true
     }
 }
 

@@ -42,11 +42,42 @@ pub struct FlowConfig {
     /// Engine holds older than this with no order carrying them are released, seconds (longer
     /// than any order placement takes).
     pub reconcile_after_s: u64,
+    pub rules: PurchaseRules,
+    /// Runs sold through a sale's waiting room, and when it opens (ms): wishes on them are
+    /// matched only after it, so the waitlist is no way around the queue.
+    pub sale_opens_at: std::collections::HashMap<String, i64>,
 }
 
 impl FlowConfig {
     /// The engine TTL of an order's hold: the pay window and the grace after it.
     pub fn hold_ttl_ms(&self) -> u64 {
         (self.pay_window_s + self.hold_grace_s) * 1000
+    }
+}
+
+/// Which purchase rules apply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PurchaseRules {
+    pub one_unpaid_order: bool,
+    pub no_overlapping_trips: bool,
+    /// 0: no limit.
+    pub cancellations_per_day_max: u32,
+    pub one_rebook_per_ticket: bool,
+}
+
+impl Default for PurchaseRules {
+    fn default() -> Self {
+        PurchaseRules {
+            one_unpaid_order: true,
+            no_overlapping_trips: true,
+            cancellations_per_day_max: 3,
+            one_rebook_per_ticket: true,
+        }
+    }
+}
+
+impl PurchaseRules {
+    pub(crate) fn any_before_placing(&self) -> bool {
+        self.one_unpaid_order || self.no_overlapping_trips || self.cancellations_per_day_max > 0
     }
 }

@@ -2,6 +2,8 @@
 
 use std::sync::{Arc, RwLock};
 
+use tokio::sync::{Mutex, MutexGuard};
+
 use chepiao_domain::{Network, ServiceDate};
 use chepiao_engine::{Clock, Engine};
 use chepiao_store::{CreateOrder, NewOrder, NewPayment, Notify, NotifyOutcome, Store};
@@ -51,13 +53,16 @@ pub struct Flow {
     pub config: FlowConfig,
     pub signer: Arc<TicketSigner>,
     pub channels: Channels,
-    pub mockpay: Arc<Mockpay>,
+    /// The development payment channel, when it is on.
+    pub mockpay: Option<Arc<Mockpay>>,
     pub issuer: Arc<Issuer>,
     pub relay: Arc<Relay>,
     /// The NATS bus, when events go over JetStream (its consumer feeds the issuer).
     pub nats: Option<Arc<NatsBus>>,
     pub batchers: Batchers,
     pub passengers: PassengerCache,
+    /// A user's placements, one at a time (the purchase rules read before they write).
+    pub user_locks: UserLocks,
     calendar: RwLock<Arc<RunCalendar>>,
 }
 
@@ -70,6 +75,8 @@ pub struct FlowParts {
     pub config: FlowConfig,
     pub signer: Arc<TicketSigner>,
     pub mockpay_secret: Vec<u8>,
+    /// Whether the `mockpay` development channel is on.
+    pub mockpay: bool,
     /// `(url, stream)` to carry outbox events over NATS JetStream; None: in-process.
     pub nats: Option<(String, String)>,
 }
@@ -83,8 +90,11 @@ impl Flow {
         p.engine.fence((known.max(0) as u64 >> 8) + 1).await?;
         let today = ServiceDate::today_in_china(ms_to_utc(p.clock.as_ref()() as i64));
         let calendar = RunCalendar::load(p.store.as_ref(), &p.network, today, p.config.sale_window_days).await?;
-        let mockpay = Arc::new(Mockpay::new(p.mockpay_secret, p.clock.clone()));
-        let channels = Channels::default().with(mockpay.clone());
+        let mockpay = p.mockpay.then(|| Arc::new(Mockpay::new(p.mockpay_secret, p.clock.clone())));
+        let channels = match &mockpay {
+            Some(m) => Channels::default().with(m.clone()),
+            None => Channels::default(),
+        };
         let issuer = Arc::new(Issuer {
             store: p.store.clone(),
             engine: p.engine.clone(),
@@ -119,6 +129,7 @@ impl Flow {
             relay,
             nats,
             passengers: Default::default(),
+            user_locks: Default::default(),
             calendar: RwLock::new(Arc::new(calendar)),
         }))
     }
@@ -136,5 +147,25 @@ impl Flow {
     /// Swap in a fresh calendar (the sale window rolled).
     pub fn set_calendar(&self, calendar: RunCalendar) {
         *self.calendar.write().expect("calendar lock is never poisoned") = Arc::new(calendar);
+    }
+}
+
+/// Locks a user's placements share (by user id modulo the stripes).
+pub struct UserLocks {
+    stripes: Vec<Mutex<()>>,
+}
+
+/// Stripes of [`UserLocks`]: users whose ids collide wait for each other, briefly.
+const STRIPES: usize = 4_096;
+
+impl Default for UserLocks {
+    fn default() -> Self {
+        UserLocks { stripes: (0..STRIPES).map(|_| Mutex::new(())).collect() }
+    }
+}
+
+impl UserLocks {
+    pub async fn lock(&self, user_id: i64) -> MutexGuard<'_, ()> {
+        self.stripes[user_id.rem_euclid(STRIPES as i64) as usize].lock().await
     }
 }

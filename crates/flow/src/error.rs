@@ -47,6 +47,15 @@ pub enum FlowError {
     NotRefundable(String),
     #[error("{0}")]
     NotRebookable(String),
+    /// The user has an unpaid order (one at a time).
+    #[error("{0}")]
+    UnpaidOrder(String),
+    /// A passenger would travel twice at once.
+    #[error("{0}")]
+    TripOverlap(String),
+    /// The user cancelled too many orders today.
+    #[error("{0}")]
+    TooManyCancellations(String),
     #[error("{0}")]
     UnknownWish(String),
     #[error("{0}")]

@@ -25,6 +25,7 @@
 //! clock, the network and its run calendar, the limits ([`config`]), the batchers and the keys.
 //! Time comes from the clock passed in (the engine's), so tests move time instead of sleeping.
 //! [`background`] starts the tasks that keep the sale moving (and retires runs that arrived).
+//! [`rules`] holds 12306's purchase rules, checked before seats are held.
 //!
 //! The modules fall in two kinds, so that nothing imports in a circle: the parts the context
 //! holds (calendar, passengers, batch, stored, channels, signing, issuer, bus, relay) never
@@ -48,6 +49,7 @@ pub mod rebook;
 pub mod reconcile;
 pub mod refunds;
 pub mod relay;
+pub mod rules;
 pub mod signing;
 pub mod stored;
 pub mod time;

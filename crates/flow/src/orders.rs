@@ -21,12 +21,15 @@ use std::time::Duration;
 use chepiao_api::orders::{LegBody, OrderRequest};
 use chepiao_domain::{RunId, Telecode};
 use chepiao_engine::{LegRequest, Reject, Reply};
-use chepiao_store::{CreateOrder, NewOrder, NewPayment, OrderRecord, OrderStatus, PaymentRecord, Transition};
+use chepiao_store::{
+    CreateOrder, NewOrder, NewPayment, OrderKind, OrderRecord, OrderStatus, PaymentRecord, Transition,
+};
 use sha2::{Digest, Sha256};
 
 use crate::calendar::run_spec;
 use crate::context::Flow;
 use crate::error::{FlowError, Result};
+use crate::rules;
 use crate::stored::{StoredLeg, StoredSeat, engine_key, holds_of, legs_of, new_number};
 
 pub const LEGS_PER_ORDER_MAX: usize = 4;
@@ -172,19 +175,31 @@ where
     tokio::spawn(step).await.map_err(|e| FlowError::Internal(format!("a buy step failed: {e}")))?
 }
 
-/// Hold the seats and record the order (see the module doc).
-pub async fn place(flow: &Flow, user_id: i64, req: &OrderRequest) -> Result<Placed> {
+/// Hold the seats and record the order (see the module doc); `source` is where it came from
+/// (`web`, `app`, `api`, `console`), for the statistics.
+pub async fn place(flow: &Flow, user_id: i64, req: &OrderRequest, source: &str) -> Result<Placed> {
     check_key(&req.idempotency_key)?;
     if !(1..=LEGS_PER_ORDER_MAX).contains(&req.legs.len()) {
         return Err(FlowError::BadParameter(format!("`legs`: 1 to {LEGS_PER_ORDER_MAX} legs")));
     }
     let request_hash = Sha256::digest(serde_json::to_vec(&req.legs).expect("legs serialise")).to_vec();
-    place_legs(flow, user_id, &req.idempotency_key, request_hash, &req.legs, None).await
+    let how = Placement { kind: OrderKind::Order, source, replacing: None };
+    place_legs(flow, user_id, &req.idempotency_key, request_hash, &req.legs, &how).await
 }
 
-/// The ticket a rebook's order replaces, what was paid for it, and with which payments.
+/// What an order is placed as.
+pub(crate) struct Placement<'a> {
+    pub kind: OrderKind,
+    pub source: &'a str,
+    /// A rebook's order: the ticket it replaces.
+    pub replacing: Option<&'a Replacing>,
+}
+
+/// The ticket a rebook's order replaces, what was paid for it, with which payments, and the
+/// order that bought it (whose trip the new one replaces).
 pub struct Replacing {
     pub ticket_sn: String,
+    pub order_no: String,
     pub price_fen: i64,
     pub funding: Vec<String>,
 }
@@ -197,13 +212,18 @@ pub(crate) async fn place_legs(
     idem_key: &str,
     request_hash: Vec<u8>,
     bodies: &[LegBody],
-    replacing: Option<&Replacing>,
+    how: &Placement<'_>,
 ) -> Result<Placed> {
-    // No read of the order table first: a replay gets the same hold from the engine (its
-    // holds are idempotent) and then finds the existing order when it tries to record it.
     let wanted: Vec<i64> = bodies.iter().flat_map(|l| l.passenger_ids.iter().copied()).collect();
     let own = flow.passengers.of(flow.store.as_ref(), user_id, &wanted).await?;
     let resolved = bodies.iter().enumerate().map(|(i, l)| resolve_leg(flow, i, l, &own)).collect::<Result<Vec<_>>>()?;
+    let stored: Vec<StoredLeg> = resolved.iter().map(|r| r.stored.clone()).collect();
+    let trips = rules::trips_of(&stored, &bodies.iter().map(|b| b.passenger_ids.clone()).collect::<Vec<_>>())?;
+    // The rules read the user's orders once; the lock keeps a second placement of the same user
+    // from passing them before this one is recorded.
+    let _user = flow.user_locks.lock(user_id).await;
+    let ignore = how.replacing.map(|r| r.order_no.as_str());
+    rules::check(flow, user_id, idem_key, how.kind, &trips, ignore).await?;
     let key = engine_key(&[b"order", &user_id.to_le_bytes(), idem_key.as_bytes()]);
     let engine_legs = resolved.iter().map(|r| r.engine.clone()).collect();
     let outcome = match flow.engine.hold(key, engine_legs, flow.config.hold_ttl_ms()).await? {
@@ -213,7 +233,7 @@ pub(crate) async fn place_legs(
         Err(reject) => return Err(refusal(reject)),
     };
     let (mut legs, mut amount_fen) = seated_legs(resolved, &outcome, bodies);
-    if let Some(r) = replacing {
+    if let Some(r) = how.replacing {
         legs[0].replaces = Some(r.ticket_sn.clone());
         legs[0].funding = r.funding.clone();
         amount_fen = (amount_fen - r.price_fen).max(0);
@@ -229,6 +249,9 @@ pub(crate) async fn place_legs(
         created_at_ms: flow.now_ms(),
         legs_json: serde_json::to_string(&legs).expect("legs serialise"),
         holds: holds.iter().map(|(h, _)| *h as i64).collect(),
+        kind: how.kind,
+        source: how.source.to_string(),
+        trips,
     };
     match flow.batchers.orders.submit(order).await {
         Ok(CreateOrder::Created(order)) => Ok(Placed { order, created: true }),

@@ -120,7 +120,10 @@ pub async fn press_mockpay(flow: &Flow, payment_no: &str, success: bool, notify_
     if payment.status != PaymentStatus::Created {
         return Err(FlowError::NotPayable(format!("payment {payment_no} is {}", payment.status)));
     }
-    flow.mockpay.press_pay(&payment, notify_url, success);
+    let mockpay = flow.mockpay.as_ref().ok_or_else(|| FlowError::UnknownChannel("mockpay is off here".into()))?;
+    if !mockpay.press_pay(&payment, notify_url, success) {
+        return Err(FlowError::Busy("too many mock payments in flight: retry shortly".into()));
+    }
     Ok(())
 }
 

@@ -8,28 +8,31 @@
 //! ticket was checked in or refunded meanwhile, the new order is refunded instead, so a
 //! passenger never holds two valid tickets for one trip, nor pays for none.
 //!
-//! A ticket is rebooked at most once (as on 12306): a ticket a rebook issued is refused. The
-//! payments that paid for the replaced ticket are recorded on the new order when it is placed,
-//! so a later refund finds them without following a chain.
+//! A ticket is rebooked at most once (as on 12306; `rules.one_rebook_per_ticket`): a ticket a
+//! rebook issued is refused. The payments behind the replaced ticket (all of them, however it
+//! was bought) are recorded on the new order when it is placed, so a later refund finds them
+//! without following a chain.
 
 use chepiao_api::orders::LegBody;
 use chepiao_api::tickets::RebookRequest;
-use chepiao_store::{OrderStatus, TicketStatus};
+use chepiao_store::{OrderKind, OrderStatus, TicketStatus};
 use sha2::{Digest, Sha256};
 
 use crate::context::Flow;
 use crate::error::{FlowError, Result};
-use crate::orders::{IDEMPOTENCY_KEY_LEN_MAX, Placed, Replacing, place_legs};
+use crate::orders::{IDEMPOTENCY_KEY_LEN_MAX, Placed, Placement, Replacing, place_legs};
 use crate::refunds::{own_ticket, ticket_order};
-use crate::stored::{departs_at_s, legs_of, replaced_order_payments};
+use crate::stored::{departs_at_s, funding_payments, legs_of};
 
-pub async fn rebook(flow: &Flow, user_id: i64, ticket_sn: &str, req: &RebookRequest) -> Result<Placed> {
+pub async fn rebook(flow: &Flow, user_id: i64, ticket_sn: &str, req: &RebookRequest, source: &str) -> Result<Placed> {
     let ticket = own_ticket(flow, user_id, ticket_sn).await?;
     if ticket.status != TicketStatus::Issued {
         return Err(FlowError::NotRebookable(format!("ticket {ticket_sn} is {}", ticket.status)));
     }
     let order = ticket_order(flow, &ticket).await?;
-    if legs_of(&order)?.get(ticket.leg as usize).is_some_and(|l| l.replaces.is_some()) {
+    if flow.config.rules.one_rebook_per_ticket
+        && legs_of(&order)?.get(ticket.leg as usize).is_some_and(|l| l.replaces.is_some())
+    {
         return Err(FlowError::NotRebookable(format!(
             "ticket {ticket_sn} was issued by a rebook; a ticket is rebooked once"
         )));
@@ -56,10 +59,17 @@ pub async fn rebook(flow: &Flow, user_id: i64, ticket_sn: &str, req: &RebookRequ
     let request_hash = h.finalize().to_vec();
     let hex: String = request_hash[..8].iter().map(|b| format!("{b:02x}")).collect();
     let idem_key = format!("rebook:{ticket_sn}:{hex}");
-    let funding = replaced_order_payments(flow.store.as_ref(), ticket_sn).await?;
-    let funding = funding.into_iter().map(|p| p.payment_no).collect();
-    let replacing = Replacing { ticket_sn: ticket_sn.to_string(), price_fen: ticket.price_fen, funding };
-    let mut placed = place_legs(flow, user_id, &idem_key, request_hash, &[body], Some(&replacing)).await?;
+    // Every payment behind the old ticket (its own order's, and those it recorded if it came from
+    // a rebook itself): a refund of the new ticket finds them all here, with no chain to follow.
+    let funding = funding_payments(flow.store.as_ref(), &order).await?.into_iter().map(|p| p.payment_no).collect();
+    let replacing = Replacing {
+        ticket_sn: ticket_sn.to_string(),
+        order_no: order.order_no.clone(),
+        price_fen: ticket.price_fen,
+        funding,
+    };
+    let how = Placement { kind: OrderKind::Rebook, source, replacing: Some(&replacing) };
+    let mut placed = place_legs(flow, user_id, &idem_key, request_hash, &[body], &how).await?;
     if placed.order.amount_fen == 0 && placed.order.status == OrderStatus::PendingPayment {
         // Nothing to pay: settle it now (a retry of a crashed call settles it here too).
         if flow.store.settle_free_order(&placed.order.order_no, flow.now_ms()).await? {

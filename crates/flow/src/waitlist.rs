@@ -23,7 +23,9 @@ use chepiao_api::orders::LegBody;
 use chepiao_api::waitlist::WishRequest;
 use chepiao_domain::SeatClass;
 use chepiao_engine::{Answer, Query};
-use chepiao_store::{CreateWish, EndWish, Fulfil, NewOrder, NewWish, OrderRecord, OrderStatus, WishRecord, WishStatus};
+use chepiao_store::{
+    CreateWish, EndWish, Fulfil, NewOrder, NewWish, OrderKind, OrderRecord, OrderStatus, WishRecord, WishStatus,
+};
 use sha2::{Digest, Sha256};
 
 use crate::context::Flow;
@@ -31,6 +33,7 @@ use crate::error::{FlowError, Result};
 use crate::orders::{
     IDEMPOTENCY_KEY_LEN_MAX, PASSENGERS_PER_LEG_MAX, ResolvedLeg, release_holds, resolve_leg, seated_legs,
 };
+use crate::rules;
 use crate::stored::{engine_key, holds_of, new_number};
 
 /// How often the matcher looks even when nothing signalled it (deadlines, missed signals).
@@ -85,7 +88,7 @@ fn wish_deadline(flow: &Flow, deadline: &str, resolved: &ResolvedLeg) -> Result<
 }
 
 /// Join the waitlist: the wish and its unpaid order.
-pub async fn join(flow: &Flow, user_id: i64, req: &WishRequest) -> Result<(WishView, bool)> {
+pub async fn join(flow: &Flow, user_id: i64, req: &WishRequest, source: &str) -> Result<(WishView, bool)> {
     if let Some(k) = &req.idempotency_key
         && !(1..=IDEMPOTENCY_KEY_LEN_MAX).contains(&k.len())
     {
@@ -108,6 +111,9 @@ pub async fn join(flow: &Flow, user_id: i64, req: &WishRequest) -> Result<(WishV
     let now = flow.now_ms();
     let request_hash = Sha256::digest(serde_json::to_vec(req).expect("a request serialises")).to_vec();
     let key_part = req.idempotency_key.clone().unwrap_or_else(|| new_number('W'));
+    let trips = rules::trips_of(std::slice::from_ref(&resolved.stored), std::slice::from_ref(&req.passenger_ids))?;
+    let _user = flow.user_locks.lock(user_id).await;
+    rules::check(flow, user_id, &format!("wish:{key_part}"), OrderKind::Wish, &trips, None).await?;
     let order = NewOrder {
         order_no: new_number('E'),
         user_id,
@@ -118,6 +124,9 @@ pub async fn join(flow: &Flow, user_id: i64, req: &WishRequest) -> Result<(WishV
         created_at_ms: now,
         legs_json: serde_json::to_string(&[&resolved.stored]).expect("legs serialise"),
         holds: Vec::new(),
+        kind: OrderKind::Wish,
+        source: source.to_string(),
+        trips,
     };
     let wish = NewWish {
         wish_id: new_number('W'),
@@ -210,6 +219,9 @@ pub async fn match_round(flow: &Flow) -> Result<usize> {
     for w in wishes {
         if w.deadline_ms <= flow.now_ms() {
             continue; // the expiry pass ends it
+        }
+        if flow.config.sale_opens_at.get(&w.run_id).is_some_and(|at| *at > flow.now_ms()) {
+            continue; // a sale's run: not before the sale opens
         }
         let body = leg_body(&w)?;
         let own: HashSet<i64> = w.passenger_ids.iter().copied().collect();

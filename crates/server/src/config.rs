@@ -113,6 +113,29 @@ pub struct Config {
     /// Engine holds older than this that no order carries (a crash between hold and order) are
     /// released, seconds; longer than any order placement takes.
     pub reconcile_after_s: u64,
+    /// Per-IP bucket on the buy path, requests a second (burst: ten seconds' worth); 0: none.
+    /// Off by default: one carrier NAT or campus address carries many honest buyers.
+    pub risk_ip_rate_per_s: u32,
+    /// Refuse at `risk_refuse_score` (else a high score only sends the buyer to a sale's slow
+    /// lane). Off by default.
+    pub risk_refuse: bool,
+    /// 12306's purchase rules: one unpaid order per user; no passenger on two trips at once; at
+    /// most this many cancellations a day (0: no limit); a ticket rebooked once.
+    pub rule_one_unpaid_order: bool,
+    pub rule_no_overlapping_trips: bool,
+    pub rule_cancellations_per_day_max: u32,
+    pub rule_one_rebook_per_ticket: bool,
+    /// A queue token admits one order (its retries still answer; a sold-out answer gives it
+    /// back), not every order for its lifetime.
+    pub queue_token_single_use: bool,
+    /// The `mockpay` development channel; unset: on with the embedded SQLite store, off with
+    /// PostgreSQL (a production database wants real channels only).
+    pub mockpay: Option<bool>,
+    /// Proxies whose `X-Real-IP` is believed (addresses or CIDR blocks); empty: the peer's
+    /// address is the client's.
+    pub trusted_proxies: Vec<String>,
+    /// Server-Sent Events streams open at once (each user has one per sale).
+    pub sse_streams_max: usize,
 }
 
 impl Default for Config {
@@ -161,11 +184,22 @@ impl Default for Config {
             event_backoff_ms_max: 300_000,
             event_redeliver_after_s: 300,
             reconcile_after_s: 60,
+            risk_ip_rate_per_s: 0,
+            risk_refuse: false,
+            rule_one_unpaid_order: true,
+            rule_no_overlapping_trips: true,
+            rule_cancellations_per_day_max: 3,
+            rule_one_rebook_per_ticket: true,
+            queue_token_single_use: true,
+            mockpay: None,
+            trusted_proxies: Vec::new(),
+            sse_streams_max: 10_000,
         }
     }
 }
 
 /// Limits on configuration values.
+pub const SECRET_LEN_MIN: usize = 16;
 pub const SALE_WINDOW_DAYS_MAX: u32 = 60;
 pub const ENGINE_SHARDS_MAX: u8 = 64;
 pub const BODY_LEN_MAX_MAX: usize = 16 * 1024 * 1024;
@@ -216,6 +250,16 @@ impl Config {
         "event_backoff_ms_max",
         "event_redeliver_after_s",
         "reconcile_after_s",
+        "risk_ip_rate_per_s",
+        "risk_refuse",
+        "rule_one_unpaid_order",
+        "rule_no_overlapping_trips",
+        "rule_cancellations_per_day_max",
+        "rule_one_rebook_per_ticket",
+        "queue_token_single_use",
+        "mockpay",
+        "trusted_proxies",
+        "sse_streams_max",
     ];
 
     /// The database URL in effect.
@@ -239,6 +283,18 @@ impl Config {
             },
             event_redeliver_after_ms: self.event_redeliver_after_s * 1000,
             reconcile_after_s: self.reconcile_after_s,
+            sale_opens_at: self
+                .sales
+                .iter()
+                .filter_map(|c| Sale::parse(c).ok())
+                .flat_map(|s| s.run_ids.into_iter().map(move |r| (r, s.opens_at_ms)))
+                .collect(),
+            rules: chepiao_flow::rules::PurchaseRules {
+                one_unpaid_order: self.rule_one_unpaid_order,
+                no_overlapping_trips: self.rule_no_overlapping_trips,
+                cancellations_per_day_max: self.rule_cancellations_per_day_max,
+                one_rebook_per_ticket: self.rule_one_rebook_per_ticket,
+            },
         }
     }
 
@@ -251,6 +307,7 @@ impl Config {
         self.validate_server()?;
         self.validate_sale()?;
         self.validate_hot_sale()?;
+        self.validate_secrets()?;
         self.validate_events()
     }
 
@@ -327,6 +384,29 @@ impl Config {
         }
         if !(100..=600_000).contains(&self.buy_timeout_ms) {
             return Err("buy_timeout_ms must be 100 to 600000".into());
+        }
+        Ok(())
+    }
+
+    /// Secrets a guess must not find: the admin key, every gate's secret, mockpay's.
+    fn validate_secrets(&self) -> Result<(), String> {
+        let short = |s: &str| s.chars().count() < SECRET_LEN_MIN;
+        if self.admin_key.as_ref().is_some_and(|k| short(&k.0)) {
+            return Err(format!("admin_key must be at least {SECRET_LEN_MIN} characters"));
+        }
+        if self.gates.iter().any(|g| g.0.split_once('=').is_some_and(|(_, key)| short(key))) {
+            return Err(format!("gates: every gate's secret must be at least {SECRET_LEN_MIN} characters"));
+        }
+        if self.mockpay_secret.as_ref().is_some_and(|k| short(&k.0)) {
+            return Err(format!("mockpay_secret must be at least {SECRET_LEN_MIN} characters"));
+        }
+        for p in &self.trusted_proxies {
+            p.parse::<ipnet::IpNet>()
+                .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| format!("trusted_proxies: {p:?} is neither an address nor a CIDR block"))?;
+        }
+        if !(1..=1_000_000).contains(&self.sse_streams_max) {
+            return Err("sse_streams_max must be 1 to 1000000".into());
         }
         Ok(())
     }

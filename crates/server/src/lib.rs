@@ -75,6 +75,7 @@ impl App {
         }
         let network = Arc::new(Network::new(data));
         let claim = node::claim(store.as_ref(), &config.engine_dir(), clock() as i64).await?;
+        let store_backend = store.backend();
         let engine = open_engine(&config, clock.clone()).await?;
         let flow = Flow::new(FlowParts {
             store,
@@ -84,10 +85,14 @@ impl App {
             config: config.flow(),
             signer: Arc::new(ticket_signer(&config)?),
             mockpay_secret: secret_bytes(config.mockpay_secret.as_ref(), &config, "mockpay")?,
+            mockpay: config.mockpay.unwrap_or(store_backend == "sqlite"),
             nats: config.nats_url.clone().map(|url| (url, config.nats_stream.clone())),
         })
         .await?;
         flow.relay.set_paused(config.relay_paused);
+        if flow.mockpay.is_some() {
+            tracing::warn!("mockpay, a development payment channel, is on (set `mockpay = false` in production)");
+        }
         tracing::info!(bus = flow.relay.bus_name(), ticket_key = flow.signer.kid(), "purchase flow ready");
         let shared = shared(flow, config, claim).await?;
         Ok(App { state: AppState(Arc::new(shared)) })
@@ -107,7 +112,20 @@ impl App {
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let bound = listener.local_addr()?;
+        let own = if bound.ip().is_unspecified() {
+            std::net::SocketAddr::new([127, 0, 0, 1].into(), bound.port())
+        } else {
+            bound
+        };
+        let _ = self.state.self_url.set(format!("http://{own}"));
         let tasks = self.spawn_background();
+        // Streams that never end on their own end with the server, so the drain below finishes.
+        let state = self.state.clone();
+        let shutdown = async move {
+            shutdown.await;
+            let _ = state.shutting_down.send(true);
+        };
         let service = self.router().into_make_service_with_connect_info::<std::net::SocketAddr>();
         let result = axum::serve(listener, service).with_graceful_shutdown(shutdown).await;
         for t in tasks {
@@ -172,18 +190,24 @@ async fn shared(flow: Arc<Flow>, config: Config, claim: node::NodeClaim) -> Resu
     let pii_key = key(config.pii_key.as_ref(), &config, "pii")?;
     let ttl = config.token_ttl_s;
     // Hashing the dummy password takes a while: off the async threads.
-    let auth = tokio::task::spawn_blocking(move || security::auth::Auth::new(jwt_key, ttl))
+    let store = flow.store.clone();
+    let auth = tokio::task::spawn_blocking(move || security::auth::Auth::new(jwt_key, ttl, store))
         .await
         .map_err(|e| StartError::Config(format!("auth setup panicked: {e}")))?;
     let room = Arc::new(waiting_room(&config).await?);
     let risk = Risk::new(RiskConfig {
         rate_per_s: config.risk_rate_per_s,
         burst: config.risk_burst,
+        ip_rate_per_s: config.risk_ip_rate_per_s,
         slow_score: config.risk_slow_score,
+        refuse: config.risk_refuse,
         refuse_score: config.risk_refuse_score,
     });
     let buy_timeout = Duration::from_millis(config.buy_timeout_ms);
-    let ip_limits = Arc::new(IpLimits::new(config.ip_rate_per_s, config.ip_burst, buy_timeout));
+    let (shutting_down, down) = tokio::sync::watch::channel(false);
+    let streams = Arc::new(hotsale::streams::Streams::new(config.sse_streams_max, down));
+    let trusted = hotsale::limits::trusted_proxies(&config.trusted_proxies);
+    let ip_limits = Arc::new(IpLimits::new(config.ip_rate_per_s, config.ip_burst, buy_timeout, trusted));
     Ok(Shared {
         flow,
         auth: Arc::new(auth),
@@ -195,6 +219,9 @@ async fn shared(flow: Arc<Flow>, config: Config, claim: node::NodeClaim) -> Resu
         ip_limits,
         config,
         claim,
+        self_url: Default::default(),
+        streams,
+        shutting_down,
     })
 }
 
@@ -217,5 +244,6 @@ async fn tidy_limits(state: AppState) {
         tokio::time::sleep(Duration::from_secs(60)).await;
         state.risk.tidy();
         state.ip_limits.tidy();
+        state.auth.tidy();
     }
 }

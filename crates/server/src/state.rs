@@ -34,6 +34,13 @@ pub struct Shared {
     pub ip_limits: Arc<IpLimits>,
     /// This node's claim on the database (its engine's id).
     pub claim: NodeClaim,
+    /// Where this server listens (`http://127.0.0.1:8080`), set when it starts serving: a
+    /// notify from the mock provider goes here (or to `public_url`), never where a request says.
+    pub self_url: std::sync::OnceLock<String>,
+    /// The waiting room's Server-Sent Events streams (capped, ended at shutdown).
+    pub streams: Arc<crate::hotsale::streams::Streams>,
+    /// Set when the server starts shutting down.
+    pub shutting_down: tokio::sync::watch::Sender<bool>,
 }
 
 impl Deref for AppState {

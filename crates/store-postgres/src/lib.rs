@@ -56,6 +56,7 @@ fn migrator() -> Migrator {
             m(6, "after_sale", include_str!("../migrations/0006_after_sale.sql")),
             m(7, "passenger_masked", include_str!("../migrations/0007_passenger_masked.sql")),
             m(8, "sale_day", include_str!("../migrations/0008_sale_day.sql")),
+            m(9, "purchase_rules", include_str!("../migrations/0009_purchase_rules.sql")),
         ]),
         ..Migrator::DEFAULT
     }
@@ -157,6 +158,19 @@ impl UserStore for PgStore {
     async fn passengers(&self, user_id: i64) -> Result<Vec<PassengerRecord>> {
         users::passengers(&self.pool, user_id).await.map_err(db)
     }
+
+    async fn token_version(&self, user_id: i64) -> Result<Option<u32>> {
+        users::token_version(&self.pool, user_id).await.map_err(db)
+    }
+
+    async fn set_password(&self, user_id: i64, password_hash: &str) -> Result<u32> {
+        let hash = password_hash.to_string();
+        self.write(hash, move |c, h| Box::pin(async move { users::bump(c, user_id, Some(&h)).await })).await
+    }
+
+    async fn bump_token_version(&self, user_id: i64) -> Result<u32> {
+        self.write((), move |c, _| Box::pin(async move { users::bump(c, user_id, None).await })).await
+    }
 }
 
 #[async_trait]
@@ -204,6 +218,13 @@ impl OrderStore for PgStore {
 
     async fn mark_seats_released(&self, order_no: &str) -> Result<()> {
         self.write(order_no.to_string(), |c, no| Box::pin(async move { orders::mark_released(c, &no).await })).await
+    }
+
+    async fn purchase_facts(&self, q: &PurchaseQuery) -> Result<PurchaseFacts> {
+        if q.trips.len() > TRIPS_PER_QUERY_MAX {
+            return Err(StoreError::Limit(format!("at most {TRIPS_PER_QUERY_MAX} trips per query")));
+        }
+        orders::purchase_facts(&self.pool, q).await.map_err(db)
     }
 
     async fn known_holds(&self, holds: &[i64]) -> Result<Vec<i64>> {

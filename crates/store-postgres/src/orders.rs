@@ -1,7 +1,8 @@
 //! Orders in PostgreSQL.
 
 use chepiao_store::{
-    AUDIT_PAGE_MAX, CreateOrder, NewOrder, OrderPage, OrderRecord, OrderStatus, PageQuery, Transition,
+    AUDIT_PAGE_MAX, CreateOrder, NewOrder, OrderPage, OrderRecord, OrderStatus, PageQuery, PurchaseFacts,
+    PurchaseQuery, Transition, Trip,
 };
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgExecutor, Row};
@@ -63,11 +64,13 @@ pub async fn create(c: &mut PgConnection, orders: &[NewOrder]) -> sqlx::Result<V
         created.insert(o.order_no.clone(), o);
     }
     let (mut hold_ids, mut hold_orders) = (Vec::new(), Vec::new());
-    for o in orders.iter().filter(|o| created.contains_key(&o.order_no)) {
+    let fresh: Vec<&NewOrder> = orders.iter().filter(|o| created.contains_key(&o.order_no)).collect();
+    for o in &fresh {
         hold_ids.extend(o.holds.iter().copied());
         hold_orders.extend(o.holds.iter().map(|_| o.order_no.clone()));
     }
     insert_holds(&mut *c, &hold_ids, &hold_orders).await?;
+    record_kind_source_trips(&mut *c, &fresh).await?;
     let mut out = Vec::with_capacity(orders.len());
     for o in orders {
         out.push(match created.remove(&o.order_no) {
@@ -91,6 +94,70 @@ pub(crate) async fn insert_holds(c: &mut PgConnection, holds: &[i64], order_nos:
         .execute(c)
         .await?;
     Ok(())
+}
+
+/// The kind and source of new orders, and their passengers' trips.
+async fn record_kind_source_trips(c: &mut PgConnection, fresh: &[&NewOrder]) -> sqlx::Result<()> {
+    if fresh.is_empty() {
+        return Ok(());
+    }
+    sqlx::query("UPDATE orders o SET kind = u.k, source = u.s FROM UNNEST($1::text[], $2::text[], $3::text[]) AS u(n, k, s) WHERE o.order_no = u.n")
+        .bind(fresh.iter().map(|o| o.order_no.clone()).collect::<Vec<_>>())
+        .bind(fresh.iter().map(|o| o.kind.as_str()).collect::<Vec<_>>())
+        .bind(fresh.iter().map(|o| o.source.clone()).collect::<Vec<_>>())
+        .execute(&mut *c)
+        .await?;
+    let trips: Vec<(&str, &Trip)> =
+        fresh.iter().flat_map(|o| o.trips.iter().map(|t| (o.order_no.as_str(), t))).collect();
+    if trips.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO trips (order_no, leg, passenger_id, departs_at_ms, arrives_at_ms)
+         SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[])",
+    )
+    .bind(trips.iter().map(|(o, _)| o.to_string()).collect::<Vec<_>>())
+    .bind(trips.iter().map(|(_, t)| t.leg).collect::<Vec<_>>())
+    .bind(trips.iter().map(|(_, t)| t.passenger_id).collect::<Vec<_>>())
+    .bind(trips.iter().map(|(_, t)| t.departs_at_ms).collect::<Vec<_>>())
+    .bind(trips.iter().map(|(_, t)| t.arrives_at_ms).collect::<Vec<_>>())
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
+/// What the purchase rules need to know about a user before an order.
+pub async fn purchase_facts(c: &sqlx::PgPool, q: &PurchaseQuery) -> sqlx::Result<PurchaseFacts> {
+    let unpaid: Option<(String, String)> = sqlx::query_as(
+        "SELECT order_no, idem_key FROM orders WHERE user_id = $1 AND status = 'PENDING_PAYMENT' AND kind <> 'wish' LIMIT 1",
+    )
+    .bind(q.user_id)
+    .fetch_optional(c)
+    .await?;
+    let cancelled: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM orders WHERE user_id = $1 AND status = 'CANCELLED' AND updated_at_ms >= $2",
+    )
+    .bind(q.user_id)
+    .bind(q.day_start_ms)
+    .fetch_one(c)
+    .await?;
+    let overlaps: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT DISTINCT ON (q.p) t.passenger_id, t.order_no
+         FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[]) AS q(p, d, a)
+         JOIN trips t ON t.passenger_id = q.p AND t.departs_at_ms < q.a AND t.arrives_at_ms > q.d
+         JOIN orders o ON o.order_no = t.order_no
+         WHERE t.order_no <> $4
+           AND o.status IN ('PENDING_PAYMENT', 'PAID', 'TICKETED', 'PARTIALLY_REFUNDED')
+           AND NOT EXISTS (SELECT 1 FROM tickets k WHERE k.order_no = t.order_no AND k.leg = t.leg
+                           AND k.passenger_id = t.passenger_id AND k.status IN ('REFUNDED', 'REBOOKED'))",
+    )
+    .bind(q.trips.iter().map(|t| t.passenger_id).collect::<Vec<_>>())
+    .bind(q.trips.iter().map(|t| t.departs_at_ms).collect::<Vec<_>>())
+    .bind(q.trips.iter().map(|t| t.arrives_at_ms).collect::<Vec<_>>())
+    .bind(q.ignore_order.as_deref().unwrap_or(""))
+    .fetch_all(c)
+    .await?;
+    Ok(PurchaseFacts { unpaid, cancelled_today: cancelled as u32, overlaps })
 }
 
 /// Which of `holds` an order carries.

@@ -3,7 +3,7 @@
 
 use chepiao_store::{
     NewPayment, Notify, NotifyOutcome, NotifyReads, OrderStatus, OutboxEvent, PaymentAudit, PaymentRecord,
-    PaymentStatus, RefundDone, Unticketable, plan_notifies,
+    PaymentStatus, RefundDone, Unticketable, body_hash, plan_notifies,
 };
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgExecutor, Row};
@@ -95,17 +95,34 @@ pub async fn notifies(c: &mut PgConnection, ns: &[Notify]) -> sqlx::Result<Vec<N
 /// lock its payments and their orders.
 async fn read_for_notifies(c: &mut PgConnection, ns: &[Notify]) -> sqlx::Result<NotifyReads> {
     let mut reads = NotifyReads::default();
+    let hashes: Vec<Vec<u8>> = ns.iter().map(|n| body_hash(&n.raw)).collect();
     let rows = sqlx::query(
-        "INSERT INTO notify_nonces (channel, nonce, seen_at_ms)
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[]) ON CONFLICT DO NOTHING RETURNING channel, nonce",
+        "INSERT INTO notify_nonces (channel, nonce, seen_at_ms, body_hash)
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bytea[]) ON CONFLICT DO NOTHING
+         RETURNING channel, nonce",
     )
     .bind(ns.iter().map(|n| n.channel.clone()).collect::<Vec<_>>())
     .bind(ns.iter().map(|n| n.nonce.clone()).collect::<Vec<_>>())
     .bind(ns.iter().map(|n| n.received_at_ms).collect::<Vec<_>>())
+    .bind(&hashes)
     .fetch_all(&mut *c)
     .await?;
     for r in &rows {
         reads.fresh_nonces.insert((r.try_get(0)?, r.try_get(1)?));
+    }
+    // Nonces seen before: the same bytes again are a resend.
+    let seen: Vec<(String, String, Option<Vec<u8>>)> = sqlx::query_as(
+        "SELECT n.channel, n.nonce, n.body_hash FROM notify_nonces n
+         JOIN UNNEST($1::text[], $2::text[]) AS b(c, x) ON n.channel = b.c AND n.nonce = b.x",
+    )
+    .bind(ns.iter().map(|n| n.channel.clone()).collect::<Vec<_>>())
+    .bind(ns.iter().map(|n| n.nonce.clone()).collect::<Vec<_>>())
+    .fetch_all(&mut *c)
+    .await?;
+    for (channel, nonce, hash) in seen {
+        if let Some(hash) = hash.filter(|h| hashes.contains(h)) {
+            reads.resent.insert((channel, nonce, hash));
+        }
     }
     let rows = sqlx::query(
         "SELECT p.payment_no, p.order_no, p.channel, p.amount_fen, p.status, p.txn_id, p.created_at_ms,

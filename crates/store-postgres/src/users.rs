@@ -21,11 +21,35 @@ pub async fn create(
 }
 
 pub async fn by_name(pool: &PgPool, username: &str) -> sqlx::Result<Option<UserRecord>> {
-    let row = sqlx::query("SELECT id, username, password_hash FROM users WHERE username = $1")
+    let row = sqlx::query("SELECT id, username, password_hash, token_version FROM users WHERE username = $1")
         .bind(username)
         .fetch_optional(pool)
         .await?;
-    row.map(|r| Ok(UserRecord { id: r.try_get(0)?, username: r.try_get(1)?, password_hash: r.try_get(2)? })).transpose()
+    row.map(|r| {
+        let token_version: i32 = r.try_get(3)?;
+        let (id, username, password_hash) = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+        Ok(UserRecord { id, username, password_hash, token_version: token_version as u32 })
+    })
+    .transpose()
+}
+
+pub async fn token_version(pool: &PgPool, user_id: i64) -> sqlx::Result<Option<u32>> {
+    let v: Option<i32> =
+        sqlx::query_scalar("SELECT token_version FROM users WHERE id = $1").bind(user_id).fetch_optional(pool).await?;
+    Ok(v.map(|v| v as u32))
+}
+
+/// Set a new password (when `password_hash` is Some) and bump the token version.
+pub async fn bump(c: &mut sqlx::PgConnection, user_id: i64, password_hash: Option<&str>) -> sqlx::Result<u32> {
+    let v: i32 = sqlx::query_scalar(
+        "UPDATE users SET token_version = token_version + 1, password_hash = coalesce($2, password_hash)
+         WHERE id = $1 RETURNING token_version",
+    )
+    .bind(user_id)
+    .bind(password_hash)
+    .fetch_one(c)
+    .await?;
+    Ok(v as u32)
 }
 
 pub async fn add_passenger(pool: &PgPool, p: &NewPassenger, max_per_user: u32) -> sqlx::Result<AddPassenger> {

@@ -161,6 +161,19 @@ impl UserStore for SqliteStore {
     async fn passengers(&self, user_id: i64) -> Result<Vec<PassengerRecord>> {
         self.read(move |c| users::passengers(c, user_id)).await
     }
+
+    async fn token_version(&self, user_id: i64) -> Result<Option<u32>> {
+        self.read(move |c| users::token_version(c, user_id)).await
+    }
+
+    async fn set_password(&self, user_id: i64, password_hash: &str) -> Result<u32> {
+        let hash = password_hash.to_string();
+        self.write(move |c| users::bump(c, user_id, Some(&hash))).await
+    }
+
+    async fn bump_token_version(&self, user_id: i64) -> Result<u32> {
+        self.write(move |c| users::bump(c, user_id, None)).await
+    }
 }
 
 #[async_trait]
@@ -212,6 +225,14 @@ impl OrderStore for SqliteStore {
     async fn mark_seats_released(&self, order_no: &str) -> Result<()> {
         let no = order_no.to_string();
         self.write(move |c| orders::mark_released(c, &no)).await
+    }
+
+    async fn purchase_facts(&self, q: &PurchaseQuery) -> Result<PurchaseFacts> {
+        if q.trips.len() > TRIPS_PER_QUERY_MAX {
+            return Err(StoreError::Limit(format!("at most {TRIPS_PER_QUERY_MAX} trips per query")));
+        }
+        let q = q.clone();
+        self.read(move |c| orders::purchase_facts(c, &q)).await
     }
 
     async fn known_holds(&self, holds: &[i64]) -> Result<Vec<i64>> {

@@ -1,6 +1,9 @@
 //! Orders in SQLite.
 
-use chepiao_store::{CreateOrder, NewOrder, OrderPage, OrderRecord, OrderStatus, PageQuery, Transition};
+use chepiao_store::{
+    CreateOrder, NewOrder, OrderPage, OrderRecord, OrderStatus, PageQuery, PurchaseFacts, PurchaseQuery, Transition,
+    Trip,
+};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::row::decode;
@@ -58,6 +61,12 @@ pub fn create(c: &Connection, orders: &[NewOrder]) -> rusqlite::Result<Vec<Creat
         out.push(match created {
             Some(rec) => {
                 insert_holds(c, &rec.order_no, &o.holds)?;
+                insert_trips(c, &rec.order_no, &o.trips)?;
+                c.prepare_cached("UPDATE orders SET kind = ?2, source = ?3 WHERE order_no = ?1")?.execute(params![
+                    rec.order_no,
+                    o.kind.as_str(),
+                    o.source
+                ])?;
                 CreateOrder::Created(rec)
             }
             // The user's key was taken, before or earlier in this batch.
@@ -74,6 +83,56 @@ pub(crate) fn insert_holds(c: &Connection, order_no: &str, holds: &[i64]) -> rus
         q.execute(params![hold, order_no])?;
     }
     Ok(())
+}
+
+/// Record the passengers' trips of `order_no`, in the caller's transaction.
+pub(crate) fn insert_trips(c: &Connection, order_no: &str, trips: &[Trip]) -> rusqlite::Result<()> {
+    let mut q = c.prepare_cached(
+        "INSERT INTO trips (order_no, leg, passenger_id, departs_at_ms, arrives_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for t in trips {
+        q.execute(params![order_no, t.leg, t.passenger_id, t.departs_at_ms, t.arrives_at_ms])?;
+    }
+    Ok(())
+}
+
+/// A live trip: its order is live, and its passenger's ticket on that leg (if issued) is not
+/// refunded or rebooked.
+const LIVE_TRIP: &str = "o.status IN ('PENDING_PAYMENT', 'PAID', 'TICKETED', 'PARTIALLY_REFUNDED')
+    AND NOT EXISTS (SELECT 1 FROM tickets k WHERE k.order_no = t.order_no AND k.leg = t.leg
+                    AND k.passenger_id = t.passenger_id AND k.status IN ('REFUNDED', 'REBOOKED'))";
+
+/// What the purchase rules need to know about a user before an order.
+pub fn purchase_facts(c: &Connection, q: &PurchaseQuery) -> rusqlite::Result<PurchaseFacts> {
+    let unpaid = c
+        .prepare_cached(
+            "SELECT order_no, idem_key FROM orders
+             WHERE user_id = ?1 AND status = 'PENDING_PAYMENT' AND kind <> 'wish' LIMIT 1",
+        )?
+        .query_row([q.user_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let cancelled_today = c
+        .prepare_cached(
+            "SELECT count(*) FROM orders WHERE user_id = ?1 AND status = 'CANCELLED' AND updated_at_ms >= ?2",
+        )?
+        .query_row(params![q.user_id, q.day_start_ms], |r| r.get(0))?;
+    let sql = format!(
+        "SELECT t.passenger_id, t.order_no FROM trips t JOIN orders o ON o.order_no = t.order_no
+         WHERE t.passenger_id = ?1 AND t.departs_at_ms < ?3 AND t.arrives_at_ms > ?2 AND t.order_no <> ?4
+           AND {LIVE_TRIP} LIMIT 1"
+    );
+    let mut overlapping = c.prepare_cached(&sql)?;
+    let ignore = q.ignore_order.as_deref().unwrap_or("");
+    let mut overlaps = Vec::new();
+    for trip in &q.trips {
+        let found = overlapping
+            .query_row(params![trip.passenger_id, trip.departs_at_ms, trip.arrives_at_ms, ignore], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        overlaps.extend(found);
+    }
+    Ok(PurchaseFacts { unpaid, cancelled_today, overlaps })
 }
 
 /// Which of `holds` an order carries.

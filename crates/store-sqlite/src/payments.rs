@@ -2,7 +2,7 @@
 
 use chepiao_store::{
     NewPayment, Notify, NotifyOutcome, NotifyReads, OrderStatus, OutboxEvent, PaymentAudit, PaymentRecord,
-    PaymentStatus, RefundDone, Unticketable, plan_notifies,
+    PaymentStatus, RefundDone, Unticketable, body_hash, plan_notifies,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
@@ -77,11 +77,20 @@ pub fn notifies(c: &Connection, ns: &[Notify]) -> rusqlite::Result<Vec<NotifyOut
 fn read_for_notifies(c: &Connection, ns: &[Notify]) -> rusqlite::Result<NotifyReads> {
     let mut reads = NotifyReads::default();
     let mut nonce = c.prepare_cached(
-        "INSERT INTO notify_nonces (channel, nonce, seen_at_ms) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+        "INSERT INTO notify_nonces (channel, nonce, seen_at_ms, body_hash) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT DO NOTHING",
     )?;
+    let mut seen = c.prepare_cached("SELECT body_hash FROM notify_nonces WHERE channel = ?1 AND nonce = ?2")?;
     for n in ns {
-        if nonce.execute(params![n.channel, n.nonce, n.received_at_ms])? == 1 {
+        let hash = body_hash(&n.raw);
+        if nonce.execute(params![n.channel, n.nonce, n.received_at_ms, hash])? == 1 {
             reads.fresh_nonces.insert((n.channel.clone(), n.nonce.clone()));
+        } else {
+            let before: Option<Vec<u8>> =
+                seen.query_row(params![n.channel, n.nonce], |r| r.get(0)).optional()?.flatten();
+            if before.as_deref() == Some(&hash[..]) {
+                reads.resent.insert((n.channel.clone(), n.nonce.clone(), hash));
+            }
         }
     }
     let mut read = c.prepare_cached(concat!(

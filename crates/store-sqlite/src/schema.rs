@@ -16,6 +16,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("../migrations/0006_after_sale.sql")),
     (7, include_str!("../migrations/0007_passenger_masked.sql")),
     (8, include_str!("../migrations/0008_sale_day.sql")),
+    (9, include_str!("../migrations/0009_purchase_rules.sql")),
 ];
 
 fn failed(e: rusqlite::Error) -> StoreError {

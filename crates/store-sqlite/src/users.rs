@@ -18,9 +18,24 @@ pub fn create(
 }
 
 pub fn by_name(c: &Connection, username: &str) -> rusqlite::Result<Option<UserRecord>> {
-    c.prepare_cached("SELECT id, username, password_hash FROM users WHERE username = ?1")?
-        .query_row([username], |r| Ok(UserRecord { id: r.get(0)?, username: r.get(1)?, password_hash: r.get(2)? }))
+    c.prepare_cached("SELECT id, username, password_hash, token_version FROM users WHERE username = ?1")?
+        .query_row([username], |r| {
+            Ok(UserRecord { id: r.get(0)?, username: r.get(1)?, password_hash: r.get(2)?, token_version: r.get(3)? })
+        })
         .optional()
+}
+
+pub fn token_version(c: &Connection, user_id: i64) -> rusqlite::Result<Option<u32>> {
+    c.prepare_cached("SELECT token_version FROM users WHERE id = ?1")?.query_row([user_id], |r| r.get(0)).optional()
+}
+
+/// Set a new password (when `password_hash` is Some) and bump the token version.
+pub fn bump(c: &Connection, user_id: i64, password_hash: Option<&str>) -> rusqlite::Result<u32> {
+    c.prepare_cached(
+        "UPDATE users SET token_version = token_version + 1, password_hash = coalesce(?2, password_hash)
+         WHERE id = ?1 RETURNING token_version",
+    )?
+    .query_row(params![user_id, password_hash], |r| r.get(0))
 }
 
 pub fn add_passenger(c: &Connection, p: &NewPassenger, max_per_user: u32) -> rusqlite::Result<AddPassenger> {

@@ -52,7 +52,51 @@ pub struct NewOrder {
     /// The engine holds the order carries (recorded beside it, so that reconciliation can
     /// tell an engine hold without an order, and a restart can fence hold ids).
     pub holds: Vec<i64>,
+    pub kind: OrderKind,
+    /// Where it was placed from (`web`, `app`, `api`, `console`), for the sales statistics.
+    pub source: String,
+    /// Each passenger's journey in time, for the rule that no passenger travels twice at once.
+    pub trips: Vec<Trip>,
 }
+
+status_enum! {
+    /// What an order is for.
+    OrderKind { Order = "order", Rebook = "rebook", Wish = "wish" }
+}
+
+/// One passenger's journey on one leg of an order, in time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trip {
+    pub passenger_id: i64,
+    pub leg: i64,
+    pub departs_at_ms: i64,
+    pub arrives_at_ms: i64,
+}
+
+/// What the purchase rules need to know about a user before an order, read at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurchaseQuery {
+    pub user_id: i64,
+    /// Cancellations are counted from here (the start of the user's day).
+    pub day_start_ms: i64,
+    /// The new order's trips: live trips of the same passengers that overlap them are found.
+    pub trips: Vec<Trip>,
+    /// An order whose trips do not count (a rebook's old ticket's order).
+    pub ignore_order: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PurchaseFacts {
+    /// The user's unpaid order (not a wish's): (order_no, idempotency key).
+    pub unpaid: Option<(String, String)>,
+    /// Orders the user cancelled since `day_start_ms`.
+    pub cancelled_today: u32,
+    /// Live trips overlapping the new ones: (passenger id, order_no).
+    pub overlaps: Vec<(i64, String)>,
+}
+
+/// Trips one [`PurchaseQuery`] may carry.
+pub const TRIPS_PER_QUERY_MAX: usize = 40;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderRecord {
@@ -162,6 +206,8 @@ pub trait OrderStore: Send + Sync + 'static {
     /// Cancelled or expired orders whose seats were not yet given back.
     async fn unreleased_orders(&self, limit: u32) -> Result<Vec<OrderRecord>>;
     async fn mark_seats_released(&self, order_no: &str) -> Result<()>;
+    /// What the purchase rules need to know before an order (one read).
+    async fn purchase_facts(&self, q: &PurchaseQuery) -> Result<PurchaseFacts>;
     /// Which of `holds` (at most [`HOLDS_LOOKUP_MAX`]) an order carries.
     async fn known_holds(&self, holds: &[i64]) -> Result<Vec<i64>>;
     /// The highest hold id any order carries (0 when none does).

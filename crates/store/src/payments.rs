@@ -122,6 +122,8 @@ pub fn decide_notify(n: &Notify, payment: Option<&PaymentRecord>, order_status: 
 pub struct NotifyReads {
     /// (channel, nonce) pairs this batch recorded for the first time.
     pub fresh_nonces: HashSet<(String, String)>,
+    /// (channel, nonce, body hash) seen before: the same bytes again are a provider's resend.
+    pub resent: HashSet<(String, String, Vec<u8>)>,
     /// The batch's payments, by number.
     pub payments: HashMap<String, PaymentRecord>,
     /// The status of their orders, by order number.
@@ -144,14 +146,30 @@ pub struct NotifyPlan {
     pub now_ms: i64,
 }
 
+/// The hash a notify's nonce is recorded with: the same bytes again are a resend.
+pub fn body_hash(raw: &str) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(raw.as_bytes()).to_vec()
+}
+
 /// Decide a batch of notifies in order, each against the state the earlier ones left.
 pub fn plan_notifies(ns: &[Notify], mut reads: NotifyReads) -> NotifyPlan {
     let mut plan = NotifyPlan { now_ms: ns.iter().map(|n| n.received_at_ms).max().unwrap_or(0), ..Default::default() };
     let mut changed: Vec<String> = Vec::new();
     for n in ns {
-        let outcome = if !reads.fresh_nonces.remove(&(n.channel.clone(), n.nonce.clone())) {
+        let nonce = (n.channel.clone(), n.nonce.clone());
+        let same_bytes = (n.channel.clone(), n.nonce.clone(), body_hash(&n.raw));
+        let outcome = if reads.resent.contains(&same_bytes) && !reads.fresh_nonces.contains(&nonce) {
+            // The same bytes again: answered as the duplicate it is, with no effect.
+            match reads.payments.get(&n.payment_no).filter(|p| p.channel == n.channel) {
+                Some(p) => NotifyOutcome::Duplicate { status: p.status },
+                None => NotifyOutcome::UnknownPayment,
+            }
+        } else if !reads.fresh_nonces.remove(&nonce) {
             NotifyOutcome::Replayed
         } else {
+            // A later copy of these bytes in this batch is a resend.
+            reads.resent.insert(same_bytes);
             let payment = reads.payments.get_mut(&n.payment_no).filter(|p| p.channel == n.channel);
             let order = payment.as_ref().and_then(|p| reads.orders.get(&p.order_no).copied());
             let effect = decide_notify(n, payment.as_deref(), order);
@@ -331,11 +349,14 @@ mod tests {
             nonce: nonce.into(),
             ..notify(100, true)
         };
-        let plan = plan_notifies(&[n("P1", "a"), n("P1", "a"), n("P2", "c")], reads);
+        // The same bytes twice are a provider's resend; other bytes reusing the nonce, a replay.
+        let forged = Notify { raw: "{\"nonce\":\"a\",\"forged\":1}".into(), ..n("P1", "a") };
+        let plan = plan_notifies(&[n("P1", "a"), n("P1", "a"), forged, n("P2", "c")], reads);
         assert_eq!(
             plan.outcomes,
             [
                 NotifyOutcome::Paid { order_no: "E1".into() },
+                NotifyOutcome::Duplicate { status: PaymentStatus::Success },
                 NotifyOutcome::Replayed,
                 NotifyOutcome::RefundDue { order_no: "E1".into(), order_status: OrderStatus::Paid },
             ]
@@ -345,6 +366,6 @@ mod tests {
             plan.payments.iter().map(|p| p.status).collect::<Vec<_>>(),
             [PaymentStatus::Success, PaymentStatus::RefundPending]
         );
-        assert_eq!(plan.audit.len(), 3, "every notify is audited, replays too");
+        assert_eq!(plan.audit.len(), 4, "every notify is audited, resends and replays too");
     }
 }

@@ -111,6 +111,9 @@ fn new_order(user_id: i64, no: &str, key: &str, pay_before_ms: i64) -> NewOrder 
         created_at_ms: pay_before_ms - 600_000,
         legs_json: "[]".into(),
         holds: Vec::new(),
+        kind: OrderKind::Order,
+        source: "api".into(),
+        trips: Vec::new(),
     }
 }
 
@@ -402,7 +405,12 @@ pub async fn notifies_pay_once_refuse_replays_and_refund_late_payments(store: &d
     assert_eq!(store.order("E13").await.unwrap().unwrap().status, OrderStatus::PendingPayment, "{name}");
     let paid = store.apply_notify(&notify("P13", 55_300, "n1", 21)).await.unwrap();
     assert_eq!(paid, NotifyOutcome::Paid { order_no: "E13".into() }, "{name}");
-    assert_eq!(store.apply_notify(&notify("P13", 55_300, "n1", 22)).await.unwrap(), NotifyOutcome::Replayed);
+    // The provider resends the same bytes: a duplicate, no second effect. Other bytes reusing the
+    // nonce: a replay, refused.
+    let resent = store.apply_notify(&notify("P13", 55_300, "n1", 21)).await.unwrap();
+    assert_eq!(resent, NotifyOutcome::Duplicate { status: PaymentStatus::Success }, "{name}");
+    let replay = Notify { raw: "{\"nonce\":\"n1\",\"ts\":22}".into(), ..notify("P13", 55_300, "n1", 22) };
+    assert_eq!(store.apply_notify(&replay).await.unwrap(), NotifyOutcome::Replayed, "{name}");
     let dup = store.apply_notify(&notify("P13", 55_300, "n2", 23)).await.unwrap();
     assert_eq!(dup, NotifyOutcome::Duplicate { status: PaymentStatus::Success }, "{name}");
     assert_eq!(store.apply_notify(&notify("P404", 1, "n3", 24)).await.unwrap(), NotifyOutcome::UnknownPayment);
@@ -441,6 +449,7 @@ pub async fn a_notify_batch_is_decided_in_order(store: &dyn Store) {
     let batch = [
         notify("P20a", 55_300, "m1", 26),
         notify("P20a", 55_300, "m1", 26),
+        Notify { raw: "{\"nonce\":\"m1\",\"forged\":1}".into(), ..notify("P20a", 55_300, "m1", 26) },
         notify("P20a", 55_300, "m2", 26),
         notify("P20b", 55_300, "m3", 26),
     ];
@@ -449,6 +458,7 @@ pub async fn a_notify_batch_is_decided_in_order(store: &dyn Store) {
         outcomes,
         [
             NotifyOutcome::Paid { order_no: "E20".into() },
+            NotifyOutcome::Duplicate { status: PaymentStatus::Success },
             NotifyOutcome::Replayed,
             NotifyOutcome::Duplicate { status: PaymentStatus::Success },
             NotifyOutcome::RefundDue { order_no: "E20".into(), order_status: OrderStatus::Paid },
@@ -460,7 +470,7 @@ pub async fn a_notify_batch_is_decided_in_order(store: &dyn Store) {
     let events = events(&pending(store, 100).await.unwrap());
     assert!(events.contains(&OutboxEvent::Refund { payment_no: "P20b".into() }), "{name}: {events:?}");
     assert!(events.contains(&OutboxEvent::Ticket { order_no: "E20".into() }));
-    assert_eq!(store.audit_range(0, 100).await.unwrap().len(), 4, "{name}: every notify is audited");
+    assert_eq!(store.audit_range(0, 100).await.unwrap().len(), batch.len(), "{name}: every notify is audited");
 }
 
 pub async fn the_outbox_hands_out_oldest_first(store: &dyn Store) {

@@ -12,6 +12,8 @@ pub struct UserRecord {
     pub username: String,
     /// PHC string (argon2id).
     pub password_hash: String,
+    /// Tokens carry it; a password change or a logout bumps it, so earlier tokens stop working.
+    pub token_version: u32,
 }
 
 /// A passenger to store; PII already encrypted by the caller.
@@ -61,4 +63,13 @@ pub trait UserStore: Send + Sync + 'static {
 
     /// A user's passengers, oldest first.
     async fn passengers(&self, user_id: i64) -> Result<Vec<PassengerRecord>>;
+
+    /// The user's token version (None: no such user).
+    async fn token_version(&self, user_id: i64) -> Result<Option<u32>>;
+
+    /// Set a new password hash and bump the token version; the new version.
+    async fn set_password(&self, user_id: i64, password_hash: &str) -> Result<u32>;
+
+    /// Bump the token version (a logout); the new version.
+    async fn bump_token_version(&self, user_id: i64) -> Result<u32>;
 }

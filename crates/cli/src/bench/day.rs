@@ -25,6 +25,8 @@ use chepiao_domain::{Network, RunId, SeatClass, ServiceDate};
 use chepiao_engine::quality::Rng;
 use chepiao_engine::*;
 
+use super::rss;
+
 /// Days a date is on sale (12306: today and the next 14).
 const WINDOW_DAYS: i64 = 15;
 /// The engine TTL of an order's hold: a 10-minute pay window and 15 minutes of grace.
@@ -69,8 +71,11 @@ enum Action {
 
 /// The trains on sale and what a run of each looks like.
 struct Catalogue {
-    trains: Vec<(chepiao_domain::TrainCode, RunSpec, Vec<(SeatClass, u32)>)>,
+    trains: Vec<CatalogueTrain>,
 }
+
+/// A train on sale: its code, what a run of it looks like, and its classes with their places.
+type CatalogueTrain = (chepiao_domain::TrainCode, RunSpec, Vec<(SeatClass, u32)>);
 
 impl Catalogue {
     /// `runs / 15` trains of the network, spread over its types and lengths.
@@ -225,7 +230,7 @@ fn report_end(sim: &Sim, stats: &ShardStats, wall_s: f64) {
     println!(
         "resident memory: peak {:.0} MB, final {:.0} MB; wall time {:.0} s ({:.0} simulated orders/s)",
         sim.rss_peak as f64 / 1e6,
-        super::rss_bytes() as f64 / 1e6,
+        rss::rss_bytes() as f64 / 1e6,
         wall_s,
         t.orders as f64 / wall_s
     );
@@ -256,7 +261,7 @@ impl Sim {
             carry += rate(second % 86_400, self.args.orders_per_day);
             while carry >= 1.0 {
                 carry -= 1.0;
-                let train = (rng.below(1 << 16).pow(2) >> 16) as u32 * self.catalogue.trains.len() as u32 >> 16;
+                let train = ((rng.below(1 << 16).pow(2) >> 16) as u32 * self.catalogue.trains.len() as u32) >> 16;
                 let day = rng.below(WINDOW_DAYS as u64) as u8;
                 let when = at_ms + rng.below(1000);
                 queue.push(Reverse((when, Action::Order(next_order, train, day))));
@@ -383,7 +388,7 @@ impl Sim {
     }
 
     async fn hourly(&mut self, second: u64) -> anyhow::Result<()> {
-        let rss = super::rss_bytes();
+        let rss = rss::rss_bytes();
         self.rss_peak = self.rss_peak.max(rss);
         let s = self.engine.stats().await.map_err(anyhow::Error::msg)?;
         let s = &s[0];

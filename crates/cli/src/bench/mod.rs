@@ -7,10 +7,13 @@
 //! - `bench day` ([`day`]): a national sale day (or week) through the engine in simulated time.
 
 mod day;
+mod rss;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
+
+use rss::rss_bytes;
 
 use anyhow::Context;
 use chepiao_domain::{Network, SeatClass, TrainType};
@@ -60,12 +63,6 @@ pub fn run(bench: Bench, network: Network) -> anyhow::Result<()> {
         Bench::Store { writes, callers } => store(writes, callers),
         Bench::Day(args) => day::day(&network, args),
     }
-}
-
-fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
-    pages * 4096
 }
 
 fn bench_limits() -> Limits {

@@ -124,7 +124,7 @@ impl Maker {
             chepiao_store::AddPassenger::Added(pid) => pid,
             other => bail!("adding a passenger: {other:?}"),
         };
-        Ok(Rusher { token: self.auth.issue(id, &name, now_s).0, passenger })
+        Ok(Rusher { token: self.auth.issue(id, &name, 0, now_s).0, passenger })
     }
 }
 
@@ -137,7 +137,8 @@ async fn make_users(
     use chepiao_server::security::{auth::Auth, pii::Pii, secrets::key};
     let jwt = key(config.jwt_secret.as_ref(), &config.data_dir, "jwt").map_err(anyhow::Error::msg)?;
     let pii_key = key(config.pii_key.as_ref(), &config.data_dir, "pii").map_err(anyhow::Error::msg)?;
-    let auth = tokio::task::spawn_blocking(move || Auth::new(jwt, 4 * 3600)).await?;
+    let auth_store = store.clone();
+    let auth = tokio::task::spawn_blocking(move || Auth::new(jwt, 4 * 3600, auth_store)).await?;
     // Nobody logs in as these users: one hash of a random password serves all of them.
     let hash = auth.hash_password(uuid::Uuid::new_v4().to_string()).await.map_err(|e| anyhow::anyhow!(e.message))?;
     let maker = Arc::new(Maker { store, auth, pii: Pii::new(pii_key), hash, tag: tag.to_string() });

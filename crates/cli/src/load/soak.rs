@@ -75,7 +75,8 @@ pub async fn run(args: &LoadArgs, network: &Network, store: Option<Arc<dyn Store
     }
     let _ = in_flight.acquire_many(args.concurrency.max(1) as u32).await;
     reporter.abort();
-    soak.print_window(soak.windows.lock().expect("not poisoned").len().saturating_sub(1), &client).await;
+    let last = soak.windows.lock().expect("not poisoned").len().saturating_sub(1);
+    soak.print_window(last, &client).await;
     println!(
         "server memory at the end: {:.0} MB; orders not sent (client at its concurrency): {}; refunds: {}",
         server_rss_mb(&client).await,
@@ -108,11 +109,10 @@ impl Soak {
         self.record(sent, elapsed_us(sent), matches!(&answer, Ok(a) if a.status == 201));
         let Ok(order) = answer else { return };
         match i % 20 {
-            0..=13 => {
-                if pay_order(&user.api, &order.body).await.is_ok() && i % 100 < 5 {
-                    self.refund_when_ticketed(&user.api, &order.body.order_no).await;
-                }
+            0..=13 if pay_order(&user.api, &order.body).await.is_ok() && i % 100 < 5 => {
+                self.refund_when_ticketed(&user.api, &order.body.order_no).await;
             }
+            0..=13 => {}
             14 | 15 => drop(user.api.cancel(&order.body.order_no).await),
             _ => {} // left to expire
         }

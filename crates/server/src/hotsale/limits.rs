@@ -20,16 +20,12 @@ use crate::hotsale::risk::{KeyedLimiter, keyed_limiter};
 use crate::http::error::ApiError;
 use crate::http::middleware::within;
 
-/// The client's IP: the connection's peer, or, behind a proxy on a loopback or private
-/// address (the nginx example sets it), the `X-Real-IP` the proxy sends. A client cannot pose as
-/// another IP by sending the header itself from a public address.
-pub fn client_ip(req_headers: &HeaderMap, peer: Option<SocketAddr>) -> IpAddr {
+/// The client's IP: the connection's peer, or, when the peer is one of the `trusted` proxies
+/// (`trusted_proxies`: the nginx in front sets it), the `X-Real-IP` it sends. Nobody else can
+/// pose as another address by sending the header, not even from a private network.
+pub fn client_ip(req_headers: &HeaderMap, peer: Option<SocketAddr>, trusted: &[ipnet::IpNet]) -> IpAddr {
     let peer_ip = peer.map(|p| p.ip()).unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
-    let trusted = match peer_ip {
-        IpAddr::V4(v4) => v4.is_loopback() || v4.is_private(),
-        IpAddr::V6(v6) => v6.is_loopback(),
-    };
-    if trusted
+    if trusted.iter().any(|net| net.contains(&peer_ip))
         && let Some(real) = req_headers
             .get(chepiao_api::headers::REAL_IP)
             .and_then(|v| v.to_str().ok())
@@ -45,11 +41,21 @@ pub struct IpLimits {
     buckets: KeyedLimiter<IpAddr>,
     per_s: u32,
     buy_timeout: Duration,
+    /// Proxies whose `X-Real-IP` is believed.
+    trusted: Vec<ipnet::IpNet>,
+}
+
+/// `trusted_proxies` entries, parsed (config validation refused the malformed ones).
+pub fn trusted_proxies(entries: &[String]) -> Vec<ipnet::IpNet> {
+    entries
+        .iter()
+        .filter_map(|p| p.parse::<ipnet::IpNet>().ok().or_else(|| p.parse::<IpAddr>().ok().map(ipnet::IpNet::from)))
+        .collect()
 }
 
 impl IpLimits {
-    pub fn new(per_s: u32, burst: u32, buy_timeout: Duration) -> IpLimits {
-        IpLimits { buckets: keyed_limiter(per_s, burst), per_s, buy_timeout }
+    pub fn new(per_s: u32, burst: u32, buy_timeout: Duration, trusted: Vec<ipnet::IpNet>) -> IpLimits {
+        IpLimits { buckets: keyed_limiter(per_s, burst), per_s, buy_timeout, trusted }
     }
 
     pub fn allow(&self, ip: IpAddr) -> bool {
@@ -63,9 +69,9 @@ impl IpLimits {
 }
 
 /// The client IP of a request, as [`client_ip`] sees it.
-pub fn request_ip(req: &Request) -> IpAddr {
+pub fn request_ip(req: &Request, trusted: &[ipnet::IpNet]) -> IpAddr {
     let peer = req.extensions().get::<axum::extract::ConnectInfo<SocketAddr>>().map(|c| c.0);
-    client_ip(req.headers(), peer)
+    client_ip(req.headers(), peer, trusted)
 }
 
 /// The client's IP, as the per-IP limit saw it (an extension on every API request).
@@ -92,7 +98,7 @@ pub async fn buy_guard(State(limits): State<Arc<IpLimits>>, mut req: Request, ne
 impl IpLimits {
     /// Attach the client IP to the request, or refuse it (429) when that IP is over its limit.
     fn limit(&self, req: &mut Request) -> Result<(), ApiError> {
-        let ip = request_ip(req);
+        let ip = request_ip(req, &self.trusted);
         if !self.allow(ip) {
             metrics::counter!("chepiao_shed_total", "reason" => "ip_rate").increment(1);
             return Err(ApiError::rate_limited(format!("more than {} requests a second from {ip}", self.per_s)));

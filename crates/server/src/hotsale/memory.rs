@@ -73,7 +73,12 @@ impl SaleQueue {
 #[derive(Default)]
 pub struct MemoryQueue {
     sales: Mutex<HashMap<String, SaleQueue>>,
+    /// Spent queue tokens: token id -> (the order's key, until).
+    spent: Mutex<HashMap<String, (String, i64)>>,
 }
+
+/// Spent tokens remembered at most (a token lives 150 s; expired ones are dropped first).
+pub const SPENT_TOKENS_MAX: usize = 1_000_000;
 
 impl MemoryQueue {
     fn with<T>(&self, sale: &str, f: impl FnOnce(&mut SaleQueue) -> T) -> T {
@@ -90,6 +95,31 @@ impl MemoryQueue {
 impl QueueBackend for MemoryQueue {
     fn name(&self) -> &'static str {
         "memory"
+    }
+
+    async fn spend(&self, token_id: &str, key: &str, until_ms: i64, now_ms: i64) -> Result<bool, QueueError> {
+        let mut spent = self.spent.lock().expect("never poisoned");
+        if spent.len() >= SPENT_TOKENS_MAX {
+            spent.retain(|_, (_, until)| *until > now_ms);
+            if spent.len() >= SPENT_TOKENS_MAX {
+                return Err(QueueError::Backend("too many queue tokens spent at once".into()));
+            }
+        }
+        match spent.get(token_id) {
+            Some((k, until)) if *until > now_ms => Ok(k == key),
+            _ => {
+                spent.insert(token_id.to_string(), (key.to_string(), until_ms));
+                Ok(true)
+            }
+        }
+    }
+
+    async fn unspend(&self, token_id: &str, key: &str) -> Result<(), QueueError> {
+        let mut spent = self.spent.lock().expect("never poisoned");
+        if spent.get(token_id).is_some_and(|(k, _)| k == key) {
+            spent.remove(token_id);
+        }
+        Ok(())
     }
 
     async fn join(&self, sale: &str, user: i64, lane_offset: u64, slow: bool) -> Result<Place, QueueError> {

@@ -76,6 +76,39 @@ impl QueueBackend for RedisQueue {
         "redis"
     }
 
+    async fn spend(&self, token_id: &str, key: &str, until_ms: i64, now_ms: i64) -> Result<bool, QueueError> {
+        let k = format!("{}:spent:{token_id}", self.prefix);
+        let ttl_ms = (until_ms - now_ms).max(1);
+        let set: Option<String> = redis::cmd("SET")
+            .arg(&k)
+            .arg(key)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_ms)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(err)?;
+        if set.is_some() {
+            return Ok(true);
+        }
+        let holder: Option<String> =
+            redis::cmd("GET").arg(&k).query_async(&mut self.conn.clone()).await.map_err(err)?;
+        Ok(holder.as_deref() == Some(key))
+    }
+
+    async fn unspend(&self, token_id: &str, key: &str) -> Result<(), QueueError> {
+        let k = format!("{}:spent:{token_id}", self.prefix);
+        let _: i64 = redis::Script::new(
+            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
+        )
+        .key(&k)
+        .arg(key)
+        .invoke_async(&mut self.conn.clone())
+        .await
+        .map_err(err)?;
+        Ok(())
+    }
+
     async fn join(&self, sale: &str, user: i64, lane_offset: u64, slow: bool) -> Result<Place, QueueError> {
         let [wait, admitted, seq, _] = self.keys(sale);
         let (kind, value): (i64, i64) = self

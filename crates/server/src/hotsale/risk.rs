@@ -4,11 +4,15 @@
 //! computes) and comes from an IP. In order:
 //! 1. **Lists** (admin endpoints): a blocked user, device or IP is refused; an allowed one
 //!    skips the remaining checks (a station's ticket office, a test account).
-//! 2. **Token buckets** per user, per device and per IP (`risk_rate_per_s`, `risk_burst`): an
-//!    empty bucket is 429.
+//! 2. **Token buckets** per user and per device (`risk_rate_per_s`, `risk_burst`): an empty
+//!    bucket is 429. A bucket per IP is opt-in (`risk_ip_rate_per_s`, off by default): most
+//!    mobile users in China sit behind a carrier NAT, and a campus or an office shares one
+//!    address too, so an address says little about a person.
 //! 3. **A score** from what the request looks like: no device id, a device used by many
 //!    accounts, an IP used by many accounts. At `risk_slow_score` the user joins the waiting
-//!    room in the slow lane (admitted later); at `risk_refuse_score` the request is refused.
+//!    room in the slow lane (admitted later, never starved). Refusing by score is opt-in
+//!    (`risk_refuse`, off by default: honest clients without a device id behind a NAT score
+//!    high); then at `risk_refuse_score` the request is refused.
 //!
 //! Every decision is counted in `/metrics` (`chepiao_risk_decisions_total{check, decision}`).
 //! The state is per node and in memory (bounded: the account sets per device and IP are
@@ -83,7 +87,11 @@ pub enum Decision {
 pub struct RiskConfig {
     pub rate_per_s: u32,
     pub burst: u32,
+    /// Per-IP bucket rate (the burst is ten seconds of it); 0: no per-IP bucket.
+    pub ip_rate_per_s: u32,
     pub slow_score: u32,
+    /// Whether a score at `refuse_score` refuses (else it only slows).
+    pub refuse: bool,
     pub refuse_score: u32,
 }
 
@@ -120,7 +128,7 @@ impl Risk {
             listed_len: AtomicUsize::new(0),
             users: keyed_limiter(per_s, burst),
             devices: keyed_limiter(per_s, burst),
-            ips: keyed_limiter(per_s, burst),
+            ips: keyed_limiter(config.ip_rate_per_s, config.ip_rate_per_s.saturating_mul(10)),
             accounts: Mutex::new(Accounts::default()),
         }
     }
@@ -191,11 +199,11 @@ impl Risk {
         if s.device.as_ref().is_some_and(|d| self.devices.check_key(d).is_err()) {
             return Decision::Limited { what: "device_rate" };
         }
-        if self.ips.check_key(&s.ip).is_err() {
+        if self.config.ip_rate_per_s > 0 && self.ips.check_key(&s.ip).is_err() {
             return Decision::Limited { what: "ip_rate" };
         }
         let score = self.score(s);
-        if score >= self.config.refuse_score {
+        if self.config.refuse && score >= self.config.refuse_score {
             Decision::Refuse { reason: "score" }
         } else if score >= self.config.slow_score {
             Decision::Slow { score }
@@ -251,7 +259,7 @@ mod tests {
     }
 
     fn risk(burst: u32) -> Risk {
-        Risk::new(RiskConfig { rate_per_s: 1, burst, slow_score: 40, refuse_score: 70 })
+        Risk::new(RiskConfig { rate_per_s: 1, burst, ip_rate_per_s: 1, slow_score: 40, refuse: true, refuse_score: 70 })
     }
 
     #[test]
@@ -266,14 +274,33 @@ mod tests {
             "the device's bucket is shared by the accounts on it"
         );
         let same_ip = |user| Subject { user, device: Some(format!("p{user}")), ip: "10.9.9.9".parse().unwrap() };
-        assert_eq!(r.check("t", &same_ip(10)), Decision::Pass);
-        assert_eq!(r.check("t", &same_ip(11)), Decision::Pass);
-        assert_eq!(r.check("t", &same_ip(12)), Decision::Limited { what: "ip_rate" });
+        for u in 10..20 {
+            assert_eq!(r.check("t", &same_ip(u)), Decision::Pass, "a burst of ten seconds' worth");
+        }
+        assert_eq!(r.check("t", &same_ip(20)), Decision::Limited { what: "ip_rate" });
+    }
+
+    #[test]
+    fn by_default_a_shared_address_without_device_ids_is_never_refused() {
+        let r = Risk::new(RiskConfig {
+            rate_per_s: 5,
+            burst: 20,
+            ip_rate_per_s: 0,
+            slow_score: 40,
+            refuse: false,
+            refuse_score: 70,
+        });
+        let nat = |user| Subject { user, device: None, ip: "100.64.0.1".parse().unwrap() };
+        for u in 0..500 {
+            let d = r.check("t", &nat(u));
+            assert!(matches!(d, Decision::Slow { .. }), "user {u}: {d:?}");
+        }
     }
 
     #[test]
     fn lists_and_score() {
-        let r = risk(1_000);
+        // No bucket per address here: the score is what is under test.
+        let r = Risk::new(RiskConfig { ip_rate_per_s: 0, ..risk(1_000).config });
         assert_eq!(r.check("t", &subject(2, None)), Decision::Slow { score: 50 }, "no device id");
         for u in 3..=5 {
             assert_eq!(r.check("t", &subject(u, Some("shared"))), Decision::Pass);

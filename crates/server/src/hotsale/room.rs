@@ -72,6 +72,12 @@ pub trait QueueBackend: Send + Sync + 'static {
     async fn forget(&self, sale: &str, user: i64) -> Result<(), QueueError>;
     /// Users waiting.
     async fn waiting(&self, sale: &str) -> Result<u64, QueueError>;
+    /// Spend queue token `token_id` on the order with idempotency key `key`, remembered until
+    /// `until_ms` (the token's expiry). True when the token is now this key's (or was already:
+    /// a retry); false when another order spent it.
+    async fn spend(&self, token_id: &str, key: &str, until_ms: i64, now_ms: i64) -> Result<bool, QueueError>;
+    /// Give a token back: the order it admitted was refused and made nothing.
+    async fn unspend(&self, token_id: &str, key: &str) -> Result<(), QueueError>;
 }
 
 /// A sale as configured.

@@ -64,8 +64,8 @@ impl QueueTokens {
         format!("Q1.{}.{}", B64URL.encode(&json), B64URL.encode(mac.finalize().into_bytes()))
     }
 
-    /// The token is this user's for this sale, genuine and not expired.
-    pub fn check(&self, token: &str, sale: &str, uid: i64, now_ms: i64) -> Result<(), TokenError> {
+    /// The token is this user's for this sale, genuine and not expired: its expiry, ms.
+    pub fn check(&self, token: &str, sale: &str, uid: i64, now_ms: i64) -> Result<i64, TokenError> {
         let mut parts = token.trim().split('.');
         let (Some("Q1"), Some(body), Some(sig), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
             return Err(TokenError::Forged);
@@ -82,7 +82,12 @@ impl QueueTokens {
         if p.exp <= now_ms {
             return Err(TokenError::Expired);
         }
-        Ok(())
+        Ok(p.exp)
+    }
+
+    /// A genuine token's id (its signature): what spending it records.
+    pub fn id(token: &str) -> &str {
+        token.trim().rsplit('.').next().unwrap_or_default()
     }
 }
 
@@ -94,7 +99,7 @@ mod tests {
     fn tokens_bind_user_sale_and_time() {
         let t = QueueTokens::new(b"k", 150);
         let token = t.issue("s1", 7, 1_000);
-        assert_eq!(t.check(&token, "s1", 7, 999), Ok(()));
+        assert_eq!(t.check(&token, "s1", 7, 999), Ok(1_000));
         assert_eq!(t.check(&token, "s1", 7, 1_000), Err(TokenError::Expired));
         assert_eq!(t.check(&token, "s1", 8, 999), Err(TokenError::NotYours));
         assert_eq!(t.check(&token, "s2", 7, 999), Err(TokenError::NotYours));

@@ -59,6 +59,7 @@ codes! {
     queue_token_invalid = 40303, FORBIDDEN, "the queue token is malformed or its signature does not match";
     queue_token_expired = 40304, FORBIDDEN, "the queue token expired: join the queue again";
     queue_token_not_yours = 40305, FORBIDDEN, "the queue token is another user's or another sale's";
+    queue_token_spent = 40306, FORBIDDEN, "the queue token admitted another order already: join the queue again";
     not_found = 40401, NOT_FOUND, "no such route or resource";
     unknown_station = 40402, NOT_FOUND, "unknown station telecode";
     unknown_run = 40403, NOT_FOUND, "unknown run";
@@ -83,6 +84,9 @@ codes! {
     not_rebookable = 40910, CONFLICT, "the ticket was checked in, refunded or rebooked, or a rebook issued it (a ticket is rebooked once)";
     wish_not_cancellable = 40911, CONFLICT, "the wish was fulfilled or has ended: it cannot be cancelled";
     event_not_dead = 40912, CONFLICT, "the outbox event is not DEAD: it is retried on its own";
+    unpaid_order = 40913, CONFLICT, "the user has an unpaid order: pay or cancel it first (one at a time)";
+    trip_overlap = 40914, CONFLICT, "a passenger already has a ticket or a hold on a journey at that time";
+    too_many_cancellations = 40915, CONFLICT, "the user cancelled too many orders today: ordering opens again tomorrow";
     ticket_revoked = 41001, GONE, "the ticket was refunded or rebooked: it is revoked";
     bad_ticket_code = 42201, UNPROCESSABLE_ENTITY, "the ticket code is malformed or its signature does not verify";
     wrong_station = 42202, UNPROCESSABLE_ENTITY, "the ticket does not board at this station";
@@ -115,14 +119,24 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// What a client is told when a store or the engine failed: the detail (a database's error
+/// text, a table name) goes to the log with the request id, never to the client.
+pub fn hidden(e: &dyn std::fmt::Display, unavailable: bool) -> ApiError {
+    let id = current_request_id();
+    tracing::warn!(request_id = %id, error = %e, "a store or the engine failed");
+    if unavailable {
+        ApiError::unavailable("a store is unavailable; retry later")
+    } else {
+        ApiError::internal("internal error; the request id finds it in the server's log")
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Database(_) => ApiError::unavailable(e.to_string()),
+            StoreError::Database(_) => hidden(&e, true),
             StoreError::Limit(m) => ApiError::bad_parameter(m),
-            StoreError::Migration(_) | StoreError::Corrupt { .. } | StoreError::Panicked(_) => {
-                ApiError::internal(e.to_string())
-            }
+            StoreError::Migration(_) | StoreError::Corrupt { .. } | StoreError::Panicked(_) => hidden(&e, false),
         }
     }
 }
@@ -158,6 +172,9 @@ impl From<FlowError> for ApiError {
             UnknownTicket(m) => ApiError::unknown_ticket(m),
             NotRefundable(m) => ApiError::not_refundable(m),
             NotRebookable(m) => ApiError::not_rebookable(m),
+            UnpaidOrder(m) => ApiError::unpaid_order(m),
+            TripOverlap(m) => ApiError::trip_overlap(m),
+            TooManyCancellations(m) => ApiError::too_many_cancellations(m),
             UnknownWish(m) => ApiError::unknown_wish(m),
             WishNotCancellable(m) => ApiError::wish_not_cancellable(m),
             BadTicketCode(m) => ApiError::bad_ticket_code(m),
@@ -166,8 +183,8 @@ impl From<FlowError> for ApiError {
             AlreadyCheckedIn(m) => ApiError::already_checked_in(m),
             Revoked(m) => ApiError::ticket_revoked(m),
             Busy(m) => ApiError::busy(m),
-            Unavailable(m) => ApiError::unavailable(m),
-            Internal(m) => ApiError::internal(m),
+            Unavailable(m) => hidden(&m, true),
+            Internal(m) => hidden(&m, false),
             Store(e) => e.into(),
         }
     }

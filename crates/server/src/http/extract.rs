@@ -117,3 +117,38 @@ impl<S: Send + Sync> FromRequestParts<S> for QueueToken {
         Ok(QueueToken(token.map(str::to_string)))
     }
 }
+
+/// Where a request comes from (`X-Client: web | app | api | console`, optional; anything else
+/// counts as `api`), for the sales statistics.
+pub struct ClientSource(pub &'static str);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientSource {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let v = parts.headers.get(chepiao_api::headers::CLIENT).and_then(|v| v.to_str().ok()).unwrap_or("");
+        Ok(ClientSource(match v.trim() {
+            "web" => "web",
+            "app" => "app",
+            "console" => "console",
+            _ => "api",
+        }))
+    }
+}
+
+/// What a buying request says about its caller besides the token: device, queue token and
+/// source, in one extractor (the buy routes take all three).
+pub struct Buyer {
+    pub device: Option<String>,
+    pub queue_token: Option<String>,
+    pub source: &'static str,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Buyer {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let DeviceId(device) = DeviceId::from_request_parts(parts, state).await?;
+        let QueueToken(queue_token) = QueueToken::from_request_parts(parts, state).await?;
+        let ClientSource(source) = ClientSource::from_request_parts(parts, state).await?;
+        Ok(Buyer { device, queue_token, source })
+    }
+}

@@ -33,7 +33,14 @@ pub async fn request_context(State(limits): State<Limits>, req: Request, next: N
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<u64>().ok());
             if declared.is_some_and(|n| n > limits.body_len_max as u64) {
-                return ApiError::body_too_large(format!("body exceeds {} bytes", limits.body_len_max)).into_response();
+                // Read (and drop) what the client is still sending before answering, as nginx's
+                // lingering close does: closing with unread bytes makes the kernel reset the
+                // connection, and the client never sees the 413.
+                drain(req.into_body()).await;
+                let mut r =
+                    ApiError::body_too_large(format!("body exceeds {} bytes", limits.body_len_max)).into_response();
+                r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+                return r;
             }
             within(limits.request_timeout, next, req).await
         })
@@ -45,6 +52,25 @@ pub async fn request_context(State(limits): State<Limits>, req: Request, next: N
         response.headers_mut().insert(REQUEST_ID_HEADER, v);
     }
     response
+}
+
+/// Bytes of a refused body read and dropped at most, and for how long.
+const DRAIN_LEN_MAX: usize = 8 * 1024 * 1024;
+const DRAIN_TIME_MAX: Duration = Duration::from_secs(2);
+
+async fn drain(body: axum::body::Body) {
+    use futures_util::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut read = 0;
+    let _ = tokio::time::timeout(DRAIN_TIME_MAX, async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            read += chunk.len();
+            if read > DRAIN_LEN_MAX {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// Per-route metrics; installed with `route_layer` so the matched route template is known.

@@ -16,7 +16,7 @@ use crate::routes::{admin, checkin, health, network, orders, payments, queue, ti
         Money is integer fen; times are RFC 3339 in China time (UTC+8); dates are YYYY-MM-DD. \
         Every error is `{code, message, request_id}` with one of the codes below."),
     paths(health::healthz, health::readyz, health::metrics, network::stations, network::trains, network::run, network::seats,
-        users::register, users::login, users::add_passenger, users::passengers,
+        users::register, users::login, users::change_password, users::logout, users::add_passenger, users::passengers,
         orders::create, orders::get, orders::list, orders::cancel, orders::pay,
         payments::notify, payments::mockpay_pay, tickets::get, tickets::qr_svg, tickets::keys,
         checkin::check_in, checkin::revocations, checkin::upload, tickets::refund, tickets::rebook,

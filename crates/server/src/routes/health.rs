@@ -28,18 +28,18 @@ const CHECK_TIME_MAX: Duration = Duration::from_secs(2);
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiError> {
     let flow = &state.flow;
     let within = |what: &'static str| move |_| ApiError::unavailable(format!("{what}: no answer within 2 s"));
-    timeout(CHECK_TIME_MAX, flow.store.ping())
-        .await
-        .map_err(within("store"))?
-        .map_err(|e| ApiError::unavailable(format!("store: {e}")))?;
-    timeout(CHECK_TIME_MAX, flow.engine.stats())
-        .await
-        .map_err(within("seat engine"))?
-        .map_err(|e| ApiError::unavailable(format!("seat engine: {e}")))?;
-    timeout(CHECK_TIME_MAX, flow.relay.ping_bus())
-        .await
-        .map_err(within("event bus"))?
-        .map_err(|e| ApiError::unavailable(format!("event bus: {e}")))?;
+    timeout(CHECK_TIME_MAX, flow.store.ping()).await.map_err(within("store"))?.map_err(|e| {
+        tracing::warn!(error = %e, "readiness: store");
+        ApiError::unavailable("store: cannot make progress")
+    })?;
+    timeout(CHECK_TIME_MAX, flow.engine.stats()).await.map_err(within("seat engine"))?.map_err(|e| {
+        tracing::warn!(error = %e, "readiness: seat engine");
+        ApiError::unavailable("seat engine: cannot make progress")
+    })?;
+    timeout(CHECK_TIME_MAX, flow.relay.ping_bus()).await.map_err(within("event bus"))?.map_err(|e| {
+        tracing::warn!(error = %e, "readiness: event bus");
+        ApiError::unavailable("event bus: cannot make progress")
+    })?;
     Ok(Json(Ready { status: "ready".into(), store: flow.store.backend().into(), bus: flow.relay.bus_name().into() }))
 }
 

@@ -44,6 +44,8 @@ fn api_routes(state: &AppState) -> Router<AppState> {
         .route("/api/v1/runs/{run_id}/seats", get(network::seats))
         .route("/api/v1/auth/register", post(users::register))
         .route("/api/v1/auth/login", post(users::login))
+        .route("/api/v1/auth/password", post(users::change_password))
+        .route("/api/v1/auth/logout", post(users::logout))
         .route("/api/v1/passengers", get(users::passengers).post(users::add_passenger))
         .route("/api/v1/orders/{order_no}", get(orders::get))
         .route("/api/v1/orders/{order_no}/cancel", post(orders::cancel))

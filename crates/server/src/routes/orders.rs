@@ -14,11 +14,11 @@ use chepiao_flow::rfc3339;
 use chepiao_flow::stored::{StoredLeg, legs_of};
 use chepiao_store::{OrderRecord, OrderStatus, PageQuery, PaymentRecord, TicketRecord};
 
-use crate::hotsale::guard::{check_queue_token, risk_check};
+use crate::hotsale::guard::{Admitted, check_queue_token, risk_check, spend, unspend};
 use crate::hotsale::limits::ClientIp;
 use crate::hotsale::risk::Subject;
 use crate::http::error::{ApiError, ErrorBody};
-use crate::http::extract::{ApiJson, DeviceId, Params, QueueToken, path};
+use crate::http::extract::{ApiJson, Buyer, Params, path};
 use crate::security::auth::AuthUser;
 use crate::state::AppState;
 
@@ -78,6 +78,39 @@ fn payment_out(p: &PaymentRecord) -> PaymentOut {
     }
 }
 
+/// Check the queue token of a sale's runs and, when tokens are single-use, spend it on the
+/// order with idempotency key `key`.
+pub async fn admit<'a>(
+    state: &AppState,
+    user_id: i64,
+    token: Option<&str>,
+    runs: impl IntoIterator<Item = &'a str>,
+    key: &str,
+) -> Result<Option<Admitted>, ApiError> {
+    let now = state.flow.now_ms();
+    let admitted = check_queue_token(&state.room, user_id, token, runs, now)?;
+    match admitted {
+        Some(a) if state.config.queue_token_single_use => {
+            spend(&state.room, &a, key, now).await?;
+            Ok(Some(a))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// A placement's answer; a refused one gives its spent queue token back (it made nothing).
+pub async fn spent_on<T>(
+    state: &AppState,
+    admitted: Option<&Admitted>,
+    key: &str,
+    r: chepiao_flow::Result<T>,
+) -> Result<T, ApiError> {
+    if let (Err(_), Some(a)) = (&r, admitted) {
+        unspend(&state.room, a, key).await;
+    }
+    Ok(r?)
+}
+
 /// 201 for what this call created, 200 for a replay.
 pub fn created_or_replayed(created: bool) -> StatusCode {
     if created { StatusCode::CREATED } else { StatusCode::OK }
@@ -97,16 +130,17 @@ pub fn created_or_replayed(created: bool) -> StatusCode {
 pub async fn create(
     State(state): State<AppState>,
     user: AuthUser,
-    DeviceId(device): DeviceId,
     Extension(ClientIp(ip)): Extension<ClientIp>,
-    QueueToken(token): QueueToken,
+    Buyer { device, queue_token: token, source }: Buyer,
     ApiJson(req): ApiJson<OrderRequest>,
 ) -> Result<Response, ApiError> {
     risk_check(&state.risk, "order", &Subject { user: user.id, device, ip })?;
     let runs = req.legs.iter().map(|l| l.run_id.as_str());
-    check_queue_token(&state.room, user.id, token.as_deref(), runs, state.flow.now_ms())?;
+    let key = req.idempotency_key.clone();
+    let admitted = admit(&state, user.id, token.as_deref(), runs, &key).await?;
     let flow = state.flow.clone();
-    let placed = orders::detached(async move { orders::place(&flow, user.id, &req).await }).await?;
+    let placed = orders::detached(async move { orders::place(&flow, user.id, &req, source).await }).await;
+    let placed = spent_on(&state, admitted.as_ref(), &key, placed).await?;
     metrics::counter!("chepiao_orders_total", "result" => if placed.created { "created" } else { "replayed" })
         .increment(1);
     let out = order_out(&placed.order, OrderStatus::PendingPayment)?;

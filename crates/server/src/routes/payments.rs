@@ -11,7 +11,6 @@ use chepiao_flow::payments;
 
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{Params, path};
-use crate::routes::orders::base_url;
 use crate::state::AppState;
 
 /// A payment channel's asynchronous notify (raw JSON body signed in `X-Chepiao-Signature`).
@@ -41,7 +40,6 @@ pub async fn notify(
     responses((status = 202, body = MockpayPressed), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn mockpay_pay(
     State(state): State<AppState>,
-    headers: HeaderMap,
     payment_no: Result<Path<String>, PathRejection>,
     params: Params,
 ) -> Result<Response, ApiError> {
@@ -51,7 +49,10 @@ pub async fn mockpay_pay(
         Some("FAILED") => false,
         Some(other) => return Err(ApiError::bad_parameter(format!("parameter `result`: {other:?}"))),
     };
-    let notify_url = format!("{}/api/v1/payments/notify/mockpay", base_url(&state, &headers));
+    // Never where the request points (its Host header is the caller's to forge).
+    let own = state.config.public_url.clone().or_else(|| state.self_url.get().cloned());
+    let own = own.ok_or_else(|| ApiError::unavailable("the server is not serving yet"))?;
+    let notify_url = format!("{}/api/v1/payments/notify/mockpay", own.trim_end_matches('/'));
     payments::press_mockpay(&state.flow, &payment_no, success, notify_url).await?;
     let out = MockpayPressed { payment_no, status: "PROCESSING".into() };
     Ok((StatusCode::ACCEPTED, Json(out)).into_response())

@@ -1,6 +1,7 @@
 //! The waiting room over HTTP; `crate::hotsale` does the work.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
@@ -14,7 +15,7 @@ use crate::hotsale::guard::risk_check;
 use crate::hotsale::limits::ClientIp;
 use crate::hotsale::risk::Subject;
 use crate::hotsale::room::{Lane, Sale, Status};
-use crate::http::error::{ApiError, ErrorBody};
+use crate::http::error::{ApiError, ErrorBody, hidden};
 use crate::http::extract::{DeviceId, path};
 use crate::security::auth::AuthUser;
 use crate::state::AppState;
@@ -76,7 +77,7 @@ pub async fn join(
     let subject = Subject { user: user.id, device, ip };
     let lane = risk_check(&state.risk, "join", &subject)?;
     let now = state.flow.now_ms();
-    let status = state.room.join(sale, user.id, lane, now).await.map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let status = state.room.join(sale, user.id, lane, now).await.map_err(|e| hidden(&e, true))?;
     metrics::counter!("chepiao_queue_joins_total", "lane" => if lane == Lane::Slow { "slow" } else { "normal" })
         .increment(1);
     Ok(Json(status_out(status)?))
@@ -93,7 +94,7 @@ pub async fn status(
 ) -> Result<Json<QueueStatus>, ApiError> {
     let sale = sale(&state, id)?;
     let now = state.flow.now_ms();
-    let status = state.room.status(sale, user.id, now).await.map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let status = state.room.status(sale, user.id, now).await.map_err(|e| hidden(&e, true))?;
     Ok(Json(status_out(status)?))
 }
 
@@ -107,26 +108,27 @@ pub async fn events(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let sale = sale(&state, id)?.clone();
+    let slot = Arc::new(state.streams.open(user.id, &sale.sale_id)?);
     let started = tokio::time::Instant::now();
     let stream = futures_util::stream::unfold(Some(()), move |more| {
-        let (state, sale) = (state.clone(), sale.clone());
+        let (state, sale, slot) = (state.clone(), sale.clone(), slot.clone());
         async move {
             more?;
-            if started.elapsed() > EVENTS_FOR_MAX {
+            if started.elapsed() > EVENTS_FOR_MAX || !slot.live() {
                 return None;
             }
             let now = state.flow.now_ms();
             let (body, done) = match state.room.status(&sale, user.id, now).await {
                 Ok(s @ Status::Admitted { .. }) => (status_out(s).map(|o| serde_json::to_string(&o)), true),
                 Ok(s) => (status_out(s).map(|o| serde_json::to_string(&o)), false),
-                Err(e) => (Err(ApiError::unavailable(e.to_string())), false),
+                Err(e) => (Err(hidden(&e, true)), false),
             };
             let data = match body {
                 Ok(Ok(json)) => json,
                 Ok(Err(_)) | Err(_) => "{\"error\":\"not in the queue\"}".to_string(),
             };
             if !done {
-                tokio::time::sleep(EVENTS_EVERY).await;
+                tokio::select! { _ = tokio::time::sleep(EVENTS_EVERY) => {}, _ = slot.shutdown() => {} }
             }
             Some((Ok(Event::default().event("status").data(data)), (!done).then_some(())))
         }

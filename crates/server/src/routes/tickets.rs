@@ -2,16 +2,19 @@
 
 use axum::Json;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use chepiao_api::orders::{OrderOut, TicketOut};
 use chepiao_api::tickets::{PublicKey, PublicKeys, RebookRequest, RefundOut};
 use chepiao_flow::refunds::own_ticket;
 
+use crate::hotsale::guard::risk_check;
+use crate::hotsale::limits::ClientIp;
+use crate::hotsale::risk::Subject;
 use crate::http::error::{ApiError, ErrorBody};
-use crate::http::extract::{ApiJson, path};
-use crate::routes::orders::{created_or_replayed, order_out, ticket_out};
+use crate::http::extract::{ApiJson, Buyer, path};
+use crate::routes::orders::{admit, created_or_replayed, order_out, spent_on, ticket_out};
 use crate::security::auth::AuthUser;
 use crate::state::AppState;
 
@@ -88,12 +91,18 @@ pub async fn refund(
 pub async fn rebook(
     State(state): State<AppState>,
     user: AuthUser,
+    Extension(ClientIp(ip)): Extension<ClientIp>,
+    Buyer { device, queue_token: token, source }: Buyer,
     sn: Result<Path<String>, PathRejection>,
     ApiJson(req): ApiJson<RebookRequest>,
 ) -> Result<Response, ApiError> {
+    // Rebooking onto a sale's run needs its queue token and passes the risk checks, like an order.
+    risk_check(&state.risk, "rebook", &Subject { user: user.id, device, ip })?;
     let (flow, sn) = (state.flow.clone(), path(sn)?);
-    let rebook = async move { chepiao_flow::rebook::rebook(&flow, user.id, &sn, &req).await };
-    let placed = chepiao_flow::orders::detached(rebook).await?;
+    let key = format!("rebook:{sn}:{}", req.idempotency_key.as_deref().unwrap_or(""));
+    let admitted = admit(&state, user.id, token.as_deref(), [req.run_id.as_str()], &key).await?;
+    let rebook = async move { chepiao_flow::rebook::rebook(&flow, user.id, &sn, &req, source).await };
+    let placed = spent_on(&state, admitted.as_ref(), &key, chepiao_flow::orders::detached(rebook).await).await?;
     let out = order_out(&placed.order, placed.order.status)?;
     Ok((created_or_replayed(placed.created), Json(out)).into_response())
 }

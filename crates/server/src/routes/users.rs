@@ -3,7 +3,9 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use chepiao_api::users::{Credentials, LoggedIn, NewPassengerBody, PassengerList, PassengerView, Registered};
+use chepiao_api::users::{
+    Credentials, LoggedIn, NewPassengerBody, PassengerList, PassengerView, PasswordChange, Registered,
+};
 
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::ApiJson;
@@ -54,6 +56,7 @@ pub async fn login(
     if c.password.len() > PASSWORD_LEN.end() * 4 {
         return Err(ApiError::bad_parameter("field `password`: 8-128 characters"));
     }
+    state.auth.login_attempt(&c.username)?;
     let user = state.flow.store.user_by_name(&c.username).await?;
     let known = user.is_some();
     let ok = state.auth.verify_password(c.password, user.as_ref().map(|u| u.password_hash.clone())).await?;
@@ -64,13 +67,48 @@ pub async fn login(
             ApiError::user_not_found(format!("no user {:?}", c.username))
         });
     };
+    Ok(Json(logged_in(&state, user.id, &user.username, user.token_version)))
+}
+
+fn logged_in(state: &AppState, user_id: i64, username: &str, version: u32) -> LoggedIn {
     let now_s = (state.flow.now_ms() / 1000) as u64;
-    let (token, exp) = state.auth.issue(user.id, &user.username, now_s);
-    let expires_at = chrono::DateTime::from_timestamp(exp as i64, 0)
-        .expect("a valid timestamp")
-        .with_timezone(&chepiao_domain::types::china_offset())
-        .to_rfc3339();
-    Ok(Json(LoggedIn { token, expires_at }))
+    let (token, exp) = state.auth.issue(user_id, username, version, now_s);
+    LoggedIn { token, expires_at: chepiao_flow::rfc3339(exp as i64 * 1000) }
+}
+
+/// Change the caller's password: every earlier token stops working; the answer carries a
+/// fresh one.
+#[utoipa::path(post, path = "/api/v1/auth/password", tag = "users", request_body = PasswordChange,
+    security(("bearer" = [])),
+    responses((status = 200, body = LoggedIn), (status = 400, body = ErrorBody, description = "old password wrong (40009) or new one too short or long (40002)"),
+              (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn change_password(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiJson(c): ApiJson<PasswordChange>,
+) -> Result<Json<LoggedIn>, ApiError> {
+    if !PASSWORD_LEN.contains(&c.new_password.chars().count()) || c.old_password.len() > PASSWORD_LEN.end() * 4 {
+        return Err(ApiError::bad_parameter("field `new_password`: 8-128 characters"));
+    }
+    state.auth.login_attempt(&user.username)?;
+    let stored = state.flow.store.user_by_name(&user.username).await?;
+    let hash = stored.as_ref().map(|u| u.password_hash.clone());
+    if !state.auth.verify_password(c.old_password, hash).await? {
+        return Err(ApiError::old_password_wrong("the old password is wrong"));
+    }
+    let new_hash = state.auth.hash_password(c.new_password).await?;
+    let version = state.flow.store.set_password(user.id, &new_hash).await?;
+    state.auth.remember_version(user.id, version);
+    Ok(Json(logged_in(&state, user.id, &user.username, version)))
+}
+
+/// Log out: every token of the caller stops working (on every device).
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "users", security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = ErrorBody)))]
+pub async fn logout(State(state): State<AppState>, user: AuthUser) -> Result<StatusCode, ApiError> {
+    let version = state.flow.store.bump_token_version(user.id).await?;
+    state.auth.remember_version(user.id, version);
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Add a passenger to the caller's list. Name and ID number are stored encrypted and answered

@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use chepiao_api::orders::{PayRequest, PayStarted};
@@ -10,9 +10,12 @@ use chepiao_api::waitlist::{NotificationList, NotificationOut, WishOut, WishRequ
 use chepiao_flow::rfc3339;
 use chepiao_flow::waitlist::{self, WishView};
 
+use crate::hotsale::guard::risk_check;
+use crate::hotsale::limits::ClientIp;
+use crate::hotsale::risk::Subject;
 use crate::http::error::{ApiError, ErrorBody};
-use crate::http::extract::{ApiJson, path};
-use crate::routes::orders::created_or_replayed;
+use crate::http::extract::{ApiJson, Buyer, path};
+use crate::routes::orders::{admit, created_or_replayed, spent_on};
 use crate::security::auth::AuthUser;
 use crate::state::AppState;
 
@@ -41,9 +44,16 @@ fn wish_out(v: &WishView) -> WishOut {
 pub async fn join(
     State(state): State<AppState>,
     user: AuthUser,
+    Extension(ClientIp(ip)): Extension<ClientIp>,
+    Buyer { device, queue_token: token, source }: Buyer,
     ApiJson(req): ApiJson<WishRequest>,
 ) -> Result<Response, ApiError> {
-    let (view, created) = waitlist::join(&state.flow, user.id, &req).await?;
+    // A sale's runs are sold through its waiting room: a wish on them needs its token too.
+    risk_check(&state.risk, "waitlist", &Subject { user: user.id, device, ip })?;
+    let key = format!("wish:{}", req.idempotency_key.as_deref().unwrap_or(""));
+    let admitted = admit(&state, user.id, token.as_deref(), [req.run_id.as_str()], &key).await?;
+    let joined = waitlist::join(&state.flow, user.id, &req, source).await;
+    let (view, created) = spent_on(&state, admitted.as_ref(), &key, joined).await?;
     Ok((created_or_replayed(created), Json(wish_out(&view))).into_response())
 }
 

@@ -17,7 +17,8 @@ use crate::app::{Backend, Buyer, GATE, GATE_KEY, GATE_TWO, GATE_TWO_KEY, TestApp
 use crate::checkin::scan;
 use crate::refund::spawn;
 
-/// Buy every place of `class` on G1 (VNP → AOH) for `b`, ticketed; returns the tickets.
+/// Buy every place of `class` on G1 (VNP → AOH), ticketed: `b` first, then new buyers named
+/// after it (a passenger travels on one journey at a time); returns the tickets.
 async fn buy_all(app: &TestApp, b: &Buyer, class: SeatClass) -> Vec<TicketOut> {
     let mut tickets = Vec::new();
     for i in 0.. {
@@ -25,6 +26,13 @@ async fn buy_all(app: &TestApp, b: &Buyer, class: SeatClass) -> Vec<TicketOut> {
         if left == 0 {
             break;
         }
+        let more;
+        let b = if i == 0 {
+            b
+        } else {
+            more = app.buyer(&format!("{}-{i}", b.name), b.passengers.len()).await;
+            &more
+        };
         let done = app.buy(b, &format!("all-{class:?}-{i}"), class, left.min(b.passengers.len())).await;
         tickets.extend(done.tickets.unwrap());
     }

@@ -24,13 +24,13 @@ pub enum Backend {
 }
 
 /// The secret the test servers' mockpay signs with (tests sign notifies of their own).
-pub const MOCKPAY_SECRET: &str = "test-mockpay-secret";
+pub const MOCKPAY_SECRET: &str = "test-mockpay-secret-0123";
 /// The gates every test server knows, and their keys.
 pub const GATE: &str = "g1";
-pub const GATE_KEY: &str = "gate-secret";
+pub const GATE_KEY: &str = "gate-secret-0123456789";
 pub const GATE_TWO: &str = "g2";
-pub const GATE_TWO_KEY: &str = "gate-two";
-pub const ADMIN_KEY: &str = "admin-secret";
+pub const GATE_TWO_KEY: &str = "gate-two-0123456789";
+pub const ADMIN_KEY: &str = "admin-secret-0123456789";
 /// The password of every test user.
 const PASSWORD: &str = "correct horse";
 
@@ -51,6 +51,7 @@ pub struct TestApp {
 /// A registered user with passengers, and a client that calls as them.
 pub struct Buyer {
     pub api: Client,
+    pub name: String,
     pub user_id: i64,
     pub passengers: Vec<i64>,
 }
@@ -219,6 +220,10 @@ pub fn test_config(dir: &std::path::Path) -> Config {
         risk_burst: 100_000,
         ip_rate_per_s: 1_000_000,
         ip_burst: 1_000_000,
+        // The load tool and these tests give each virtual user an address of its own.
+        trusted_proxies: vec!["127.0.0.1".into()],
+        // PostgreSQL turns the development channel off by default; these tests pay through it.
+        mockpay: Some(true),
         ..Config::default()
     }
 }
@@ -332,7 +337,7 @@ impl TestApp {
             let p = api.add_passenger(&format!("旅客{i}"), "PASSPORT", &format!("E{:07}", i + 1)).await.unwrap();
             passengers.push(p.passenger_id);
         }
-        Buyer { api, user_id, passengers }
+        Buyer { api, name: name.to_string(), user_id, passengers }
     }
 
     /// Free seats of `class` on G1 tomorrow from 北京南 to 上海虹桥.

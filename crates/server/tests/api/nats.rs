@@ -79,10 +79,11 @@ async fn flow_over_nats_survives_an_outage(backend: Backend) {
     let url = nats.url();
     let app: TestApp = spawn_app_with(backend, |c| c.nats_url = Some(url)).await;
     assert_eq!(app.state.flow.relay.bus_name(), "nats-jetstream");
-    let alice = app.buyer("alice", 1).await;
-    let buy = |key: String| order_req(&key, &g1(), "VNP", "AOH", SeatClass::Second, &alice.passengers);
+    // A passenger per order: a passenger travels on one journey at a time.
+    let alice = app.buyer("alice", 4).await;
+    let buy = |key: String, i: usize| order_req(&key, &g1(), "VNP", "AOH", SeatClass::Second, &alice.passengers[i..=i]);
 
-    let first = alice.api.create_order(&buy("n-0".into()), None).await.unwrap().body.order_no;
+    let first = alice.api.create_order(&buy("n-0".into(), 0), None).await.unwrap().body.order_no;
     app.pay(&alice, &first).await;
     app.wait_status(&alice, &first, "TICKETED").await;
 
@@ -90,7 +91,7 @@ async fn flow_over_nats_survives_an_outage(backend: Backend) {
     nats.kill();
     let mut paid = Vec::new();
     for i in 1..=3 {
-        let no = alice.api.create_order(&buy(format!("n-{i}")), None).await.unwrap().body.order_no;
+        let no = alice.api.create_order(&buy(format!("n-{i}"), i), None).await.unwrap().body.order_no;
         app.pay(&alice, &no).await;
         app.wait_status(&alice, &no, "PAID").await;
         paid.push(no);
@@ -134,7 +135,7 @@ async fn a_failing_event_over_nats_goes_dead_not_lost(backend: Backend) {
          VALUES ('ticket', 'ENOSUCHORDER', 0, 'PENDING', 0, 0)",
     )
     .await;
-    let alice = app.buyer("alice", 1).await;
+    let alice = app.buyer("alice", 3).await;
     for i in 0..3 {
         let no = alice.api.create_order(&buy(&alice, i), None).await.unwrap().body.order_no;
         app.pay(&alice, &no).await;
@@ -154,8 +155,9 @@ crate::on_both_backends!(
     a_failing_event_over_nats_goes_dead_postgres
 );
 
+/// Order `i` of `b`, for its passenger `i` (a passenger travels on one journey at a time).
 fn buy(b: &crate::app::Buyer, i: usize) -> chepiao_api::orders::OrderRequest {
-    order_req(&format!("k{i}"), &g1(), "VNP", "AOH", SeatClass::Second, &b.passengers)
+    order_req(&format!("k{i}"), &g1(), "VNP", "AOH", SeatClass::Second, &b.passengers[i..=i])
 }
 
 /// A NATS server that loses its store (its directory wiped while it was down): the stream is
@@ -173,19 +175,20 @@ async fn events_a_nats_server_lost_are_handed_over_again() {
         c.event_redeliver_after_s = 2;
     })
     .await;
-    let alice = app.buyer("alice", 1).await;
+    // A buyer per order, paid without waiting (one unpaid order per user).
     let mut paid = Vec::new();
     for i in 0..8 {
-        let no = alice.api.create_order(&buy(&alice, i), None).await.unwrap().body.order_no;
-        app.pay(&alice, &no).await;
-        paid.push(no);
+        let b = app.buyer(&format!("buyer{i}"), 1).await;
+        let no = b.api.create_order(&buy(&b, 0), None).await.unwrap().body.order_no;
+        app.pay(&b, &no).await;
+        paid.push((b, no));
     }
     // Down at once, with whatever it held unconsumed, and its store gone.
     nats.kill();
     std::fs::remove_dir_all(&nats.dir).ok();
     nats.resume();
-    for no in &paid {
-        app.wait_status(&alice, no, "TICKETED").await;
+    for (b, no) in &paid {
+        app.wait_status(b, no, "TICKETED").await;
     }
     let audit = app.store().payment_audit().await.unwrap();
     assert_eq!((audit.captured, audit.ticketed, audit.in_flight_total), (8, 8, 0));

@@ -93,6 +93,9 @@ async fn purchase_end_to_end(backend: Backend) {
         created_at_ms: stored.created_at_ms,
         legs_json: stored.legs_json.clone(),
         holds: Vec::new(),
+        kind: chepiao_store::OrderKind::Order,
+        source: "api".into(),
+        trips: Vec::new(),
     };
     app.store().create_order(&twin).await.unwrap();
     let seats = chepiao_flow::audit::audit_seats(app.store()).await.unwrap();
@@ -125,7 +128,11 @@ async fn notifies_are_verified_deduplicated_and_audited(backend: Backend) {
     assert_eq!(pending.payments.unwrap()[0].status, "CREATED");
 
     assert_eq!(app.notify(&good, MOCKPAY_SECRET).await.unwrap().result, "PAID");
-    assert_eq!(code(app.notify(&good, MOCKPAY_SECRET).await), (409, 40907), "the same message again is a replay");
+    // The provider resends the very same message (API.md: 200, no second effect); a different
+    // message reusing its nonce is a replay.
+    assert_eq!(app.notify(&good, MOCKPAY_SECRET).await.unwrap().result, "DUPLICATE", "a resent notify");
+    let reused = notify_body(p, amount, "FAILED", "nonce-1", now);
+    assert_eq!(code(app.notify(&reused, MOCKPAY_SECRET).await), (409, 40907), "a nonce reused by another body");
     // The provider retries with a fresh nonce, and a late FAILED arrives after the SUCCESS.
     let retry = notify_body(p, amount, "SUCCESS", "nonce-2", now);
     assert_eq!(app.notify(&retry, MOCKPAY_SECRET).await.unwrap().result, "DUPLICATE");
@@ -287,23 +294,24 @@ async fn bad_orders_are_4xx_with_codes() {
 #[tokio::test]
 async fn the_outbox_rides_out_a_bus_outage() {
     let app = spawn_app(Backend::Sqlite).await;
-    let alice = app.buyer("alice", 1).await;
     app.state.flow.relay.set_paused(true);
     let mut orders = Vec::new();
     for i in 0..5 {
-        let req = order_req(&format!("o-{i}"), &g1(), "VNP", "AOH", SeatClass::Second, &alice.passengers);
-        let no = alice.api.create_order(&req, None).await.unwrap().body.order_no;
-        app.pay(&alice, &no).await;
-        app.wait_status(&alice, &no, "PAID").await;
-        orders.push(no);
+        // A buyer each: a passenger travels on one journey at a time.
+        let b = app.buyer(&format!("buyer{i}"), 1).await;
+        let req = order_req(&format!("o-{i}"), &g1(), "VNP", "AOH", SeatClass::Second, &b.passengers);
+        let no = b.api.create_order(&req, None).await.unwrap().body.order_no;
+        app.pay(&b, &no).await;
+        app.wait_status(&b, &no, "PAID").await;
+        orders.push((b, no));
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(app.store().outbox_due(i64::MAX, 100).await.unwrap().len(), 5);
     let audit = app.store().payment_audit().await.unwrap();
     assert_eq!((audit.captured, audit.in_flight_total), (5, 5));
     app.state.flow.relay.set_paused(false);
-    for no in &orders {
-        app.wait_status(&alice, no, "TICKETED").await;
+    for (b, no) in &orders {
+        app.wait_status(b, no, "TICKETED").await;
     }
     assert!(app.store().outbox_due(i64::MAX, 100).await.unwrap().is_empty());
     assert_eq!(app.store().payment_audit().await.unwrap().ticketed, 5);

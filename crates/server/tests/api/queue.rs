@@ -156,7 +156,12 @@ async fn orders_need_a_valid_token(redis: bool) {
     assert_eq!(code(place("k1", &bob, Some(token.clone())).await), (403, 40305), "another user's token");
     let expired = r.app.state.room.tokens.issue(&r.sale, alice.user_id, r.app.state.flow.now_ms() - 1);
     assert_eq!(code(place("k1", &alice, Some(expired)).await), (403, 40304), "expired");
-    assert_eq!(place("k1", &alice, Some(token)).await.unwrap().status, 201);
+    let placed = place("k1", &alice, Some(token.clone())).await.unwrap();
+    assert_eq!(placed.status, 201);
+    // The order spent the token; its retry still answers.
+    assert_eq!(place("k1", &alice, Some(token.clone())).await.unwrap().status, 200, "a retry");
+    alice.api.cancel(&placed.body.order_no).await.unwrap();
+    assert_eq!(code(place("k3", &alice, Some(token)).await), (403, 40306), "a spent token");
     // Runs outside the sale need no token.
     let other = run_on("G1", crate::app::tomorrow().add_days(1));
     let req = order_req("k2", &other, "VNP", "AOH", SeatClass::Second, &alice.passengers);

@@ -48,7 +48,8 @@ fn forger(app: &TestApp) -> impl Fn(jsonwebtoken::Algorithm, &str, u64) -> Strin
     let key = base64::engine::general_purpose::STANDARD.decode(secret.trim()).unwrap();
     move |alg, typ, exp| {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-        let claims = json!({"sub": "1", "name": "alice", "iat": now, "exp": exp, "typ": typ});
+        let claims = json!({"sub": "1", "name": "alice", "iat": now, "exp": exp, "typ": typ,
+            "iss": "chepiao", "aud": "chepiao-api", "ver": 0});
         jsonwebtoken::encode(&jsonwebtoken::Header::new(alg), &claims, &jsonwebtoken::EncodingKey::from_secret(&key))
             .unwrap()
     }
