@@ -17,6 +17,8 @@ if [ "$backend" = postgres ]; then
   db="chepiao_bench_$$"
   psql "$pg/postgres" -qc "CREATE DATABASE $db" >/dev/null
   db_flags=(--database-url "$pg/$db")
+  # mockpay is off on PostgreSQL unless configured: the --pay runs pay through it.
+  export CHEPIAO_MOCKPAY=true
 fi
 # The throughput runs measure the order path, not the risk policy: a few users place thousands
 # of orders each from one IP, so the per-user and per-IP limits and the purchase rules (one

@@ -18,7 +18,7 @@ use crate::orders::{OrderList, OrderOut, OrderRequest, PayRequest, PayStarted};
 use crate::payments::{MockpayPressed, NotifyAck};
 use crate::queue::{QueueStatus, SaleOut};
 use crate::tickets::{PublicKeys, RebookRequest, RefundOut};
-use crate::users::{Credentials, LoggedIn, NewPassengerBody, PassengerList, PassengerView, Registered};
+use crate::users::{Credentials, LoggedIn, NewPassengerBody, PassengerList, PassengerView, PasswordChange, Registered};
 use crate::waitlist::{NotificationList, WishOut, WishRequest};
 
 #[derive(Debug, thiserror::Error)]
@@ -171,6 +171,26 @@ impl Client {
     pub async fn login(&self, username: &str, password: &str) -> Result<LoggedIn> {
         let c = Credentials { username: username.into(), password: password.into() };
         self.post("/api/v1/auth/login", Some(&c)).await
+    }
+
+    /// Change the caller's password: every earlier token stops working; the answer is a new one.
+    pub async fn change_password(&self, old_password: &str, new_password: &str) -> Result<LoggedIn> {
+        let c = PasswordChange { old_password: old_password.into(), new_password: new_password.into() };
+        self.post("/api/v1/auth/password", Some(&c)).await
+    }
+
+    /// Log out: every token of the caller stops working.
+    pub async fn logout(&self) -> Result<()> {
+        let r = self.request(Method::POST, "/api/v1/auth/logout").send().await?;
+        let status = r.status().as_u16();
+        if status == 204 {
+            return Ok(());
+        }
+        let bytes = r.bytes().await?;
+        Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(body) => ClientError::Api { status, body },
+            Err(_) => ClientError::Unexpected { status, text: String::from_utf8_lossy(&bytes).into_owned() },
+        })
     }
 
     pub async fn add_passenger(&self, name: &str, id_type: &str, id_no: &str) -> Result<PassengerView> {

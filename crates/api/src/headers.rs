@@ -2,7 +2,8 @@
 
 /// A device fingerprint; risk checks use it and never refuse a request only for lacking it.
 pub const DEVICE_ID: &str = "x-device-id";
-/// `web`, `app` or `api`: the order's source in the statistics.
+/// `web`, `app`, `api` or `console`: the order's source in the statistics (anything else
+/// counts as `api`).
 pub const CLIENT: &str = "x-client";
 /// The queue token of a sale's waiting room, on orders for the sale's runs.
 pub const QUEUE_TOKEN: &str = "x-queue-token";

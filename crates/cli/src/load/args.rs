@@ -16,6 +16,8 @@ pub enum Scenario {
     Rush,
     /// `--duration` at `--rate` with payments, cancellations, expiries and refunds (see `soak`).
     Soak,
+    /// `--users` people behind one address without device ids, one order each (see `nat`).
+    Nat,
 }
 
 /// `90`, `90s`, `20m` or `1h` as seconds.

@@ -6,6 +6,7 @@
 //! - [`orders`]: orders and full purchases, at full speed or a set rate;
 //! - [`rush`]: the Spring Festival opening through a sale's waiting room, whose join storm is
 //!   [`storm`];
+//! - [`nat`]: people behind one address (carrier-grade NAT) without device ids, one order each;
 //! - [`soak`]: a long run at a set rate with a sale day's mix (pay, cancel, expire, refund),
 //!   reporting latency and the server's memory per window;
 //! - [`stats`]: latency percentiles, answers by code, and the closing audit (I1: no seat
@@ -13,6 +14,7 @@
 //!   captured payment ticketed or refunded).
 
 pub mod args;
+pub mod nat;
 pub mod orders;
 pub mod rush;
 pub mod soak;
@@ -34,6 +36,7 @@ pub async fn run(args: LoadArgs, network: Network) -> anyhow::Result<()> {
     match args.scenario {
         Scenario::Orders => orders::run(&args, &network, store).await,
         Scenario::Soak => soak::run(&args, &network, store).await,
+        Scenario::Nat => nat::run(&args, &network).await,
         Scenario::Rush => {
             let config = crate::config::load(&args.flags)?;
             let store = store.context("the rush creates its users in the server's store: drop --no-audit")?;

@@ -98,17 +98,41 @@ pub async fn admit<'a>(
     }
 }
 
-/// A placement's answer; a refused one gives its spent queue token back (it made nothing).
+/// A placement's answer. A refusal that certainly made nothing (sold out, a purchase rule, a
+/// request the flow found wrong before holding seats) gives its spent queue token back; any
+/// other failure keeps it spent: the key may already carry an order (40904), or a placement
+/// cut off by the buy time limit goes on detached and may still record one.
 pub async fn spent_on<T>(
     state: &AppState,
     admitted: Option<&Admitted>,
     key: &str,
     r: chepiao_flow::Result<T>,
 ) -> Result<T, ApiError> {
-    if let (Err(_), Some(a)) = (&r, admitted) {
+    if let (Err(e), Some(a)) = (&r, admitted)
+        && made_nothing(e)
+    {
         unspend(&state.room, a, key).await;
     }
     Ok(r?)
+}
+
+/// Whether a refused placement certainly held and recorded nothing.
+fn made_nothing(e: &chepiao_flow::FlowError) -> bool {
+    use chepiao_flow::FlowError::*;
+    matches!(
+        e,
+        SoldOut(_)
+            | UnpaidOrder(_)
+            | TripOverlap(_)
+            | TooManyCancellations(_)
+            | BadParameter(_)
+            | UnknownRun(_)
+            | UnknownPassenger(_)
+            | Departed(_)
+            | OutsideSaleWindow(_)
+            | UnknownTicket(_)
+            | NotRebookable(_)
+    )
 }
 
 /// 201 for what this call created, 200 for a replay.
@@ -121,7 +145,8 @@ pub fn created_or_replayed(created: bool) -> StatusCode {
 #[utoipa::path(post, path = "/api/v1/orders", tag = "orders", request_body = OrderRequest,
     security(("bearer" = [])),
     params(("X-Device-Id" = Option<String>, Header, description = "optional device fingerprint"),
-           ("X-Queue-Token" = Option<String>, Header, description = "for a run sold through a waiting room")),
+           ("X-Queue-Token" = Option<String>, Header, description = "for a run sold through a waiting room"),
+           ("X-Client" = Option<String>, Header, description = "web, app, api or console (statistics; anything else counts as api)")),
     responses((status = 201, body = OrderOut), (status = 200, body = OrderOut, description = "a replay"),
               (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody),

@@ -84,10 +84,16 @@ pub async fn refund(
 /// fare difference when the new fare is dearer, otherwise PAID at once (any difference comes
 /// back with the old ticket's seat). If no seat can be held, nothing changes.
 #[utoipa::path(post, path = "/api/v1/tickets/{ticket_sn}/rebook", tag = "tickets", security(("bearer" = [])),
-    params(("ticket_sn" = String, Path)), request_body = RebookRequest,
+    params(("ticket_sn" = String, Path),
+           ("X-Device-Id" = Option<String>, Header, description = "optional device fingerprint"),
+           ("X-Queue-Token" = Option<String>, Header, description = "for a run sold through a waiting room"),
+           ("X-Client" = Option<String>, Header, description = "web, app, api or console (statistics; anything else counts as api)")),
+    request_body = RebookRequest,
     responses((status = 201, body = OrderOut), (status = 200, body = OrderOut, description = "a replay"),
-              (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
-              (status = 409, body = ErrorBody, description = "sold out (40903) or not rebookable (40910)")))]
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "sold out (40903) or not rebookable (40910)"),
+              (status = 429, body = ErrorBody)))]
 pub async fn rebook(
     State(state): State<AppState>,
     user: AuthUser,

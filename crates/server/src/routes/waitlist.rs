@@ -39,8 +39,12 @@ fn wish_out(v: &WishView) -> WishOut {
 /// Join the waitlist for a sold-out run; pay the wish through `/waitlist/{id}/payments`.
 #[utoipa::path(post, path = "/api/v1/waitlist", tag = "waitlist", request_body = WishRequest,
     security(("bearer" = [])),
+    params(("X-Device-Id" = Option<String>, Header, description = "optional device fingerprint"),
+           ("X-Queue-Token" = Option<String>, Header, description = "for a run sold through a waiting room"),
+           ("X-Client" = Option<String>, Header, description = "web, app, api or console (statistics; anything else counts as api)")),
     responses((status = 201, body = WishOut), (status = 200, body = WishOut, description = "a replay"),
-              (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn join(
     State(state): State<AppState>,
     user: AuthUser,
@@ -50,7 +54,11 @@ pub async fn join(
 ) -> Result<Response, ApiError> {
     // A sale's runs are sold through its waiting room: a wish on them needs its token too.
     risk_check(&state.risk, "waitlist", &Subject { user: user.id, device, ip })?;
-    let key = format!("wish:{}", req.idempotency_key.as_deref().unwrap_or(""));
+    // Without an idempotency key every wish is a new one: each spends a token of its own.
+    let key = match req.idempotency_key.as_deref() {
+        Some(k) => format!("wish:{k}"),
+        None => format!("wish:{}", uuid::Uuid::new_v4().simple()),
+    };
     let admitted = admit(&state, user.id, token.as_deref(), [req.run_id.as_str()], &key).await?;
     let joined = waitlist::join(&state.flow, user.id, &req, source).await;
     let (view, created) = spent_on(&state, admitted.as_ref(), &key, joined).await?;

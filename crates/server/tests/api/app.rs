@@ -394,3 +394,10 @@ impl TestApp {
         self.api.notify("mockpay", body.as_bytes(), &signature).await
     }
 }
+
+/// A provider's notify body for `payment_no` (sign it with [`TestApp::notify`]).
+pub fn notify_body(payment_no: &str, amount_fen: i64, status: &str, nonce: &str, ts: i64) -> String {
+    serde_json::json!({"out_trade_no": payment_no, "payment_no": payment_no, "amount_fen": amount_fen, "status": status,
+           "txn_id": format!("T{nonce}"), "ts": ts, "nonce": nonce})
+    .to_string()
+}

@@ -5,6 +5,7 @@
 mod after_sale;
 mod app;
 mod checkin;
+mod contract;
 mod inventory;
 mod nats;
 mod network;

@@ -9,13 +9,9 @@ use chepiao_api::orders::{LegBody, OrderRequest};
 use chepiao_domain::SeatClass;
 use serde_json::json;
 
-use crate::app::{Backend, MOCKPAY_SECRET, code, g1, leg, order_req, spawn_app, spawn_app_with, wait_until};
-
-fn notify_body(payment_no: &str, amount_fen: i64, status: &str, nonce: &str, ts: i64) -> String {
-    json!({"out_trade_no": payment_no, "payment_no": payment_no, "amount_fen": amount_fen, "status": status,
-           "txn_id": format!("T{nonce}"), "ts": ts, "nonce": nonce})
-    .to_string()
-}
+use crate::app::{
+    Backend, MOCKPAY_SECRET, code, g1, leg, notify_body, order_req, spawn_app, spawn_app_with, wait_until,
+};
 
 async fn purchase_end_to_end(backend: Backend) {
     let app = spawn_app(backend).await;

@@ -272,3 +272,72 @@ async fn queue_status_streams_as_server_sent_events_until_admitted() {
     assert_eq!(last.admitted, Some(true), "the stream ends with the admission: {body}");
     assert!(last.queue_token.as_deref().unwrap().starts_with("Q1."));
 }
+
+/// The waiting room cannot be bypassed: joining the waitlist for, or rebooking onto, a sale's
+/// run needs its queue token, as an order does.
+#[tokio::test]
+async fn waitlist_and_rebook_need_the_queue_token() {
+    use chepiao_api::tickets::RebookRequest;
+    use chepiao_api::waitlist::WishRequest;
+    let r = room(false, 1000, |_| {}).await;
+    let alice = r.app.buyer("alice", 1).await;
+    let deadline = (chrono::Utc::now() + chrono::Duration::minutes(10)).to_rfc3339();
+    let wish = WishRequest {
+        run_id: g1(),
+        from: "VNP".into(),
+        to: "AOH".into(),
+        class: SeatClass::Second,
+        passenger_ids: alice.passengers.clone(),
+        deadline,
+        idempotency_key: Some("w1".into()),
+    };
+    assert_eq!(code(alice.api.join_waitlist(&wish).await), (403, 40302), "a wish without the token");
+    // A ticket on a run outside the sale (no token needed), then a rebook onto the sale's run.
+    let other = run_on("G1", crate::app::tomorrow().add_days(1));
+    let req = order_req("k1", &other, "VNP", "AOH", SeatClass::Second, &alice.passengers);
+    let order = alice.api.create_order(&req, None).await.unwrap().body.order_no;
+    r.app.pay(&alice, &order).await;
+    let ticket = r.app.wait_status(&alice, &order, "TICKETED").await.tickets.unwrap()[0].ticket_sn.clone();
+    let onto_sale = RebookRequest { run_id: g1(), class: SeatClass::Second, seat_prefs: None, idempotency_key: None };
+    assert_eq!(code(alice.api.rebook(&ticket, &onto_sale).await), (403, 40302), "a rebook without the token");
+    let token = r.wait_admitted(&alice, "a-phone").await;
+    let admitted = alice.api.with_header(headers::QUEUE_TOKEN, &token).with_header(headers::DEVICE_ID, "a-phone");
+    let rebooked = admitted.rebook(&ticket, &onto_sale).await.unwrap();
+    assert_eq!(rebooked.status, 201, "{rebooked:?}");
+    assert_eq!(code(admitted.join_waitlist(&wish).await), (403, 40306), "the rebook spent the token");
+}
+
+/// Server-Sent Events streams are bounded: one per user and sale (a new one ends the older),
+/// and at most `sse_streams_max` at once (503 beyond); a closed stream frees its place.
+#[tokio::test]
+async fn status_streams_are_capped() {
+    // The sale opens in an hour: everybody queues, nobody is admitted, the streams stay open.
+    let r = room(false, 1000, |c| {
+        c.sse_streams_max = 2;
+        c.sales[0].opens_at = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    })
+    .await;
+    let path = format!("/api/v1/queue/{}/events", r.sale);
+    let mut buyers = Vec::new();
+    for i in 0..3 {
+        let b = r.app.buyer(&format!("sse{i}"), 1).await;
+        r.join(&b, Some(&format!("phone-{i}"))).await.unwrap();
+        buyers.push(b);
+    }
+    let open = |b: &Buyer| b.api.request(Method::GET, &path).send();
+    let older = open(&buyers[0]).await.unwrap();
+    assert_eq!(older.status(), 200);
+    let newer = open(&buyers[0]).await.unwrap();
+    assert_eq!(newer.status(), 200, "a client that reconnects is not refused");
+    let ended = tokio::time::timeout(Duration::from_secs(5), older.text()).await;
+    assert!(ended.is_ok(), "the older stream of the same user and sale ends");
+    let other = open(&buyers[1]).await.unwrap();
+    assert_eq!(other.status(), 200);
+    assert_eq!(open(&buyers[2]).await.unwrap().status(), 503, "two streams open at most");
+    drop(other);
+    crate::app::wait_until("a closed stream frees its place", || async {
+        open(&buyers[2]).await.unwrap().status() == 200
+    })
+    .await;
+    drop(newer);
+}
