@@ -106,7 +106,7 @@ pub async fn join(flow: &Flow, user_id: i64, req: &WishRequest, source: &str) ->
         seat_prefs: None,
     };
     let own = flow.passengers.of(flow.store.as_ref(), user_id, &req.passenger_ids).await?;
-    let resolved = resolve_leg(flow, 0, &body, &own)?;
+    let resolved = resolve_leg(flow, None, &body, &own)?;
     let deadline = wish_deadline(flow, &req.deadline, &resolved)?;
     let now = flow.now_ms();
     let request_hash = Sha256::digest(serde_json::to_vec(req).expect("a request serialises")).to_vec();
@@ -225,7 +225,7 @@ pub async fn match_round(flow: &Flow) -> Result<usize> {
         }
         let body = leg_body(&w)?;
         let own: HashSet<i64> = w.passenger_ids.iter().copied().collect();
-        let Ok(resolved) = resolve_leg(flow, 0, &body, &own) else { continue };
+        let Ok(resolved) = resolve_leg(flow, None, &body, &own) else { continue };
         let slot = (w.run_id.clone(), w.from_station.clone(), w.to_station.clone(), w.class.clone());
         let places = match left.get(&slot) {
             Some(n) => *n,

@@ -19,6 +19,7 @@
 //! admission, tidying the rate limiters).
 
 pub mod config;
+pub mod fuzzing;
 pub mod hotsale;
 pub mod http;
 pub mod node;

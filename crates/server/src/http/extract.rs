@@ -97,7 +97,8 @@ impl<S: Send + Sync> FromRequestParts<S> for DeviceId {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         match parts.headers.get(chepiao_api::headers::DEVICE_ID).map(|v| v.to_str()) {
-            None => Ok(DeviceId(None)),
+            // An empty header is no header: a client is never refused for lacking a device id.
+            None | Some(Ok("")) => Ok(DeviceId(None)),
             Some(Ok(v)) if !v.is_empty() && v.len() <= DEVICE_ID_LEN_MAX => Ok(DeviceId(Some(v.to_string()))),
             Some(_) => Err(ApiError::bad_parameter(format!(
                 "header `X-Device-Id`: 1 to {DEVICE_ID_LEN_MAX} visible ASCII characters"

@@ -24,7 +24,7 @@ use crate::routes::{admin, checkin, health, network, orders, payments, queue, ti
         queue::sales, queue::join, queue::status, queue::events,
         admin::risk_list, admin::risk_put, admin::risk_delete, admin::events, admin::retry_event),
     components(schemas(ErrorBody)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &CommonAnswers),
     tags((name = "network", description = "stations, train search with remaining tickets, runs"),
          (name = "users", description = "accounts, login tokens, passengers (PII encrypted at rest, masked)"),
          (name = "orders", description = "orders: a seat hold with a pay window; idempotent per (user, key)"),
@@ -45,6 +45,51 @@ impl Modify for BearerAuth {
         let scheme = HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build();
         doc.components.get_or_insert_with(Default::default).add_security_scheme("bearer", SecurityScheme::Http(scheme));
     }
+}
+
+/// The answers any route may give besides its own, written once instead of on every handler
+/// (where one would be forgotten): 400 for a malformed parameter, 401 without a valid token,
+/// 404 for an unknown path parameter, 415 for a body that is not JSON, 429 past a rate limit
+/// and 503 when the server sheds load (API routes), each with the error body.
+struct CommonAnswers;
+
+impl Modify for CommonAnswers {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let error = |what: &str| {
+            let json = ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build();
+            ResponseBuilder::new().description(what).content("application/json", json).build()
+        };
+        for (path, item) in doc.paths.paths.iter_mut() {
+            let api = path.starts_with("/api/");
+            let has_path_param = path.contains('{');
+            for op in operations(item) {
+                let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
+                let has_params = op.parameters.as_ref().is_some_and(|p| !p.is_empty());
+                let has_body = op.request_body.is_some();
+                let wanted = [
+                    ("400", has_params || has_body, "a malformed parameter, header or body (see `code`)"),
+                    ("401", secured, "no valid login token"),
+                    ("404", has_path_param, "nothing by that name"),
+                    ("415", has_body, "the body is not `application/json`"),
+                    ("429", api, "over a rate limit: retry after `Retry-After` seconds"),
+                    ("503", api, "the server is shedding load or a dependency is down: retry after `Retry-After`"),
+                ];
+                for (status, applies, what) in wanted {
+                    if applies && !op.responses.responses.contains_key(status) {
+                        op.responses.responses.insert(status.to_string(), error(what).into());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Every operation of a path item.
+fn operations(item: &mut utoipa::openapi::PathItem) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
+    [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch, &mut item.head]
+        .into_iter()
+        .filter_map(|op| op.as_mut())
 }
 
 /// The document as JSON, built once.

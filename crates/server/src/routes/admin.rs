@@ -162,7 +162,8 @@ pub async fn retry_event(
 /// The event `id` in whatever state it is (None once handled and deleted).
 async fn find_event(state: &AppState, id: i64) -> Result<Option<OutboxRow>, ApiError> {
     for which in OutboxState::ALL {
-        let rows = state.flow.store.outbox_list(*which, id - 1, 1).await?;
+        // Ids start at 1: `id - 1` of any id the caller sends, without overflow.
+        let rows = state.flow.store.outbox_list(*which, id.saturating_sub(1), 1).await?;
         if let Some(r) = rows.into_iter().find(|r| r.id == id) {
             return Ok(Some(r));
         }

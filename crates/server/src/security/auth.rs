@@ -62,12 +62,17 @@ pub struct Claims {
     pub ver: u32,
 }
 
-pub struct Auth {
+/// Signing and checking tokens: no store, no clock of its own (the fuzz target drives it).
+pub struct Tokens {
     encoding: EncodingKey,
     decoding: DecodingKey,
     /// Built once: every request with a token is checked against it.
     validation: Validation,
     pub token_ttl_s: u64,
+}
+
+pub struct Auth {
+    pub tokens: Tokens,
     hashing: Arc<Semaphore>,
     dummy_hash: String,
     store: Arc<dyn chepiao_store::Store>,
@@ -79,20 +84,70 @@ fn blocking_failed(e: tokio::task::JoinError) -> ApiError {
     ApiError::internal(format!("password hashing task failed: {e}"))
 }
 
-impl Auth {
-    pub fn new(secret: [u8; 32], token_ttl_s: u64, store: Arc<dyn chepiao_store::Store>) -> Auth {
-        let permits = std::thread::available_parallelism().map_or(1, |n| n.get());
+impl Tokens {
+    pub fn new(secret: [u8; 32], token_ttl_s: u64) -> Tokens {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = LEEWAY_S;
         validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
         validation.set_issuer(&[ISSUER]);
         validation.set_audience(&[AUDIENCE]);
-        let quota = governor::Quota::per_minute(std::num::NonZeroU32::new(LOGINS_PER_MINUTE).expect("not zero"));
-        Auth {
+        Tokens {
             encoding: EncodingKey::from_secret(&secret),
             decoding: DecodingKey::from_secret(&secret),
             validation,
             token_ttl_s,
+        }
+    }
+
+    /// A token for `user_id` at token version `ver`, and when it expires (Unix seconds).
+    pub fn issue(&self, user_id: i64, username: &str, ver: u32, now_s: u64) -> (String, u64) {
+        let exp = now_s + self.token_ttl_s;
+        let claims = Claims {
+            sub: user_id.to_string(),
+            name: username.into(),
+            iat: now_s,
+            exp,
+            typ: TOKEN_TYPE_ACCESS.into(),
+            iss: ISSUER.into(),
+            aud: AUDIENCE.into(),
+            ver,
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).expect("HS256 signs");
+        (token, exp)
+    }
+
+    /// Signature and claims only (no version check): (user, name, version).
+    pub fn verify(&self, token: &str) -> Result<(i64, String, u32), ApiError> {
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| match e.kind() {
+                ErrorKind::InvalidAlgorithm => match jsonwebtoken::decode_header(token) {
+                    Ok(header) => {
+                        ApiError::bad_signing_method(format!("tokens are signed with HS256, not {:?}", header.alg))
+                    }
+                    Err(_) => ApiError::bad_signing_method("wrong signing algorithm"),
+                },
+                ErrorKind::ExpiredSignature => ApiError::invalid_claims("token expired"),
+                ErrorKind::MissingRequiredClaim(c) => ApiError::invalid_claims(format!("token lacks `{c}`")),
+                ErrorKind::Json(_) => ApiError::invalid_claims("token claims are not chepiao's"),
+                ErrorKind::InvalidIssuer | ErrorKind::InvalidAudience => {
+                    ApiError::invalid_claims("token issued by or for another service")
+                }
+                _ => ApiError::invalid_token("invalid token"),
+            })?;
+        if data.claims.typ != TOKEN_TYPE_ACCESS {
+            return Err(ApiError::wrong_token_type(format!("a {:?} token cannot be used here", data.claims.typ)));
+        }
+        let id = data.claims.sub.parse().map_err(|_| ApiError::invalid_claims("token subject is not a user id"))?;
+        Ok((id, data.claims.name, data.claims.ver))
+    }
+}
+
+impl Auth {
+    pub fn new(secret: [u8; 32], token_ttl_s: u64, store: Arc<dyn chepiao_store::Store>) -> Auth {
+        let permits = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let quota = governor::Quota::per_minute(std::num::NonZeroU32::new(LOGINS_PER_MINUTE).expect("not zero"));
+        Auth {
+            tokens: Tokens::new(secret, token_ttl_s),
             hashing: Arc::new(Semaphore::new(permits)),
             dummy_hash: hash_now("not a password of anyone").expect("hashing works"),
             store,
@@ -115,19 +170,7 @@ impl Auth {
 
     /// A token for `user_id` at token version `ver`, and when it expires (Unix seconds).
     pub fn issue(&self, user_id: i64, username: &str, ver: u32, now_s: u64) -> (String, u64) {
-        let exp = now_s + self.token_ttl_s;
-        let claims = Claims {
-            sub: user_id.to_string(),
-            name: username.into(),
-            iat: now_s,
-            exp,
-            typ: TOKEN_TYPE_ACCESS.into(),
-            iss: ISSUER.into(),
-            aud: AUDIENCE.into(),
-            ver,
-        };
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).expect("HS256 signs");
-        (token, exp)
+        self.tokens.issue(user_id, username, ver, now_s)
     }
 
     /// The token's user and name, if its signature, claims and version hold.
@@ -164,27 +207,7 @@ impl Auth {
 
     /// Signature and claims only (no version check): (user, name, version).
     pub fn verify(&self, token: &str) -> Result<(i64, String, u32), ApiError> {
-        let data =
-            jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| match e.kind() {
-                ErrorKind::InvalidAlgorithm => match jsonwebtoken::decode_header(token) {
-                    Ok(header) => {
-                        ApiError::bad_signing_method(format!("tokens are signed with HS256, not {:?}", header.alg))
-                    }
-                    Err(_) => ApiError::bad_signing_method("wrong signing algorithm"),
-                },
-                ErrorKind::ExpiredSignature => ApiError::invalid_claims("token expired"),
-                ErrorKind::MissingRequiredClaim(c) => ApiError::invalid_claims(format!("token lacks `{c}`")),
-                ErrorKind::Json(_) => ApiError::invalid_claims("token claims are not chepiao's"),
-                ErrorKind::InvalidIssuer | ErrorKind::InvalidAudience => {
-                    ApiError::invalid_claims("token issued by or for another service")
-                }
-                _ => ApiError::invalid_token("invalid token"),
-            })?;
-        if data.claims.typ != TOKEN_TYPE_ACCESS {
-            return Err(ApiError::wrong_token_type(format!("a {:?} token cannot be used here", data.claims.typ)));
-        }
-        let id = data.claims.sub.parse().map_err(|_| ApiError::invalid_claims("token subject is not a user id"))?;
-        Ok((id, data.claims.name, data.claims.ver))
+        self.tokens.verify(token)
     }
 
     pub async fn hash_password(&self, password: String) -> Result<String, ApiError> {

@@ -6,6 +6,7 @@ mod after_sale;
 mod app;
 mod checkin;
 mod contract;
+mod fuzz_corpora;
 mod inventory;
 mod nats;
 mod network;
