@@ -60,10 +60,7 @@ pub(crate) struct ResolvedLeg {
 /// `i` is the leg's place in an order's `legs` (errors name `legs[i].field`); `None` for a
 /// body that is one leg itself (a wish: errors name the field alone).
 pub(crate) fn resolve_leg(flow: &Flow, i: Option<usize>, leg: &LegBody, own: &HashSet<i64>) -> Result<ResolvedLeg> {
-    let field = |name: &str| match i {
-        Some(i) => format!("legs[{i}].{name}"),
-        None => name.to_string(),
-    };
+    let field = |name: &str| i.map_or_else(|| name.to_string(), |i| format!("legs[{i}].{name}"));
     let bad = |name: &str, msg: String| FlowError::BadParameter(format!("`{}`: {msg}", field(name)));
     let run: RunId = leg.run_id.parse().map_err(|e| bad("run_id", format!("{e}")))?;
     let calendar = flow.calendar();
@@ -221,9 +218,11 @@ pub(crate) async fn place_legs(
 ) -> Result<Placed> {
     let wanted: Vec<i64> = bodies.iter().flat_map(|l| l.passenger_ids.iter().copied()).collect();
     let own = flow.passengers.of(flow.store.as_ref(), user_id, &wanted).await?;
-    let resolved = bodies.iter().enumerate().map(|(i, l)| resolve_leg(flow, Some(i), l, &own)).collect::<Result<Vec<_>>>()?;
+    let resolved =
+        bodies.iter().enumerate().map(|(i, l)| resolve_leg(flow, Some(i), l, &own.ids)).collect::<Result<Vec<_>>>()?;
     let stored: Vec<StoredLeg> = resolved.iter().map(|r| r.stored.clone()).collect();
-    let trips = rules::trips_of(&stored, &bodies.iter().map(|b| b.passenger_ids.clone()).collect::<Vec<_>>())?;
+    let ids: Vec<Vec<i64>> = bodies.iter().map(|b| b.passenger_ids.clone()).collect();
+    let trips = rules::trips_of(&stored, &ids, &own.persons)?;
     // The rules read the user's orders once; the lock keeps a second placement of the same user
     // from passing them before this one is recorded.
     let _user = flow.user_locks.lock(user_id).await;

@@ -1,7 +1,7 @@
 //! Which passenger ids each user has, kept in memory so that placing an order reads nothing
 //! from the database.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chepiao_store::Store;
@@ -13,7 +13,15 @@ use crate::error::Result;
 /// ids all found in it are the user's for sure; any id missing sends us to the store (which
 /// also picks up passengers added since, on this node or another).
 pub struct PassengerCache {
-    users: std::sync::Mutex<std::collections::HashMap<i64, std::sync::Arc<HashSet<i64>>>>,
+    users: std::sync::Mutex<std::collections::HashMap<i64, std::sync::Arc<Own>>>,
+}
+
+/// A user's passengers: their ids, and each one's person (the ID number's keyed hash, the same
+/// in every account: the overlap rule compares people, not accounts' entries).
+#[derive(Debug, Default)]
+pub struct Own {
+    pub ids: HashSet<i64>,
+    pub persons: HashMap<i64, Vec<u8>>,
 }
 
 /// Users whose passenger ids are cached; the cache starts over when it is full.
@@ -27,13 +35,16 @@ impl Default for PassengerCache {
 
 impl PassengerCache {
     /// The user's passenger ids, complete enough to contain `wanted` if they are the user's.
-    pub async fn of(&self, store: &dyn Store, user_id: i64, wanted: &[i64]) -> Result<Arc<HashSet<i64>>> {
+    pub async fn of(&self, store: &dyn Store, user_id: i64, wanted: &[i64]) -> Result<Arc<Own>> {
         let cached = self.users.lock().expect("never poisoned").get(&user_id).cloned();
-        if let Some(ids) = cached.filter(|ids| wanted.iter().all(|p| ids.contains(p))) {
-            return Ok(ids);
+        if let Some(own) = cached.filter(|own| wanted.iter().all(|p| own.ids.contains(p))) {
+            return Ok(own);
         }
-        let ids: std::sync::Arc<HashSet<i64>> =
-            std::sync::Arc::new(store.passengers(user_id).await?.iter().map(|p| p.id).collect());
+        let records = store.passengers(user_id).await?;
+        let ids = std::sync::Arc::new(Own {
+            ids: records.iter().map(|p| p.id).collect(),
+            persons: records.into_iter().map(|p| (p.id, p.id_no_index)).collect(),
+        });
         let mut users = self.users.lock().expect("never poisoned");
         if users.len() >= PASSENGER_CACHE_USERS_MAX {
             users.clear();

@@ -11,6 +11,8 @@
 //! one-unpaid-order check). A retry of the order the rules let through still answers: the
 //! unpaid order with the same idempotency key is that order.
 
+use std::collections::HashMap;
+
 use chepiao_store::{OrderKind, PurchaseFacts, PurchaseQuery, Trip};
 
 pub use crate::config::PurchaseRules;
@@ -19,7 +21,7 @@ use crate::error::{FlowError, Result};
 use crate::stored::StoredLeg;
 
 /// Each passenger's journey on each leg, in time.
-pub fn trips_of(legs: &[StoredLeg], passengers: &[Vec<i64>]) -> Result<Vec<Trip>> {
+pub fn trips_of(legs: &[StoredLeg], passengers: &[Vec<i64>], persons: &HashMap<i64, Vec<u8>>) -> Result<Vec<Trip>> {
     let at = |s: &str| {
         chrono::DateTime::parse_from_rfc3339(s)
             .map(|t| t.timestamp_millis())
@@ -30,6 +32,8 @@ pub fn trips_of(legs: &[StoredLeg], passengers: &[Vec<i64>]) -> Result<Vec<Trip>
         let (departs_at_ms, arrives_at_ms) = (at(&leg.departs_at)?, at(&leg.arrives_at)?);
         trips.extend(ids.iter().map(|&passenger_id| Trip {
             passenger_id,
+            // Every id here was checked to be the user's, so it has a person.
+            person: persons.get(&passenger_id).cloned().unwrap_or_default(),
             leg: i as i64,
             departs_at_ms,
             arrives_at_ms,
@@ -90,5 +94,6 @@ fn refusal(rules: &PurchaseRules, facts: &PurchaseFacts, idem_key: &str, kind: O
         )));
     }
     let (passenger, order_no) = facts.overlaps.first()?;
-    Some(FlowError::TripOverlap(format!("passenger {passenger} already travels then (order {order_no})")))
+    let which = if order_no.is_empty() { "booked on another account".to_string() } else { format!("order {order_no}") };
+    Some(FlowError::TripOverlap(format!("passenger {passenger} already travels then ({which})")))
 }

@@ -106,12 +106,16 @@ pub async fn join(flow: &Flow, user_id: i64, req: &WishRequest, source: &str) ->
         seat_prefs: None,
     };
     let own = flow.passengers.of(flow.store.as_ref(), user_id, &req.passenger_ids).await?;
-    let resolved = resolve_leg(flow, None, &body, &own)?;
+    let resolved = resolve_leg(flow, None, &body, &own.ids)?;
     let deadline = wish_deadline(flow, &req.deadline, &resolved)?;
     let now = flow.now_ms();
     let request_hash = Sha256::digest(serde_json::to_vec(req).expect("a request serialises")).to_vec();
     let key_part = req.idempotency_key.clone().unwrap_or_else(|| new_number('W'));
-    let trips = rules::trips_of(std::slice::from_ref(&resolved.stored), std::slice::from_ref(&req.passenger_ids))?;
+    let trips = rules::trips_of(
+        std::slice::from_ref(&resolved.stored),
+        std::slice::from_ref(&req.passenger_ids),
+        &own.persons,
+    )?;
     let _user = flow.user_locks.lock(user_id).await;
     rules::check(flow, user_id, &format!("wish:{key_part}"), OrderKind::Wish, &trips, None).await?;
     let order = NewOrder {

@@ -103,7 +103,8 @@ pub fn gate_state(data: &[u8]) {
 /// The configuration file, over the defaults, then its validation.
 pub fn config(data: &[u8]) {
     use figment::providers::{Format, Serialized, Toml};
-    let figment = figment::Figment::from(Serialized::defaults(crate::Config::default())).merge(Toml::string(text(data)));
+    let figment =
+        figment::Figment::from(Serialized::defaults(crate::Config::default())).merge(Toml::string(text(data)));
     if let Ok(config) = figment.extract::<crate::Config>() {
         let _ = config.validate();
     }

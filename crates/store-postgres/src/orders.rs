@@ -113,12 +113,13 @@ async fn record_kind_source_trips(c: &mut PgConnection, fresh: &[&NewOrder]) -> 
         return Ok(());
     }
     sqlx::query(
-        "INSERT INTO trips (order_no, leg, passenger_id, departs_at_ms, arrives_at_ms)
-         SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[])",
+        "INSERT INTO trips (order_no, leg, passenger_id, person, departs_at_ms, arrives_at_ms)
+         SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bytea[], $5::bigint[], $6::bigint[])",
     )
     .bind(trips.iter().map(|(o, _)| o.to_string()).collect::<Vec<_>>())
     .bind(trips.iter().map(|(_, t)| t.leg).collect::<Vec<_>>())
     .bind(trips.iter().map(|(_, t)| t.passenger_id).collect::<Vec<_>>())
+    .bind(trips.iter().map(|(_, t)| t.person.clone()).collect::<Vec<_>>())
     .bind(trips.iter().map(|(_, t)| t.departs_at_ms).collect::<Vec<_>>())
     .bind(trips.iter().map(|(_, t)| t.arrives_at_ms).collect::<Vec<_>>())
     .execute(c)
@@ -135,26 +136,30 @@ pub async fn purchase_facts(c: &sqlx::PgPool, q: &PurchaseQuery) -> sqlx::Result
     .fetch_optional(c)
     .await?;
     let cancelled: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM orders WHERE user_id = $1 AND status = 'CANCELLED' AND updated_at_ms >= $2",
+        "SELECT count(*) FROM orders
+         WHERE user_id = $1 AND status = 'CANCELLED' AND updated_at_ms >= $2 AND kind <> 'wish'",
     )
     .bind(q.user_id)
     .bind(q.day_start_ms)
     .fetch_one(c)
     .await?;
     let overlaps: Vec<(i64, String)> = sqlx::query_as(
-        "SELECT DISTINCT ON (q.p) t.passenger_id, t.order_no
-         FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[]) AS q(p, d, a)
-         JOIN trips t ON t.passenger_id = q.p AND t.departs_at_ms < q.a AND t.arrives_at_ms > q.d
+        // The same person in any account; another account's order is not named to this user.
+        "SELECT DISTINCT ON (q.p) q.p, CASE WHEN o.user_id = $6 THEN t.order_no ELSE '' END
+         FROM UNNEST($1::bigint[], $2::bytea[], $3::bigint[], $4::bigint[]) AS q(p, person, d, a)
+         JOIN trips t ON t.person = q.person AND t.departs_at_ms < q.a AND t.arrives_at_ms > q.d
          JOIN orders o ON o.order_no = t.order_no
-         WHERE t.order_no <> $4
+         WHERE t.order_no <> $5
            AND o.status IN ('PENDING_PAYMENT', 'PAID', 'TICKETED', 'PARTIALLY_REFUNDED')
            AND NOT EXISTS (SELECT 1 FROM tickets k WHERE k.order_no = t.order_no AND k.leg = t.leg
                            AND k.passenger_id = t.passenger_id AND k.status IN ('REFUNDED', 'REBOOKED'))",
     )
     .bind(q.trips.iter().map(|t| t.passenger_id).collect::<Vec<_>>())
+    .bind(q.trips.iter().map(|t| t.person.clone()).collect::<Vec<_>>())
     .bind(q.trips.iter().map(|t| t.departs_at_ms).collect::<Vec<_>>())
     .bind(q.trips.iter().map(|t| t.arrives_at_ms).collect::<Vec<_>>())
     .bind(q.ignore_order.as_deref().unwrap_or(""))
+    .bind(q.user_id)
     .fetch_all(c)
     .await?;
     Ok(PurchaseFacts { unpaid, cancelled_today: cancelled as u32, overlaps })

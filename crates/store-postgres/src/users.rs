@@ -80,7 +80,7 @@ pub async fn add_passenger(pool: &PgPool, p: &NewPassenger, max_per_user: u32) -
 
 pub async fn passengers(pool: &PgPool, user_id: i64) -> sqlx::Result<Vec<PassengerRecord>> {
     let rows = sqlx::query(
-        "SELECT id, user_id, name_enc, id_type, id_no_enc, masked FROM passengers WHERE user_id = $1 ORDER BY id",
+        "SELECT id, user_id, name_enc, id_type, id_no_enc, masked, id_no_index FROM passengers WHERE user_id = $1 ORDER BY id",
     )
     .bind(user_id)
     .fetch_all(pool)
@@ -94,6 +94,7 @@ pub async fn passengers(pool: &PgPool, user_id: i64) -> sqlx::Result<Vec<Passeng
                 id_type: r.try_get(3)?,
                 id_no_enc: r.try_get(4)?,
                 masked: r.try_get(5)?,
+                id_no_index: r.try_get(6)?,
             })
         })
         .collect()

@@ -88,10 +88,11 @@ pub(crate) fn insert_holds(c: &Connection, order_no: &str, holds: &[i64]) -> rus
 /// Record the passengers' trips of `order_no`, in the caller's transaction.
 pub(crate) fn insert_trips(c: &Connection, order_no: &str, trips: &[Trip]) -> rusqlite::Result<()> {
     let mut q = c.prepare_cached(
-        "INSERT INTO trips (order_no, leg, passenger_id, departs_at_ms, arrives_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO trips (order_no, leg, passenger_id, person, departs_at_ms, arrives_at_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
     for t in trips {
-        q.execute(params![order_no, t.leg, t.passenger_id, t.departs_at_ms, t.arrives_at_ms])?;
+        q.execute(params![order_no, t.leg, t.passenger_id, t.person, t.departs_at_ms, t.arrives_at_ms])?;
     }
     Ok(())
 }
@@ -113,24 +114,25 @@ pub fn purchase_facts(c: &Connection, q: &PurchaseQuery) -> rusqlite::Result<Pur
         .optional()?;
     let cancelled_today = c
         .prepare_cached(
-            "SELECT count(*) FROM orders WHERE user_id = ?1 AND status = 'CANCELLED' AND updated_at_ms >= ?2",
+            "SELECT count(*) FROM orders
+             WHERE user_id = ?1 AND status = 'CANCELLED' AND updated_at_ms >= ?2 AND kind <> 'wish'",
         )?
         .query_row(params![q.user_id, q.day_start_ms], |r| r.get(0))?;
+    // The same person in any account; another account's order is not named to this user.
     let sql = format!(
-        "SELECT t.passenger_id, t.order_no FROM trips t JOIN orders o ON o.order_no = t.order_no
-         WHERE t.passenger_id = ?1 AND t.departs_at_ms < ?3 AND t.arrives_at_ms > ?2 AND t.order_no <> ?4
+        "SELECT CASE WHEN o.user_id = ?4 THEN t.order_no ELSE '' END
+         FROM trips t JOIN orders o ON o.order_no = t.order_no
+         WHERE t.person = ?1 AND t.departs_at_ms < ?3 AND t.arrives_at_ms > ?2 AND t.order_no <> ?5
            AND {LIVE_TRIP} LIMIT 1"
     );
     let mut overlapping = c.prepare_cached(&sql)?;
     let ignore = q.ignore_order.as_deref().unwrap_or("");
     let mut overlaps = Vec::new();
     for trip in &q.trips {
-        let found = overlapping
-            .query_row(params![trip.passenger_id, trip.departs_at_ms, trip.arrives_at_ms, ignore], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+        let found: Option<String> = overlapping
+            .query_row(params![trip.person, trip.departs_at_ms, trip.arrives_at_ms, q.user_id, ignore], |r| r.get(0))
             .optional()?;
-        overlaps.extend(found);
+        overlaps.extend(found.map(|order_no| (trip.passenger_id, order_no)));
     }
     Ok(PurchaseFacts { unpaid, cancelled_today, overlaps })
 }

@@ -73,7 +73,7 @@ pub fn add_passenger(c: &Connection, p: &NewPassenger, max_per_user: u32) -> rus
 
 pub fn passengers(c: &Connection, user_id: i64) -> rusqlite::Result<Vec<PassengerRecord>> {
     let mut q = c.prepare_cached(
-        "SELECT id, user_id, name_enc, id_type, id_no_enc, masked FROM passengers WHERE user_id = ?1 ORDER BY id",
+        "SELECT id, user_id, name_enc, id_type, id_no_enc, masked, id_no_index FROM passengers WHERE user_id = ?1 ORDER BY id",
     )?;
     q.query_map([user_id], |r| {
         Ok(PassengerRecord {
@@ -83,6 +83,7 @@ pub fn passengers(c: &Connection, user_id: i64) -> rusqlite::Result<Vec<Passenge
             id_type: r.get(3)?,
             id_no_enc: r.get(4)?,
             masked: r.get(5)?,
+            id_no_index: r.get(6)?,
         })
     })?
     .collect()

@@ -68,6 +68,9 @@ status_enum! {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Trip {
     pub passenger_id: i64,
+    /// The person: the passenger's ID-number hash (`PassengerRecord::id_no_index`), the same
+    /// for them in every account.
+    pub person: Vec<u8>,
     pub leg: i64,
     pub departs_at_ms: i64,
     pub arrives_at_ms: i64,

@@ -38,6 +38,8 @@ pub struct PassengerRecord {
     pub name_enc: Vec<u8>,
     pub id_type: String,
     pub id_no_enc: Vec<u8>,
+    /// Keyed hash of the ID number: one person, whichever account adds them.
+    pub id_no_index: Vec<u8>,
     pub masked: String,
 }
 

@@ -77,7 +77,8 @@ async fn person(client: &Client, tag: &str, i: usize, j: &Journey, tally: &Mutex
     patient(tally, || client.register(&name, password)).await?;
     let token = patient(tally, || client.login(&name, password)).await?.token;
     let api = client.with_token(&token);
-    let id_no = format!("E{:07}", i + 1);
+    // A person of their own, in this run and beside earlier runs on the same server.
+    let id_no = format!("N{tag}{i:06}");
     let passenger = patient(tally, || api.add_passenger("旅客", "PASSPORT", &id_no)).await?;
     let leg = LegBody {
         run_id: j.0.clone(),

@@ -329,12 +329,15 @@ impl TestApp {
         (self.api.with_token(&token), token, registered.user_id)
     }
 
-    /// A new user with `n` passengers (passports E0000001...).
+    /// A new user with `n` passengers, each a person of their own (a passport number no other
+    /// buyer of the process has: the purchase rules follow people across accounts).
     pub async fn buyer(&self, name: &str, n: usize) -> Buyer {
+        static PASSPORTS: AtomicI64 = AtomicI64::new(1);
         let (api, _, user_id) = self.user(name).await;
         let mut passengers = Vec::new();
         for i in 0..n {
-            let p = api.add_passenger(&format!("旅客{i}"), "PASSPORT", &format!("E{:07}", i + 1)).await.unwrap();
+            let number = PASSPORTS.fetch_add(1, Ordering::Relaxed);
+            let p = api.add_passenger(&format!("旅客{i}"), "PASSPORT", &format!("E{number:07}")).await.unwrap();
             passengers.push(p.passenger_id);
         }
         Buyer { api, name: name.to_string(), user_id, passengers }

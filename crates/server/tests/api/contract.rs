@@ -150,6 +150,31 @@ crate::on_both_backends!(
     purchase_rules_refuse_and_allow_again_postgres
 );
 
+/// One person, many accounts: the overlap rule follows the ID number, not an account's entry,
+/// and the refusal does not name the other account's order.
+async fn one_person_travels_once_whatever_the_account(backend: Backend) {
+    let app = spawn_app(backend).await;
+    // Both accounts add passport E7654321: the same person.
+    let (a, _, _) = app.user("alice").await;
+    let (b, _, _) = app.user("mallory").await;
+    let pa = a.add_passenger("张三", "PASSPORT", "E7654321").await.unwrap().passenger_id;
+    let pb = b.add_passenger("张三", "PASSPORT", "E7654321").await.unwrap().passenger_id;
+    let req = |key: &str, who: i64| order_req(key, &g1(), "VNP", "AOH", SeatClass::Second, &[who]);
+    let first = a.create_order(&req("a1", pa), None).await.unwrap().body.order_no;
+    let refused = b.create_order(&req("b1", pb), None).await.unwrap_err();
+    assert_eq!((refused.status(), refused.code()), (Some(409), Some(40914)));
+    assert!(!refused.to_string().contains(&first), "another account's order is not named: {refused}");
+    // Once the first order is cancelled, the person may travel on the other account's order.
+    a.cancel(&first).await.unwrap();
+    assert_eq!(b.create_order(&req("b2", pb), None).await.unwrap().status, 201);
+}
+
+crate::on_both_backends!(
+    one_person_travels_once_whatever_the_account,
+    one_person_travels_once_whatever_the_account_sqlite,
+    one_person_travels_once_whatever_the_account_postgres
+);
+
 /// Each rule can be switched off.
 #[tokio::test]
 async fn purchase_rules_are_configurable() {
