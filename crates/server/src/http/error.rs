@@ -97,7 +97,7 @@ codes! {
     internal = 50001, INTERNAL_SERVER_ERROR, "internal error (a bug: the request id finds it in the logs)";
     unavailable = 50301, SERVICE_UNAVAILABLE, "a store is unreachable; retry later";
     timeout = 50302, SERVICE_UNAVAILABLE, "the request took longer than the server's limit; retry later";
-    busy = 50303, SERVICE_UNAVAILABLE, "the seat engine's queue is full; retry shortly";
+    busy = 50303, SERVICE_UNAVAILABLE, "a bounded queue is full (seat engine, mockpay notifies); retry shortly";
     overloaded = 50304, SERVICE_UNAVAILABLE, "the server is at its concurrency limit; see `Retry-After`";
     queue_full = 50305, SERVICE_UNAVAILABLE, "the sale's waiting room is full";
 }
