@@ -72,6 +72,14 @@ type Result<T> = std::result::Result<T, ClientError>;
 /// No body.
 const NONE: Option<&()> = None;
 
+/// A refusal's body in the error model, or as text when it is not.
+fn refusal(status: u16, bytes: &[u8]) -> ClientError {
+    match serde_json::from_slice::<ErrorBody>(bytes) {
+        Ok(body) => ClientError::Api { status, body },
+        Err(_) => ClientError::Unexpected { status, text: String::from_utf8_lossy(bytes).into_owned() },
+    }
+}
+
 impl Client {
     /// A client of the server at `base` (`http://127.0.0.1:8080`).
     pub fn new(base: &str) -> Client {
@@ -132,10 +140,7 @@ impl Client {
                 .map(|body| Answered { status, body })
                 .map_err(|_| ClientError::Unexpected { status, text: String::from_utf8_lossy(&bytes).into_owned() });
         }
-        match serde_json::from_slice::<ErrorBody>(&bytes) {
-            Ok(body) => Err(ClientError::Api { status, body }),
-            Err(_) => Err(ClientError::Unexpected { status, text: String::from_utf8_lossy(&bytes).into_owned() }),
-        }
+        Err(refusal(status, &bytes))
     }
 
     async fn call<T: DeserializeOwned>(
@@ -186,11 +191,7 @@ impl Client {
         if status == 204 {
             return Ok(());
         }
-        let bytes = r.bytes().await?;
-        Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
-            Ok(body) => ClientError::Api { status, body },
-            Err(_) => ClientError::Unexpected { status, text: String::from_utf8_lossy(&bytes).into_owned() },
-        })
+        Err(refusal(status, &r.bytes().await?))
     }
 
     pub async fn add_passenger(&self, name: &str, id_type: &str, id_no: &str) -> Result<PassengerView> {

@@ -11,12 +11,11 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use chepiao_api::orders::{LegBody, OrderRequest};
 use chepiao_api::{Client, ClientError};
 use chepiao_domain::Network;
 
 use crate::load::args::{LoadArgs, Mode};
-use crate::load::orders::{Journey, journeys};
+use crate::load::orders::{Journey, journeys, one_leg};
 
 /// Tries of one request that keeps being answered 429, at most.
 const TRIES_MAX: u32 = 20;
@@ -80,15 +79,7 @@ async fn person(client: &Client, tag: &str, i: usize, j: &Journey, tally: &Mutex
     // A person of their own, in this run and beside earlier runs on the same server.
     let id_no = format!("N{tag}{i:06}");
     let passenger = patient(tally, || api.add_passenger("旅客", "PASSPORT", &id_no)).await?;
-    let leg = LegBody {
-        run_id: j.0.clone(),
-        from: j.1.clone(),
-        to: j.2.clone(),
-        class: j.3,
-        passenger_ids: vec![passenger.passenger_id],
-        seat_prefs: None,
-    };
-    let req = OrderRequest { idempotency_key: format!("nat-{i}"), legs: vec![leg] };
+    let req = one_leg(j, passenger.passenger_id, format!("nat-{i}"));
     patient(tally, || api.create_order(&req, None)).await?;
     Ok(())
 }

@@ -69,6 +69,19 @@ fn spread_journeys(network: &Network, date: &str) -> Vec<Journey> {
 }
 
 /// Pay an order through mockpay's pay page (the notify follows asynchronously).
+/// An order of one passenger on `journey`, under idempotency key `key`.
+pub fn one_leg((run, from, to, class): &Journey, passenger: i64, key: String) -> OrderRequest {
+    let leg = LegBody {
+        run_id: run.clone(),
+        from: from.clone(),
+        to: to.clone(),
+        class: *class,
+        passenger_ids: vec![passenger],
+        seat_prefs: None,
+    };
+    OrderRequest { idempotency_key: key, legs: vec![leg] }
+}
+
 pub async fn pay_order(user: &Client, order: &OrderOut) -> Result<(), ClientError> {
     let started = user.pay(&order.order_no, "mockpay").await?;
     user.press_pay(&started.pay_url, true).await?;
@@ -91,17 +104,9 @@ impl Plan {
     /// Order `i`: which user books which journey for which passenger.
     fn order(&self, i: u64) -> (&Buyer, OrderRequest) {
         let user = &self.users[(i % self.users.len() as u64) as usize];
-        let (run, from, to, class) = &self.journeys[(i.wrapping_mul(2654435761) % self.journeys.len() as u64) as usize];
+        let journey = &self.journeys[(i.wrapping_mul(2654435761) % self.journeys.len() as u64) as usize];
         let passenger = user.passengers[((i / self.users.len() as u64) % users::PASSENGERS_PER_USER as u64) as usize];
-        let leg = LegBody {
-            run_id: run.clone(),
-            from: from.clone(),
-            to: to.clone(),
-            class: *class,
-            passenger_ids: vec![passenger],
-            seat_prefs: None,
-        };
-        (user, OrderRequest { idempotency_key: format!("load-{}-{i}", self.tag), legs: vec![leg] })
+        (user, one_leg(journey, passenger, format!("load-{}-{i}", self.tag)))
     }
 }
 

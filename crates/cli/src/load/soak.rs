@@ -11,13 +11,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chepiao_api::Client;
-use chepiao_api::orders::{LegBody, OrderRequest};
 use chepiao_domain::Network;
 use chepiao_store::Store;
 use tokio::sync::Semaphore;
 
 use crate::load::args::{LoadArgs, Mode};
-use crate::load::orders::{Journey, journeys, pay_order};
+use crate::load::orders::{Journey, journeys, one_leg, pay_order};
 use crate::load::stats::{self, elapsed_us, pct};
 use crate::load::users::{self, Buyer};
 
@@ -93,17 +92,9 @@ impl Soak {
     /// Order `i`, then what its buyer does with it.
     async fn order(&self, i: u64) {
         let user = &self.users[(i % self.users.len() as u64) as usize];
-        let (run, from, to, class) = &self.journeys[(i.wrapping_mul(2654435761) % self.journeys.len() as u64) as usize];
+        let journey = &self.journeys[(i.wrapping_mul(2654435761) % self.journeys.len() as u64) as usize];
         let passenger = user.passengers[((i / self.users.len() as u64) % user.passengers.len() as u64) as usize];
-        let leg = LegBody {
-            run_id: run.clone(),
-            from: from.clone(),
-            to: to.clone(),
-            class: *class,
-            passenger_ids: vec![passenger],
-            seat_prefs: None,
-        };
-        let req = OrderRequest { idempotency_key: format!("soak-{}-{i}", self.tag), legs: vec![leg] };
+        let req = one_leg(journey, passenger, format!("soak-{}-{i}", self.tag));
         let sent = Instant::now();
         let answer = user.api.create_order(&req, None).await;
         self.record(sent, elapsed_us(sent), matches!(&answer, Ok(a) if a.status == 201));
