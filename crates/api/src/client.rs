@@ -17,6 +17,7 @@ use crate::ops::{EventPage, EventView};
 use crate::orders::{OrderList, OrderOut, OrderRequest, PayRequest, PayStarted};
 use crate::payments::{MockpayPressed, NotifyAck};
 use crate::queue::{QueueStatus, SaleOut};
+use crate::stats::{AuditVerify, LiveFigures, RoomFigures, SalesStats};
 use crate::tickets::{PublicKeys, RebookRequest, RefundOut};
 use crate::users::{Credentials, LoggedIn, NewPassengerBody, PassengerList, PassengerView, PasswordChange, Registered};
 use crate::waitlist::{NotificationList, WishOut, WishRequest};
@@ -339,5 +340,28 @@ impl Client {
     pub async fn admin_retry_event(&self, admin_key: &str, id: i64) -> Result<EventView> {
         let path = format!("/api/v1/admin/events/{id}/retry");
         Ok(self.call(Method::POST, &path, NONE, &[(headers::ADMIN_KEY, admin_key)]).await?.body)
+    }
+
+    /// Sales statistics, as the operator; `query` is the query string (`from=…&to=…[&train=…][&class=…]`).
+    pub async fn admin_sales(&self, admin_key: &str, query: &str) -> Result<SalesStats> {
+        let path = format!("/api/v1/admin/stats/sales?{query}");
+        Ok(self.call(Method::GET, &path, NONE, &[(headers::ADMIN_KEY, admin_key)]).await?.body)
+    }
+
+    /// This node's live figures, as the operator.
+    pub async fn admin_live(&self, admin_key: &str) -> Result<LiveFigures> {
+        Ok(self.call(Method::GET, "/api/v1/admin/live", NONE, &[(headers::ADMIN_KEY, admin_key)]).await?.body)
+    }
+
+    /// Verify the audit log's chain after entry `after`, as the operator.
+    pub async fn admin_audit_verify(&self, admin_key: &str, after: i64) -> Result<AuditVerify> {
+        let path = format!("/api/v1/admin/audit/verify?after={after}");
+        Ok(self.call(Method::GET, &path, NONE, &[(headers::ADMIN_KEY, admin_key)]).await?.body)
+    }
+
+    /// A sale's waiting room, as the operator.
+    pub async fn admin_room(&self, admin_key: &str, sale_id: &str) -> Result<RoomFigures> {
+        let path = format!("/api/v1/admin/sales/{sale_id}/room");
+        Ok(self.call(Method::GET, &path, NONE, &[(headers::ADMIN_KEY, admin_key)]).await?.body)
     }
 }

@@ -27,6 +27,7 @@ pub mod orders;
 pub mod payments;
 pub mod qr;
 pub mod queue;
+pub mod stats;
 pub mod tickets;
 pub mod users;
 pub mod waitlist;

@@ -125,3 +125,49 @@ async fn count_tickets(store: &dyn Store, audit: &mut SeatAudit) -> Result<HashM
     }
     Ok(tickets_per_order)
 }
+
+/// What [`verify_log`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogCheck {
+    /// Entries found intact (before the break, if there is one).
+    pub entries: u64,
+    /// The last entry found intact (the `after` it started from when none was).
+    pub last_seq: i64,
+    /// The first break in the chain, in words.
+    pub problem: Option<String>,
+    /// The check reached the log's end (or a break); false when `entries_max` stopped it.
+    pub complete: bool,
+}
+
+/// Recompute the audit log's hash chain from the entry after `after_seq` (from the start when
+/// 0; else from that entry's recorded predecessor hash), at most `entries_max` entries.
+pub async fn verify_log(store: &dyn Store, after_seq: i64, entries_max: u64) -> Result<LogCheck, StoreError> {
+    let mut end: Option<(Vec<u8>, i64)> = (after_seq == 0).then(|| (chepiao_store::AUDIT_GENESIS.to_vec(), 0));
+    let mut check = LogCheck { entries: 0, last_seq: after_seq, problem: None, complete: false };
+    while check.entries < entries_max {
+        let want = (entries_max - check.entries).min(u64::from(PAGE_LEN)) as u32;
+        let page = store.audit_range(check.last_seq, want).await?;
+        let Some(first) = page.first() else {
+            check.complete = true;
+            return Ok(check);
+        };
+        let from = end.take().unwrap_or_else(|| (first.prev_hash.clone(), check.last_seq));
+        match chepiao_store::verify_chain(from, &page) {
+            Ok(next) => {
+                check.entries += page.len() as u64;
+                check.last_seq = next.1;
+                end = Some(next);
+            }
+            Err(e) => {
+                // The entries before the broken one are intact.
+                let (chepiao_store::ChainError::BadHash { seq } | chepiao_store::ChainError::BadLink { seq }) = e;
+                check.entries += (seq - 1 - check.last_seq).max(0) as u64;
+                check.last_seq = check.last_seq.max(seq - 1);
+                check.problem = Some(e.to_string());
+                check.complete = true;
+                return Ok(check);
+            }
+        }
+    }
+    Ok(check)
+}

@@ -30,7 +30,7 @@ use crate::calendar::run_spec;
 use crate::context::Flow;
 use crate::error::{FlowError, Result};
 use crate::rules;
-use crate::stored::{StoredLeg, StoredSeat, engine_key, holds_of, legs_of, new_number};
+use crate::stored::{StoredLeg, StoredSeat, engine_key, holds_of, legs_of, new_number, order_lines};
 
 pub const LEGS_PER_ORDER_MAX: usize = 4;
 pub const PASSENGERS_PER_LEG_MAX: usize = 5;
@@ -243,6 +243,8 @@ pub(crate) async fn place_legs(
         amount_fen = (amount_fen - r.price_fen).max(0);
     }
     let holds = holds_of(&legs)?;
+    let now_ms = flow.now_ms();
+    let passengers: Vec<usize> = bodies.iter().map(|b| b.passenger_ids.len()).collect();
     let order = NewOrder {
         order_no: new_number('E'),
         user_id,
@@ -250,12 +252,13 @@ pub(crate) async fn place_legs(
         request_hash: request_hash.clone(),
         amount_fen,
         pay_before_ms: outcome.expires_at_ms as i64 - flow.config.hold_grace_s as i64 * 1000,
-        created_at_ms: flow.now_ms(),
+        created_at_ms: now_ms,
         legs_json: serde_json::to_string(&legs).expect("legs serialise"),
         holds: holds.iter().map(|(h, _)| *h as i64).collect(),
         kind: how.kind,
         source: how.source.to_string(),
         trips,
+        lines: order_lines(&legs, &passengers, amount_fen, now_ms),
     };
     match flow.batchers.orders.submit(order).await {
         Ok(CreateOrder::Created(order)) => Ok(Placed { order, created: true }),

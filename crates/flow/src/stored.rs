@@ -4,7 +4,7 @@
 
 use chepiao_domain::{RunId, SeatClass};
 use chepiao_engine::IdemKey;
-use chepiao_store::{OrderRecord, OrderStatus, PaymentRecord, PaymentStatus, Store, TicketRecord};
+use chepiao_store::{OrderLine, OrderRecord, OrderStatus, PaymentRecord, PaymentStatus, Store, TicketRecord};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -53,6 +53,34 @@ pub struct StoredSeat {
     pub coach: u8,
     pub seat: String,
     pub price_fen: i64,
+}
+
+/// The order's lines for the sales statistics: one per leg, on the day it is placed (China
+/// time), with its passengers (`passengers[i]` on leg `i`) and its fares. What the order's
+/// amount differs from the fares (a rebook charges the difference, a wish has no seats yet)
+/// lands on the first leg, so that the lines add up to the amount.
+pub fn order_lines(legs: &[StoredLeg], passengers: &[usize], amount_fen: i64, created_at_ms: i64) -> Vec<OrderLine> {
+    assert_eq!(legs.len(), passengers.len(), "a passenger count per leg");
+    let at = chrono::DateTime::from_timestamp_millis(created_at_ms).expect("a time within chrono's range");
+    let day = chepiao_domain::ServiceDate::today_in_china(at);
+    let mut lines: Vec<OrderLine> = legs
+        .iter()
+        .zip(passengers)
+        .enumerate()
+        .map(|(i, (leg, &n))| OrderLine {
+            leg: i as i64,
+            day,
+            train_code: leg.train_code.clone(),
+            class: leg.class.as_str().to_string(),
+            seats: n as i64,
+            amount_fen: leg.seats.iter().map(|s| s.price_fen).sum(),
+        })
+        .collect();
+    let fares: i64 = lines.iter().map(|l| l.amount_fen).sum();
+    if let Some(first) = lines.first_mut() {
+        first.amount_fen += amount_fen - fares;
+    }
+    lines
 }
 
 pub fn legs_of(order: &OrderRecord) -> Result<Vec<StoredLeg>> {

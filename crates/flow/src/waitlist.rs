@@ -34,7 +34,7 @@ use crate::orders::{
     IDEMPOTENCY_KEY_LEN_MAX, PASSENGERS_PER_LEG_MAX, ResolvedLeg, release_holds, resolve_leg, seated_legs,
 };
 use crate::rules;
-use crate::stored::{engine_key, holds_of, new_number};
+use crate::stored::{engine_key, holds_of, new_number, order_lines};
 
 /// How often the matcher looks even when nothing signalled it (deadlines, missed signals).
 pub const WISH_POLL: Duration = Duration::from_secs(1);
@@ -87,8 +87,7 @@ fn wish_deadline(flow: &Flow, deadline: &str, resolved: &ResolvedLeg) -> Result<
     Ok(deadline)
 }
 
-/// Join the waitlist: the wish and its unpaid order.
-pub async fn join(flow: &Flow, user_id: i64, req: &WishRequest, source: &str) -> Result<(WishView, bool)> {
+fn check_wish(req: &WishRequest) -> Result<()> {
     if let Some(k) = &req.idempotency_key
         && !(1..=IDEMPOTENCY_KEY_LEN_MAX).contains(&k.len())
     {
@@ -97,6 +96,12 @@ pub async fn join(flow: &Flow, user_id: i64, req: &WishRequest, source: &str) ->
     if req.passenger_ids.len() > PASSENGERS_PER_LEG_MAX {
         return Err(FlowError::BadParameter(format!("`passenger_ids`: 1 to {PASSENGERS_PER_LEG_MAX} passengers")));
     }
+    Ok(())
+}
+
+/// Join the waitlist: the wish and its unpaid order.
+pub async fn join(flow: &Flow, user_id: i64, req: &WishRequest, source: &str) -> Result<(WishView, bool)> {
+    check_wish(req)?;
     let body = LegBody {
         run_id: req.run_id.clone(),
         from: req.from.clone(),
@@ -118,12 +123,13 @@ pub async fn join(flow: &Flow, user_id: i64, req: &WishRequest, source: &str) ->
     )?;
     let _user = flow.user_locks.lock(user_id).await;
     rules::check(flow, user_id, &format!("wish:{key_part}"), OrderKind::Wish, &trips, None).await?;
+    let amount_fen = resolved.price_fen * req.passenger_ids.len() as i64;
     let order = NewOrder {
         order_no: new_number('E'),
         user_id,
         idem_key: format!("wish:{key_part}"),
         request_hash: request_hash.clone(),
-        amount_fen: resolved.price_fen * req.passenger_ids.len() as i64,
+        amount_fen,
         pay_before_ms: now + flow.config.pay_window_s as i64 * 1000,
         created_at_ms: now,
         legs_json: serde_json::to_string(&[&resolved.stored]).expect("legs serialise"),
@@ -131,6 +137,7 @@ pub async fn join(flow: &Flow, user_id: i64, req: &WishRequest, source: &str) ->
         kind: OrderKind::Wish,
         source: source.to_string(),
         trips,
+        lines: order_lines(std::slice::from_ref(&resolved.stored), &[req.passenger_ids.len()], amount_fen, now),
     };
     let wish = NewWish {
         wish_id: new_number('W'),

@@ -10,6 +10,7 @@
 //! - [`hotsale`]: hot-sale protection (waiting room, risk checks, IP limits, shedding);
 //! - [`security`]: passwords and tokens, passenger PII, secrets, gate and admin keys;
 //! - [`search`]: remaining places for train search, from the engine;
+//! - [`live`]: the operator's live figures of this node (orders/s, the hottest runs);
 //! - [`config`]: the configuration's shape, defaults and checks (the binary reads it);
 //! - [`node`]: this node's claim on its database (one seat engine per database).
 //!
@@ -22,6 +23,7 @@ pub mod config;
 pub mod fuzzing;
 pub mod hotsale;
 pub mod http;
+pub mod live;
 pub mod node;
 pub mod routes;
 pub mod search;
@@ -223,6 +225,7 @@ async fn shared(flow: Arc<Flow>, config: Config, claim: node::NodeClaim) -> Resu
         self_url: Default::default(),
         streams,
         shutting_down,
+        live: Default::default(),
     })
 }
 

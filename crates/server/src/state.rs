@@ -39,6 +39,8 @@ pub struct Shared {
     pub self_url: std::sync::OnceLock<String>,
     /// The waiting room's Server-Sent Events streams (capped, ended at shutdown).
     pub streams: Arc<crate::hotsale::streams::Streams>,
+    /// Orders per second and the hottest runs, for the operator.
+    pub live: crate::live::Live,
     /// Set when the server starts shutting down.
     pub shutting_down: tokio::sync::watch::Sender<bool>,
 }

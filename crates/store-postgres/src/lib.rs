@@ -19,6 +19,7 @@ mod orders;
 mod outbox;
 mod payments;
 mod row;
+mod stats;
 mod tickets;
 mod users;
 pub mod writer;
@@ -57,6 +58,7 @@ fn migrator() -> Migrator {
             m(7, "passenger_masked", include_str!("../migrations/0007_passenger_masked.sql")),
             m(8, "sale_day", include_str!("../migrations/0008_sale_day.sql")),
             m(9, "purchase_rules", include_str!("../migrations/0009_purchase_rules.sql")),
+            m(10, "sales_stats", include_str!("../migrations/0010_sales_stats.sql")),
         ]),
         ..Migrator::DEFAULT
     }
@@ -322,6 +324,14 @@ impl OutboxStore for PgStore {
 
     async fn outbox_counts(&self) -> Result<OutboxCounts> {
         outbox::counts(&self.pool).await.map_err(db)
+    }
+}
+
+#[async_trait]
+impl StatsStore for PgStore {
+    async fn sales_facts(&self, q: &SalesQuery) -> Result<SalesFacts> {
+        q.check()?;
+        stats::sales_facts(&self.pool, q).await.map_err(db)
     }
 }
 

@@ -1,7 +1,7 @@
 //! Orders in PostgreSQL.
 
 use chepiao_store::{
-    AUDIT_PAGE_MAX, CreateOrder, NewOrder, OrderPage, OrderRecord, OrderStatus, PageQuery, PurchaseFacts,
+    AUDIT_PAGE_MAX, CreateOrder, NewOrder, OrderLine, OrderPage, OrderRecord, OrderStatus, PageQuery, PurchaseFacts,
     PurchaseQuery, Transition, Trip,
 };
 use sqlx::postgres::PgRow;
@@ -71,6 +71,7 @@ pub async fn create(c: &mut PgConnection, orders: &[NewOrder]) -> sqlx::Result<V
     }
     insert_holds(&mut *c, &hold_ids, &hold_orders).await?;
     record_kind_source_trips(&mut *c, &fresh).await?;
+    insert_lines(&mut *c, &fresh).await?;
     let mut out = Vec::with_capacity(orders.len());
     for o in orders {
         out.push(match created.remove(&o.order_no) {
@@ -122,6 +123,31 @@ async fn record_kind_source_trips(c: &mut PgConnection, fresh: &[&NewOrder]) -> 
     .bind(trips.iter().map(|(_, t)| t.person.clone()).collect::<Vec<_>>())
     .bind(trips.iter().map(|(_, t)| t.departs_at_ms).collect::<Vec<_>>())
     .bind(trips.iter().map(|(_, t)| t.arrives_at_ms).collect::<Vec<_>>())
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
+/// The new orders' lines for the sales statistics.
+async fn insert_lines(c: &mut PgConnection, fresh: &[&NewOrder]) -> sqlx::Result<()> {
+    let lines: Vec<(&NewOrder, &OrderLine)> = fresh.iter().flat_map(|o| o.lines.iter().map(move |l| (*o, l))).collect();
+    if lines.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO order_lines (order_no, leg, day, train_code, class, status, source, seats, amount_fen)
+         SELECT o, l, d, t, c, 'PENDING_PAYMENT', s, n, a
+         FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[])
+              AS u(o, l, d, t, c, s, n, a)",
+    )
+    .bind(lines.iter().map(|(o, _)| o.order_no.clone()).collect::<Vec<_>>())
+    .bind(lines.iter().map(|(_, l)| l.leg).collect::<Vec<_>>())
+    .bind(lines.iter().map(|(_, l)| l.day.to_string()).collect::<Vec<_>>())
+    .bind(lines.iter().map(|(_, l)| l.train_code.clone()).collect::<Vec<_>>())
+    .bind(lines.iter().map(|(_, l)| l.class.clone()).collect::<Vec<_>>())
+    .bind(lines.iter().map(|(o, _)| o.source.clone()).collect::<Vec<_>>())
+    .bind(lines.iter().map(|(_, l)| l.seats).collect::<Vec<_>>())
+    .bind(lines.iter().map(|(_, l)| l.amount_fen).collect::<Vec<_>>())
     .execute(c)
     .await?;
     Ok(())

@@ -142,7 +142,7 @@ pub async fn retry(c: &mut PgConnection, id: i64, now_ms: i64) -> sqlx::Result<O
     Ok(row.map(raw))
 }
 
-pub async fn counts<'e>(c: impl PgExecutor<'e>) -> sqlx::Result<OutboxCounts> {
+pub async fn counts(c: &sqlx::PgPool) -> sqlx::Result<OutboxCounts> {
     let rows: Vec<(String, i64)> =
         sqlx::query_as("SELECT state, count(*) FROM outbox GROUP BY state").fetch_all(c).await?;
     let mut counts = OutboxCounts::default();
@@ -154,5 +154,9 @@ pub async fn counts<'e>(c: impl PgExecutor<'e>) -> sqlx::Result<OutboxCounts> {
             None => return Err(sqlx::Error::Decode(format!("outbox state {state:?}").into())),
         }
     }
+    // Rows are written in id order: the first one not dead is the oldest waiting.
+    counts.oldest_ms = sqlx::query_scalar("SELECT created_at_ms FROM outbox WHERE state <> 'DEAD' ORDER BY id LIMIT 1")
+        .fetch_optional(c)
+        .await?;
     Ok(counts)
 }

@@ -8,7 +8,7 @@
 //!   and the reader threads, each with a read-only connection (WAL lets them read beside the
 //!   writer);
 //! - one module per aggregate (`network`, `users`, `orders`, `payments`, `outbox`, `tickets`,
-//!   `audit`, `after_sale`): plain functions over a `rusqlite::Connection`, run on those
+//!   `audit`, `after_sale`, `stats`): plain functions over a `rusqlite::Connection`, run on those
 //!   threads; the decisions they apply are `chepiao_store`'s, shared with PostgreSQL;
 //! - `row`: reading chepiao's values out of rows (a spelling it never writes is a corrupt row);
 //! - `schema`: the migrations in `migrations/`, embedded in the binary.
@@ -22,6 +22,7 @@ mod outbox;
 mod payments;
 mod row;
 mod schema;
+mod stats;
 pub mod threads;
 mod tickets;
 mod users;
@@ -336,6 +337,15 @@ impl OutboxStore for SqliteStore {
 
     async fn outbox_counts(&self) -> Result<OutboxCounts> {
         self.read(outbox::counts).await
+    }
+}
+
+#[async_trait]
+impl StatsStore for SqliteStore {
+    async fn sales_facts(&self, q: &SalesQuery) -> Result<SalesFacts> {
+        q.check()?;
+        let q = q.clone();
+        self.read(move |c| stats::sales_facts(c, &q)).await
     }
 }
 

@@ -1,8 +1,8 @@
 //! Orders in SQLite.
 
 use chepiao_store::{
-    CreateOrder, NewOrder, OrderPage, OrderRecord, OrderStatus, PageQuery, PurchaseFacts, PurchaseQuery, Transition,
-    Trip,
+    CreateOrder, NewOrder, OrderLine, OrderPage, OrderRecord, OrderStatus, PageQuery, PurchaseFacts, PurchaseQuery,
+    Transition, Trip,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
@@ -62,6 +62,7 @@ pub fn create(c: &Connection, orders: &[NewOrder]) -> rusqlite::Result<Vec<Creat
             Some(rec) => {
                 insert_holds(c, &rec.order_no, &o.holds)?;
                 insert_trips(c, &rec.order_no, &o.trips)?;
+                insert_lines(c, &rec.order_no, &o.source, &o.lines)?;
                 c.prepare_cached("UPDATE orders SET kind = ?2, source = ?3 WHERE order_no = ?1")?.execute(params![
                     rec.order_no,
                     o.kind.as_str(),
@@ -93,6 +94,18 @@ pub(crate) fn insert_trips(c: &Connection, order_no: &str, trips: &[Trip]) -> ru
     )?;
     for t in trips {
         q.execute(params![order_no, t.leg, t.passenger_id, t.person, t.departs_at_ms, t.arrives_at_ms])?;
+    }
+    Ok(())
+}
+
+/// Record a new order's lines for the sales statistics, in the caller's transaction.
+pub(crate) fn insert_lines(c: &Connection, order_no: &str, source: &str, lines: &[OrderLine]) -> rusqlite::Result<()> {
+    let mut q = c.prepare_cached(
+        "INSERT INTO order_lines (day, train_code, class, order_no, leg, status, source, seats, amount_fen)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'PENDING_PAYMENT', ?6, ?7, ?8)",
+    )?;
+    for l in lines {
+        q.execute(params![l.day.to_string(), l.train_code, l.class, order_no, l.leg, source, l.seats, l.amount_fen])?;
     }
     Ok(())
 }

@@ -111,5 +111,10 @@ pub fn counts(c: &Connection) -> rusqlite::Result<OutboxCounts> {
             None => return Err(crate::row::corrupt(0, &state)),
         }
     }
+    // Rows are written in id order: the first one not dead is the oldest waiting.
+    counts.oldest_ms = c
+        .prepare_cached("SELECT created_at_ms FROM outbox WHERE state <> 'DEAD' ORDER BY id LIMIT 1")?
+        .query_row([], |r| r.get(0))
+        .optional()?;
     Ok(counts)
 }

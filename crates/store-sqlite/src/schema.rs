@@ -17,6 +17,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("../migrations/0007_passenger_masked.sql")),
     (8, include_str!("../migrations/0008_sale_day.sql")),
     (9, include_str!("../migrations/0009_purchase_rules.sql")),
+    (10, include_str!("../migrations/0010_sales_stats.sql")),
 ];
 
 fn failed(e: rusqlite::Error) -> StoreError {

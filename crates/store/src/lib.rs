@@ -14,6 +14,7 @@
 //! - [`tickets`]: issued tickets, check-ins, refunds and the revocations gates sync;
 //! - [`audit`]: the append-only, hash-chained log ([`audit::chain`] computes new entries);
 //! - [`after_sale`]: rebooking, the waitlist and its notifications;
+//! - [`stats`]: sales statistics for operators (a line per order leg, grouped by SQL);
 //! - [`lease`]: which seat engine a database belongs to (one per database for now).
 //!
 //! Why the SQL is written per backend rather than shared: the embedded default writes from one
@@ -32,6 +33,7 @@ pub mod network;
 pub mod orders;
 pub mod outbox;
 pub mod payments;
+pub mod stats;
 mod status;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;
@@ -46,6 +48,7 @@ pub use network::*;
 pub use orders::*;
 pub use outbox::*;
 pub use payments::*;
+pub use stats::*;
 pub use tickets::*;
 pub use users::*;
 
@@ -61,6 +64,7 @@ pub trait Store:
     + audit::AuditStore
     + after_sale::AfterSaleStore
     + lease::LeaseStore
+    + stats::StatsStore
     + Send
     + Sync
     + 'static

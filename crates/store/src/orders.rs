@@ -2,6 +2,8 @@
 //! enforces the same way (one guarded `UPDATE … WHERE status = ? AND version = ?` per move).
 
 use crate::error::Result;
+use chepiao_domain::ServiceDate;
+
 use crate::status::status_enum;
 
 status_enum! {
@@ -57,11 +59,27 @@ pub struct NewOrder {
     pub source: String,
     /// Each passenger's journey in time, for the rule that no passenger travels twice at once.
     pub trips: Vec<Trip>,
+    /// One line per leg for the sales statistics.
+    pub lines: Vec<OrderLine>,
 }
 
 status_enum! {
     /// What an order is for.
     OrderKind { Order = "order", Rebook = "rebook", Wish = "wish" }
+}
+
+/// One leg of an order as the sales statistics count it ([`crate::stats`]), written in the order's transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderLine {
+    pub leg: i64,
+    /// The day the order was placed (China time).
+    pub day: ServiceDate,
+    pub train_code: String,
+    /// The API's spelling (`SECOND`, ...).
+    pub class: String,
+    pub seats: i64,
+    /// This leg's share of the order's amount (the lines of an order add up to its amount).
+    pub amount_fen: i64,
 }
 
 /// One passenger's journey on one leg of an order, in time.

@@ -95,6 +95,8 @@ pub struct OutboxCounts {
     pub pending: u64,
     pub sent: u64,
     pub dead: u64,
+    /// When the oldest row not yet handled (pending or sent) was written.
+    pub oldest_ms: Option<i64>,
 }
 
 /// Outbox rows one call hands out.

@@ -114,6 +114,7 @@ fn new_order(user_id: i64, no: &str, key: &str, pay_before_ms: i64) -> NewOrder 
         kind: OrderKind::Order,
         source: "api".into(),
         trips: Vec::new(),
+        lines: Vec::new(),
     }
 }
 

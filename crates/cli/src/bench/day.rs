@@ -228,6 +228,12 @@ fn report_end(sim: &Sim, stats: &ShardStats, wall_s: f64) {
         stats.snapshot_lsn
     );
     println!(
+        "of the batches over 10 ms, {} had the shard's thread on a core for 10 ms or more (the rest waited for a core or the disk); most core time in one batch {:.1} ms; longest log append (write + sync) {:.1} ms",
+        stats.batches_over_10ms_on_cpu,
+        stats.longest_batch_cpu_us as f64 / 1000.0,
+        stats.longest_append_us as f64 / 1000.0
+    );
+    println!(
         "resident memory: peak {:.0} MB, final {:.0} MB; wall time {:.0} s ({:.0} simulated orders/s)",
         sim.rss_peak as f64 / 1e6,
         rss::rss_bytes() as f64 / 1e6,

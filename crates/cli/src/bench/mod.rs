@@ -5,9 +5,11 @@
 //! - `bench allocation`: seat-km sold ÷ offered for best-fit, first-fit and the offline optimum
 //!   over fixed-seed demand streams on real long trains.
 //! - `bench day` ([`day`]): a national sale day (or week) through the engine in simulated time.
+//! - `bench stats` ([`stats`]): the operator's sales statistics on a day of orders (1 million).
 
 mod day;
 mod rss;
+mod stats;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,6 +47,8 @@ pub enum Bench {
     /// A national sale day (or a week) through the seat engine in simulated time: memory,
     /// refusals by a limit, stalls, recovery.
     Day(day::DayArgs),
+    /// The sales statistics query on a day of orders (SQLite, or PostgreSQL with --postgres).
+    Stats(stats::StatsArgs),
     /// Allocation quality on real trains: best-fit vs first-fit vs the offline optimum.
     Allocation {
         /// Trains to simulate, with the class to sell: CODE:CLASS,...
@@ -62,6 +66,7 @@ pub fn run(bench: Bench, network: Network) -> anyhow::Result<()> {
         Bench::Allocation { trains, seeds } => allocation(&network, &trains, seeds),
         Bench::Store { writes, callers } => store(writes, callers),
         Bench::Day(args) => day::day(&network, args),
+        Bench::Stats(args) => stats::stats(&network, args),
     }
 }
 

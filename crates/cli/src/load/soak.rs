@@ -20,11 +20,22 @@ use crate::load::orders::{Journey, journeys, one_leg, pay_order};
 use crate::load::stats::{self, elapsed_us, pct};
 use crate::load::users::{self, Buyer};
 
-/// Latencies of one window, µs, and its answers that were not 201.
+/// Latencies of one window, µs (all answers, and the refusals alone), and its answers that
+/// were not 201 by what they were (an error code, `replay`, `transport`).
 #[derive(Default)]
 struct Window {
     latencies_us: Vec<u32>,
-    refused: u64,
+    refused_us: Vec<u32>,
+    refused: std::collections::BTreeMap<String, u64>,
+}
+
+/// What a create-order answer was, when it was not a new order.
+fn refusal<T>(answer: &Result<chepiao_api::client::Answered<T>, chepiao_api::ClientError>) -> Option<String> {
+    match answer {
+        Ok(a) if a.status == 201 => None,
+        Ok(_) => Some("replay".into()),
+        Err(e) => Some(e.code().map_or_else(|| "transport".into(), |c| c.to_string())),
+    }
 }
 
 struct Soak {
@@ -97,7 +108,7 @@ impl Soak {
         let req = one_leg(journey, passenger, format!("soak-{}-{i}", self.tag));
         let sent = Instant::now();
         let answer = user.api.create_order(&req, None).await;
-        self.record(sent, elapsed_us(sent), matches!(&answer, Ok(a) if a.status == 201));
+        self.record(sent, elapsed_us(sent), refusal(&answer));
         let Ok(order) = answer else { return };
         match i % 20 {
             0..=13 if pay_order(&user.api, &order.body).await.is_ok() && i % 100 < 5 => {
@@ -109,14 +120,17 @@ impl Soak {
         }
     }
 
-    fn record(&self, sent: Instant, took_us: u32, created: bool) {
+    fn record(&self, sent: Instant, took_us: u32, refused: Option<String>) {
         let w = ((sent - self.start).as_secs_f64() / self.window.as_secs_f64()) as usize;
         let mut windows = self.windows.lock().expect("not poisoned");
         if windows.len() <= w {
             windows.resize_with(w + 1, Window::default);
         }
         windows[w].latencies_us.push(took_us);
-        windows[w].refused += u64::from(!created);
+        if let Some(what) = refused {
+            windows[w].refused_us.push(took_us);
+            *windows[w].refused.entry(what).or_default() += 1;
+        }
     }
 
     async fn refund_when_ticketed(&self, api: &Client, order_no: &str) {
@@ -133,17 +147,21 @@ impl Soak {
     }
 
     async fn print_window(&self, w: usize, client: &Client) {
-        let (mut lat, refused) = {
+        let (mut lat, mut refused_lat, refused) = {
             let windows = self.windows.lock().expect("not poisoned");
             let Some(win) = windows.get(w) else { return };
-            (win.latencies_us.clone(), win.refused)
+            (win.latencies_us.clone(), win.refused_us.clone(), win.refused.clone())
         };
         let n = lat.len();
         let (p50, p99) = (pct(&mut lat, 0.50), pct(&mut lat, 0.99));
+        let refused_p99 = pct(&mut refused_lat, 0.99);
         let mb = server_rss_mb(client).await;
         let from = w as u64 * self.window.as_secs();
+        let not_created: u64 = refused.values().sum();
+        let by: Vec<String> = refused.iter().map(|(what, k)| format!("{what}: {k}")).collect();
         println!(
-            "window {from:>5} s: {n:>8} orders ({refused} not created), p50 {p50:.1} ms, p99 {p99:.1} ms, server {mb:.0} MB"
+            "window {from:>5} s: {n:>8} orders ({not_created} not created [{}], their p99 {refused_p99:.1} ms), p50 {p50:.1} ms, p99 {p99:.1} ms, server {mb:.0} MB",
+            by.join(", ")
         );
     }
 }

@@ -174,4 +174,8 @@ impl QueueBackend for MemoryQueue {
     async fn waiting(&self, sale: &str) -> Result<u64, QueueError> {
         Ok(self.with(sale, |q| q.waiting.len() as u64))
     }
+
+    async fn admitted(&self, sale: &str) -> Result<u64, QueueError> {
+        Ok(self.with(sale, |q| q.admitted.len() as u64))
+    }
 }

@@ -168,4 +168,9 @@ impl QueueBackend for RedisQueue {
         let [wait, _, _, _] = self.keys(sale);
         redis::cmd("ZCARD").arg(wait).query_async(&mut self.conn.clone()).await.map_err(err)
     }
+
+    async fn admitted(&self, sale: &str) -> Result<u64, QueueError> {
+        let [_, admitted, _, _] = self.keys(sale);
+        redis::cmd("HLEN").arg(admitted).query_async(&mut self.conn.clone()).await.map_err(err)
+    }
 }

@@ -104,6 +104,17 @@ pub struct Risk {
     devices: KeyedLimiter<String>,
     ips: KeyedLimiter<IpAddr>,
     accounts: Mutex<Accounts>,
+    /// Decisions since start, for the operator's live figures: passed, slow lane, refused or
+    /// limited.
+    decisions: [std::sync::atomic::AtomicU64; 3],
+}
+
+/// Risk decisions since start: (passed, moved to the slow lane, refused or limited).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecisionCounts {
+    pub passed: u64,
+    pub slow: u64,
+    pub refused: u64,
 }
 
 /// Seeded per process, like the buckets' maps (the keys are the client's to choose).
@@ -130,6 +141,7 @@ impl Risk {
             devices: keyed_limiter(per_s, burst),
             ips: keyed_limiter(config.ip_rate_per_s, config.ip_rate_per_s.saturating_mul(10)),
             accounts: Mutex::new(Accounts::default()),
+            decisions: Default::default(),
         }
     }
 
@@ -147,6 +159,11 @@ impl Risk {
             self.listed_len.fetch_sub(1, Ordering::Relaxed);
         }
         removed
+    }
+
+    pub fn decisions(&self) -> DecisionCounts {
+        let [passed, slow, refused] = self.decisions.each_ref().map(|n| n.load(Ordering::Relaxed));
+        DecisionCounts { passed, slow, refused }
     }
 
     pub fn list(&self, kind: ListKind, list: ListName) -> Vec<String> {
@@ -175,6 +192,12 @@ impl Risk {
     /// Decide, and count the decision under `check` (`join`, `order`).
     pub fn check(&self, check: &'static str, s: &Subject) -> Decision {
         let d = self.decide(s);
+        let which = match d {
+            Decision::Pass => 0,
+            Decision::Slow { .. } => 1,
+            Decision::Refuse { .. } | Decision::Limited { .. } => 2,
+        };
+        self.decisions[which].fetch_add(1, Ordering::Relaxed);
         count(
             check,
             match d {

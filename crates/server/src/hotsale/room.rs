@@ -72,6 +72,8 @@ pub trait QueueBackend: Send + Sync + 'static {
     async fn forget(&self, sale: &str, user: i64) -> Result<(), QueueError>;
     /// Users waiting.
     async fn waiting(&self, sale: &str) -> Result<u64, QueueError>;
+    /// Users admitted (and not since forgotten), on every node sharing the backend.
+    async fn admitted(&self, sale: &str) -> Result<u64, QueueError>;
     /// Spend queue token `token_id` on the order with idempotency key `key`, remembered until
     /// `until_ms` (the token's expiry). True when the token is now this key's (or was already:
     /// a retry); false when another order spent it.

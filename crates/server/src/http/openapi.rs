@@ -8,7 +8,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::http::error::{CODES, ErrorBody};
-use crate::routes::{admin, checkin, health, network, orders, payments, queue, tickets, users, waitlist};
+use crate::routes::{admin, checkin, figures, health, network, orders, payments, queue, tickets, users, waitlist};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -22,7 +22,8 @@ use crate::routes::{admin, checkin, health, network, orders, payments, queue, ti
         checkin::check_in, checkin::revocations, checkin::upload, tickets::refund, tickets::rebook,
         waitlist::join, waitlist::get, waitlist::pay, waitlist::cancel, waitlist::notifications,
         queue::sales, queue::join, queue::status, queue::events,
-        admin::risk_list, admin::risk_put, admin::risk_delete, admin::events, admin::retry_event),
+        admin::risk_list, admin::risk_put, admin::risk_delete, admin::events, admin::retry_event,
+        figures::sales, figures::live, figures::audit_verify, figures::room),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth, &CommonAnswers),
     tags((name = "network", description = "stations, train search with remaining tickets, runs"),

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod checkin;
+pub mod figures;
 pub mod health;
 pub mod network;
 pub mod orders;
@@ -71,6 +72,10 @@ fn api_routes(state: &AppState) -> Router<AppState> {
         .route("/api/v1/admin/risk/{list}/{kind}/{value}", put(admin::risk_put).delete(admin::risk_delete))
         .route("/api/v1/admin/events", get(admin::events))
         .route("/api/v1/admin/events/{id}/retry", post(admin::retry_event))
+        .route("/api/v1/admin/stats/sales", get(figures::sales))
+        .route("/api/v1/admin/live", get(figures::live))
+        .route("/api/v1/admin/audit/verify", get(figures::audit_verify))
+        .route("/api/v1/admin/sales/{sale_id}/room", get(figures::room))
         .route_layer(from_fn_with_state(state.ip_limits.clone(), ip_rate_limit))
 }
 
@@ -90,6 +95,7 @@ pub fn router(state: AppState) -> Router {
         .layer(tower::limit::ConcurrencyLimitLayer::new(state.config.concurrency_max));
     Router::new()
         .route("/", get(web::index))
+        .route("/assets/{*file}", get(web::asset))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

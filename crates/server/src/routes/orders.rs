@@ -164,8 +164,12 @@ pub async fn create(
     let key = req.idempotency_key.clone();
     let admitted = admit(&state, user.id, token.as_deref(), runs, &key).await?;
     let flow = state.flow.clone();
+    let run_ids: Vec<String> = req.legs.iter().map(|l| l.run_id.clone()).collect();
     let placed = orders::detached(async move { orders::place(&flow, user.id, &req, source).await }).await;
     let placed = spent_on(&state, admitted.as_ref(), &key, placed).await?;
+    if placed.created {
+        state.live.order(state.flow.now_ms(), run_ids.iter().map(String::as_str));
+    }
     metrics::counter!("chepiao_orders_total", "result" => if placed.created { "created" } else { "replayed" })
         .increment(1);
     let out = order_out(&placed.order, OrderStatus::PendingPayment)?;

@@ -6,6 +6,7 @@ mod after_sale;
 mod app;
 mod checkin;
 mod contract;
+mod figures;
 mod fuzz_corpora;
 mod inventory;
 mod nats;

@@ -92,6 +92,7 @@ async fn purchase_end_to_end(backend: Backend) {
         kind: chepiao_store::OrderKind::Order,
         source: "api".into(),
         trips: Vec::new(),
+        lines: Vec::new(),
     };
     app.store().create_order(&twin).await.unwrap();
     let seats = chepiao_flow::audit::audit_seats(app.store()).await.unwrap();

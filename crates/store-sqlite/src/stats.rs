@@ -1,0 +1,72 @@
+//! Sales statistics in SQLite: two grouped reads of `order_lines`, clustered on (day, train,
+//! class) (see `chepiao_store::stats`).
+
+use chepiao_store::{
+    LineCounts, LineGroup, OriginGroup, STATS_GROUPS_MAX, SalesFacts, SalesQuery, days_of, line_sums_sql,
+};
+use rusqlite::types::Value;
+use rusqlite::{Connection, Row, params_from_iter};
+
+/// The lines a query selects, and their parameters: one equality per day (a seek each), then
+/// the train and class when given.
+fn selection(q: &SalesQuery) -> (String, Vec<Value>) {
+    let days = days_of(q);
+    let marks = vec!["?"; days.len()].join(", ");
+    let mut sql = format!("day IN ({marks})");
+    let mut values: Vec<Value> = days.into_iter().map(Value::Text).collect();
+    for (column, v) in [("train_code", &q.train), ("class", &q.class)] {
+        if let Some(v) = v {
+            sql.push_str(&format!(" AND {column} = ?"));
+            values.push(Value::Text(v.clone()));
+        }
+    }
+    (sql, values)
+}
+
+/// [`LineCounts`] from the columns `line_sums_sql` selects, starting at `at`.
+fn counts(r: &Row, at: usize) -> rusqlite::Result<LineCounts> {
+    let n = |i: usize| -> rusqlite::Result<u64> { Ok(r.get::<_, Option<i64>>(at + i)?.unwrap_or(0) as u64) };
+    let fen = |i: usize| -> rusqlite::Result<i64> { Ok(r.get::<_, Option<i64>>(at + i)?.unwrap_or(0)) };
+    Ok(LineCounts {
+        placed: n(0)?,
+        paid: n(1)?,
+        ticketed: n(2)?,
+        expired: n(3)?,
+        cancelled: n(4)?,
+        refunded: n(5)?,
+        seats: n(6)?,
+        revenue_fen: fen(7)?,
+        refunds_fen: fen(8)?,
+    })
+}
+
+pub fn sales_facts(c: &Connection, q: &SalesQuery) -> rusqlite::Result<SalesFacts> {
+    let (wher, values) = selection(q);
+    let sums = line_sums_sql("");
+    let sql = format!(
+        "SELECT day, train_code, class, {sums} FROM order_lines WHERE {wher}
+         GROUP BY day, train_code, class ORDER BY day, train_code, class LIMIT {}",
+        STATS_GROUPS_MAX + 1
+    );
+    let mut s = c.prepare_cached(&sql)?;
+    let mut lines = s
+        .query_map(params_from_iter(values.iter()), |r| {
+            Ok(LineGroup { day: r.get(0)?, train_code: r.get(1)?, class: r.get(2)?, counts: counts(r, 3)? })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let truncated = lines.len() > STATS_GROUPS_MAX;
+    lines.truncate(STATS_GROUPS_MAX);
+    // Each order once (its first leg) unless a train or class narrows to the legs that match.
+    let once = if q.train.is_none() && q.class.is_none() { " AND leg = 0" } else { "" };
+    let sql = format!(
+        "SELECT source, channel, {sums} FROM order_lines WHERE {wher}{once}
+         GROUP BY source, channel ORDER BY source, channel LIMIT 1000"
+    );
+    let mut s = c.prepare_cached(&sql)?;
+    let origins = s
+        .query_map(params_from_iter(values.iter()), |r| {
+            Ok(OriginGroup { source: r.get(0)?, channel: r.get(1)?, counts: counts(r, 2)? })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(SalesFacts { lines, origins, truncated })
+}
