@@ -39,13 +39,16 @@ pub struct SalesRow {
     pub counts: SalesCounts,
 }
 
-/// Captured payments of one channel.
+/// The paid orders of one channel (the channel whose payment was captured last for the order).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChannelSales {
     pub channel: String,
+    /// Orders paid through it (counted as `totals` counts).
     pub payments: u64,
+    /// Their amounts, in fen.
     pub amount_fen: i64,
+    /// Money refunded on their tickets, in fen.
     pub refunds_fen: i64,
 }
 
@@ -66,7 +69,7 @@ pub struct SalesStats {
     pub to: String,
     /// By day, train and class, in that order.
     pub rows: Vec<SalesRow>,
-    /// Every order once (a round trip's legs are not counted twice here).
+    /// Each order once (by its first leg); with `train` or `class`, each leg that matches.
     pub totals: SalesCounts,
     pub by_channel: Vec<ChannelSales>,
     pub by_source: Vec<SourceSales>,

@@ -820,14 +820,23 @@ export interface components {
             /** @description The first entry changed, removed or reordered, in words. */
             problem?: string | null;
         };
-        /** @description Captured payments of one channel. */
+        /** @description The paid orders of one channel (the channel whose payment was captured last for the order). */
         ChannelSales: {
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description Their amounts, in fen.
+             */
             amount_fen: number;
             channel: string;
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description Orders paid through it (counted as `totals` counts).
+             */
             payments: number;
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description Money refunded on their tickets, in fen.
+             */
             refunds_fen: number;
         };
         CheckInAccepted: {
@@ -1302,7 +1311,7 @@ export interface components {
             /** @description By day, train and class, in that order. */
             rows: components["schemas"]["SalesRow"][];
             to: string;
-            /** @description Every order once (a round trip's legs are not counted twice here). */
+            /** @description Each order once (by its first leg); with `train` or `class`, each leg that matches. */
             totals: components["schemas"]["SalesCounts"];
             /** @description More groups matched than one answer carries (20,000): narrow by train or class. */
             truncated: boolean;

@@ -5,9 +5,11 @@
 //! - `bench allocation`: seat-km sold ÷ offered for best-fit, first-fit and the offline optimum
 //!   over fixed-seed demand streams on real long trains.
 //! - `bench day` ([`day`]): a national sale day (or week) through the engine in simulated time.
+//! - `bench hello` ([`hello`]): the axum JSON hello-world `bench/compare.sh` measures figures against.
 //! - `bench stats` ([`stats`]): the operator's sales statistics on a day of orders (1 million).
 
 mod day;
+mod hello;
 mod rss;
 mod stats;
 
@@ -47,6 +49,11 @@ pub enum Bench {
     /// A national sale day (or a week) through the seat engine in simulated time: memory,
     /// refusals by a limit, stalls, recovery.
     Day(day::DayArgs),
+    /// An axum JSON hello-world of the same build (the baseline of `bench/compare.sh`).
+    Hello {
+        #[arg(long, default_value = "127.0.0.1:18180")]
+        listen: String,
+    },
     /// The sales statistics query on a day of orders (SQLite, or PostgreSQL with --postgres).
     Stats(stats::StatsArgs),
     /// Allocation quality on real trains: best-fit vs first-fit vs the offline optimum.
@@ -67,6 +74,7 @@ pub fn run(bench: Bench, network: Network) -> anyhow::Result<()> {
         Bench::Store { writes, callers } => store(writes, callers),
         Bench::Day(args) => day::day(&network, args),
         Bench::Stats(args) => stats::stats(&network, args),
+        Bench::Hello { listen } => hello::hello(&listen),
     }
 }
 

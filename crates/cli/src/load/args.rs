@@ -56,6 +56,11 @@ pub struct LoadArgs {
     /// Pay every created order (mockpay) and wait for its tickets.
     #[arg(long)]
     pub pay: bool,
+    /// With `--pay`: act as the payment provider (sign mockpay's notify with its secret, from
+    /// the configuration or the `--data-dir` key file, and send it) instead of pressing the pay
+    /// page.
+    #[arg(long, requires = "pay")]
+    pub pay_as_provider: bool,
     /// Orders per second at most (0: as fast as the server answers).
     #[arg(long, default_value_t = 0)]
     pub rate: u64,

@@ -245,7 +245,9 @@ impl Rush {
                 o.count(format!("order {}", a.status));
                 if a.status == 201 && self.pay {
                     let _permit = self.gate.acquire().await.expect("never closed");
-                    let ok = crate::load::orders::pay_order(api, &a.body).await.is_ok();
+                    let ok = crate::load::orders::pay_order(api, &a.body, &crate::load::orders::Payer::PayPage)
+                        .await
+                        .is_ok();
                     o.count(if ok { "paid".into() } else { "pay failed".into() });
                 }
             }

@@ -16,7 +16,7 @@ use chepiao_store::Store;
 use tokio::sync::Semaphore;
 
 use crate::load::args::{LoadArgs, Mode};
-use crate::load::orders::{Journey, journeys, one_leg, pay_order};
+use crate::load::orders::{Journey, Payer, journeys, one_leg, pay_order};
 use crate::load::stats::{self, elapsed_us, pct};
 use crate::load::users::{self, Buyer};
 
@@ -111,7 +111,7 @@ impl Soak {
         self.record(sent, elapsed_us(sent), refusal(&answer));
         let Ok(order) = answer else { return };
         match i % 20 {
-            0..=13 if pay_order(&user.api, &order.body).await.is_ok() && i % 100 < 5 => {
+            0..=13 if pay_order(&user.api, &order.body, &Payer::PayPage).await.is_ok() && i % 100 < 5 => {
                 self.refund_when_ticketed(&user.api, &order.body.order_no).await;
             }
             0..=13 => {}
