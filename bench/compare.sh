@@ -30,7 +30,11 @@ hello=$!
 trap 'kill $server $hello 2>/dev/null; wait $server $hello 2>/dev/null; rm -rf "$dir"' EXIT
 for _ in $(seq 1 300); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && curl -sf "http://127.0.0.1:$hello_port/" >/dev/null && break; sleep 0.2; done
 
-wrk_rps() { wrk -t2 -c"$conns" -d"${secs}s" "$1" | awk '/Requests\/sec/ {print $2}'; }
+# Requests/s of 200 answers only: a run with any other answer is not a figure.
+wrk_rps() {
+  wrk -t2 -c"$conns" -d"${secs}s" "$1" \
+    | awk '/Non-2xx/ {bad = $NF} /Requests\/sec/ {r = $2} END {if (bad) {print "non-2xx answers: " bad > "/dev/stderr"; exit 1} print r}'
+}
 hello_rps() { wrk_rps "http://127.0.0.1:$hello_port/"; }
 load() { $bin load --url "http://127.0.0.1:$port" --data-dir "$dir" --users 50 "$@" 2>&1; }
 date=$(TZ=Asia/Shanghai date -d tomorrow +%F)
