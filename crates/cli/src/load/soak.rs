@@ -48,6 +48,8 @@ struct Soak {
     /// Orders not sent because `--concurrency` were already in flight (the server fell behind).
     skipped: AtomicU64,
     refunds: AtomicU64,
+    /// Windows printed so far (they are printed in order).
+    printed: std::sync::atomic::AtomicUsize,
 }
 
 pub async fn run(args: &LoadArgs, network: &Network, store: Option<Arc<dyn Store>>) -> anyhow::Result<()> {
@@ -65,6 +67,7 @@ pub async fn run(args: &LoadArgs, network: &Network, store: Option<Arc<dyn Store
         windows: Mutex::new(Vec::new()),
         skipped: AtomicU64::new(0),
         refunds: AtomicU64::new(0),
+        printed: Default::default(),
     });
     let total = args.rate * args.duration_s;
     println!("soak: {total} orders at {}/s for {} s, windows of {} s", args.rate, args.duration_s, args.window_s);
@@ -85,8 +88,11 @@ pub async fn run(args: &LoadArgs, network: &Network, store: Option<Arc<dyn Store
     }
     let _ = in_flight.acquire_many(args.concurrency.max(1) as u32).await;
     reporter.abort();
-    let last = soak.windows.lock().expect("not poisoned").len().saturating_sub(1);
-    soak.print_window(last, &client).await;
+    // The windows the reporter had not printed yet (the last whole one ends as the run does).
+    let windows = soak.windows.lock().expect("not poisoned").len();
+    for w in soak.printed.load(Ordering::Relaxed)..windows {
+        soak.print_window(w, &client).await;
+    }
     println!(
         "server memory at the end: {:.0} MB; orders not sent (client at its concurrency): {}; refunds: {}",
         server_rss_mb(&client).await,
@@ -171,6 +177,7 @@ async fn report_windows(soak: Arc<Soak>, client: Client) {
     for w in 0.. {
         tokio::time::sleep_until((soak.start + soak.window * (w as u32 + 1) + Duration::from_secs(1)).into()).await;
         soak.print_window(w, &client).await;
+        soak.printed.store(w + 1, Ordering::Relaxed);
     }
 }
 
