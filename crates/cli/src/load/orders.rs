@@ -112,12 +112,18 @@ pub async fn pay_order(user: &Client, order: &OrderOut, payer: &Payer) -> Result
         Payer::PayPage => drop(user.press_pay(&started.pay_url, true).await?),
         Payer::Provider { secret } => {
             let nonce = uuid::Uuid::new_v4().simple().to_string();
-            let body = serde_json::json!({"out_trade_no": started.payment_no, "payment_no": started.payment_no,
-                "amount_fen": started.amount_fen, "status": "SUCCESS", "txn_id": format!("T{nonce}"),
-                "ts": chrono::Utc::now().timestamp(), "nonce": nonce})
-            .to_string();
-            let signature = chepiao_flow::channels::sign(secret, body.as_bytes());
-            user.notify("mockpay", body.as_bytes(), &signature).await?;
+            let body = serde_json::to_vec(&chepiao_api::payments::NotifyBody {
+                out_trade_no: started.payment_no.clone(),
+                payment_no: started.payment_no,
+                amount_fen: started.amount_fen,
+                status: "SUCCESS".into(),
+                txn_id: format!("T{nonce}"),
+                ts: chrono::Utc::now().timestamp(),
+                nonce,
+            })
+            .expect("a notify always serialises");
+            let signature = chepiao_flow::channels::sign(secret, &body);
+            user.notify("mockpay", &body, &signature).await?;
         }
     }
     Ok(())
