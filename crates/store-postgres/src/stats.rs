@@ -2,7 +2,7 @@
 //! class) index (see `chepiao_store::stats`), on the read pool.
 
 use chepiao_store::{
-    LineCounts, LineGroup, OriginGroup, STATS_GROUPS_MAX, SalesFacts, SalesQuery, days_of, line_sums_sql,
+    LINE_SUMS_LEN, LineCounts, LineGroup, OriginGroup, STATS_GROUPS_MAX, SalesFacts, SalesQuery, days_of, line_sums_sql,
 };
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
@@ -12,19 +12,11 @@ const SELECTION: &str = "day = ANY($1) AND ($2::text IS NULL OR train_code = $2)
 
 /// [`LineCounts`] from the columns `line_sums_sql` selects, starting at `at`.
 fn counts(r: &PgRow, at: usize) -> sqlx::Result<LineCounts> {
-    let n = |i: usize| -> sqlx::Result<u64> { Ok(r.try_get::<Option<i64>, _>(at + i)?.unwrap_or(0) as u64) };
-    let fen = |i: usize| -> sqlx::Result<i64> { Ok(r.try_get::<Option<i64>, _>(at + i)?.unwrap_or(0)) };
-    Ok(LineCounts {
-        placed: n(0)?,
-        paid: n(1)?,
-        ticketed: n(2)?,
-        expired: n(3)?,
-        cancelled: n(4)?,
-        refunded: n(5)?,
-        seats: n(6)?,
-        revenue_fen: fen(7)?,
-        refunds_fen: fen(8)?,
-    })
+    let mut sums = [None; LINE_SUMS_LEN];
+    for (i, v) in sums.iter_mut().enumerate() {
+        *v = r.try_get(at + i)?;
+    }
+    Ok(LineCounts::from_sums(sums))
 }
 
 pub async fn sales_facts(pool: &PgPool, q: &SalesQuery) -> sqlx::Result<SalesFacts> {

@@ -2,7 +2,7 @@
 //! class) (see `chepiao_store::stats`).
 
 use chepiao_store::{
-    LineCounts, LineGroup, OriginGroup, STATS_GROUPS_MAX, SalesFacts, SalesQuery, days_of, line_sums_sql,
+    LINE_SUMS_LEN, LineCounts, LineGroup, OriginGroup, STATS_GROUPS_MAX, SalesFacts, SalesQuery, days_of, line_sums_sql,
 };
 use rusqlite::types::Value;
 use rusqlite::{Connection, Row, params_from_iter};
@@ -25,19 +25,11 @@ fn selection(q: &SalesQuery) -> (String, Vec<Value>) {
 
 /// [`LineCounts`] from the columns `line_sums_sql` selects, starting at `at`.
 fn counts(r: &Row, at: usize) -> rusqlite::Result<LineCounts> {
-    let n = |i: usize| -> rusqlite::Result<u64> { Ok(r.get::<_, Option<i64>>(at + i)?.unwrap_or(0) as u64) };
-    let fen = |i: usize| -> rusqlite::Result<i64> { Ok(r.get::<_, Option<i64>>(at + i)?.unwrap_or(0)) };
-    Ok(LineCounts {
-        placed: n(0)?,
-        paid: n(1)?,
-        ticketed: n(2)?,
-        expired: n(3)?,
-        cancelled: n(4)?,
-        refunded: n(5)?,
-        seats: n(6)?,
-        revenue_fen: fen(7)?,
-        refunds_fen: fen(8)?,
-    })
+    let mut sums = [None; LINE_SUMS_LEN];
+    for (i, v) in sums.iter_mut().enumerate() {
+        *v = r.get(at + i)?;
+    }
+    Ok(LineCounts::from_sums(sums))
 }
 
 pub fn sales_facts(c: &Connection, q: &SalesQuery) -> rusqlite::Result<SalesFacts> {

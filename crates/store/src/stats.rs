@@ -113,7 +113,44 @@ pub fn line_sums_sql(cast: &str) -> String {
         "refunds_fen".to_string(),
     ];
     let sums: Vec<String> = sums.iter().map(|e| format!("sum({e}){cast}")).collect();
+    debug_assert_eq!(sums.len() + 1, LINE_SUMS_LEN);
     format!("count(*){cast}, {}", sums.join(", "))
+}
+
+/// How many columns [`line_sums_sql`] selects.
+pub const LINE_SUMS_LEN: usize = 9;
+
+impl LineCounts {
+    /// The counts from [`line_sums_sql`]'s columns, in its order (a sum over no rows is NULL).
+    pub fn from_sums(sums: [Option<i64>; LINE_SUMS_LEN]) -> LineCounts {
+        let [placed, paid, ticketed, expired, cancelled, refunded, seats, revenue_fen, refunds_fen] =
+            sums.map(|v| v.unwrap_or(0));
+        let n = |v: i64| v as u64;
+        LineCounts {
+            placed: n(placed),
+            paid: n(paid),
+            ticketed: n(ticketed),
+            expired: n(expired),
+            cancelled: n(cancelled),
+            refunded: n(refunded),
+            seats: n(seats),
+            revenue_fen,
+            refunds_fen,
+        }
+    }
+
+    /// Add another group's counts to these.
+    pub fn add(&mut self, c: &LineCounts) {
+        self.placed += c.placed;
+        self.paid += c.paid;
+        self.ticketed += c.ticketed;
+        self.expired += c.expired;
+        self.cancelled += c.cancelled;
+        self.refunded += c.refunded;
+        self.seats += c.seats;
+        self.revenue_fen += c.revenue_fen;
+        self.refunds_fen += c.refunds_fen;
+    }
 }
 
 /// The days of a query, listed (at most [`STATS_DAYS_MAX`]): an equality per day lets the
@@ -163,6 +200,27 @@ mod tests {
         assert!(q("2026-01-01", "2026-01-31").check().is_ok());
         assert!(q("2026-01-01", "2026-02-01").check().is_err(), "32 days");
         assert!(q("2026-01-02", "2026-01-01").check().is_err(), "backwards");
+    }
+
+    #[test]
+    fn sums_decode_in_the_order_they_are_selected() {
+        assert_eq!(line_sums_sql("").matches("sum(").count() + 1, LINE_SUMS_LEN);
+        let c = LineCounts::from_sums([Some(9), Some(8), Some(7), Some(6), Some(5), Some(4), Some(3), Some(2), None]);
+        let want = LineCounts {
+            placed: 9,
+            paid: 8,
+            ticketed: 7,
+            expired: 6,
+            cancelled: 5,
+            refunded: 4,
+            seats: 3,
+            revenue_fen: 2,
+            refunds_fen: 0,
+        };
+        assert_eq!(c, want);
+        let mut twice = c.clone();
+        twice.add(&c);
+        assert_eq!((twice.placed, twice.seats, twice.revenue_fen), (18, 6, 4));
     }
 
     #[test]

@@ -72,18 +72,6 @@ fn counts(c: &LineCounts) -> SalesCounts {
     }
 }
 
-fn add(to: &mut LineCounts, c: &LineCounts) {
-    to.placed += c.placed;
-    to.paid += c.paid;
-    to.ticketed += c.ticketed;
-    to.expired += c.expired;
-    to.cancelled += c.cancelled;
-    to.refunded += c.refunded;
-    to.seats += c.seats;
-    to.revenue_fen += c.revenue_fen;
-    to.refunds_fen += c.refunds_fen;
-}
-
 /// The figures from a backend's group counts: rows by (day, train, class); totals, sources and
 /// channels from the orders' origins.
 fn sales_stats(from: ServiceDate, to: ServiceDate, facts: SalesFacts) -> SalesStats {
@@ -91,10 +79,10 @@ fn sales_stats(from: ServiceDate, to: ServiceDate, facts: SalesFacts) -> SalesSt
     let mut sources: BTreeMap<String, LineCounts> = BTreeMap::new();
     let mut channels: BTreeMap<String, LineCounts> = BTreeMap::new();
     for o in &facts.origins {
-        add(&mut totals, &o.counts);
-        add(sources.entry(o.source.clone()).or_default(), &o.counts);
+        totals.add(&o.counts);
+        sources.entry(o.source.clone()).or_default().add(&o.counts);
         if !o.channel.is_empty() {
-            add(channels.entry(o.channel.clone()).or_default(), &o.counts);
+            channels.entry(o.channel.clone()).or_default().add(&o.counts);
         }
     }
     SalesStats {
