@@ -63,6 +63,18 @@ pub enum Command {
 }
 
 impl Command {
+    /// The command's place in declaration order (0 = hold … 5 = fence), for counts by kind.
+    pub fn kind_index(&self) -> usize {
+        match self {
+            Command::Hold { .. } => 0,
+            Command::Confirm { .. } => 1,
+            Command::Release { .. } => 2,
+            Command::Return { .. } => 3,
+            Command::Retire { .. } => 4,
+            Command::Fence { .. } => 5,
+        }
+    }
+
     /// The command's name, for logs and metrics.
     pub fn kind(&self) -> &'static str {
         match self {

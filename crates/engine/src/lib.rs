@@ -36,4 +36,4 @@ pub use engine::{Engine, EngineConfig, HeldLeg, HoldOutcome, engine_id};
 pub use error::EngineError;
 pub use reads::StateSize;
 pub use shard::{Clock, ShardStats, system_clock};
-pub use state::{Limits, StateMachine};
+pub use state::{Advanced, Limits, StateMachine};

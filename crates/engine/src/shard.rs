@@ -22,7 +22,7 @@ use crate::command::{Answer, Command, Query, Reply};
 use crate::error::EngineError;
 use crate::reads::StateSize;
 use crate::snapshot::Progress;
-use crate::state::StateMachine;
+use crate::state::{Advanced, StateMachine};
 use crate::wal::Wal;
 
 /// The engine's source of time, in ms since the Unix epoch.
@@ -66,8 +66,16 @@ pub struct ShardStats {
     pub batches_over_10ms_on_cpu: u64,
     /// The most core time the shard's thread spent on one batch (apply, append, sync), µs.
     pub longest_batch_cpu_us: u64,
+    /// The most core time the state machine alone spent on one batch, µs.
+    pub longest_apply_cpu_us: u64,
+    /// Batches whose state-machine work alone took 10 ms or more of core time (each is also
+    /// logged, with what it held).
+    pub applies_over_10ms_on_cpu: u64,
     /// The longest log append (write and sync) of one batch, µs.
     pub longest_append_us: u64,
+    /// Log appends (write and sync) that took longer than 10 ms: the disk's share of the
+    /// slow batches.
+    pub appends_over_10ms: u64,
     pub durable_lsn: u64,
     pub snapshot_lsn: u64,
 }
@@ -138,14 +146,19 @@ impl Shard {
         let started = Instant::now();
         let cpu_started = thread_cpu_us();
         let now = (self.clock)();
-        let (replies, changed) =
-            if commands.is_empty() { (Vec::new(), self.sm.advance(now)) } else { (self.sm.apply(commands, now), true) };
+        let (replies, advanced) =
+            if commands.is_empty() { (Vec::new(), self.sm.advance(now)) } else { self.sm.apply_counted(commands, now) };
+        let changed = !commands.is_empty() || advanced.changed();
         let applied_us = started.elapsed().as_micros() as u64;
+        let apply_cpu_us = thread_cpu_us().saturating_sub(cpu_started);
         self.stats.longest_apply_us = self.stats.longest_apply_us.max(applied_us);
+        self.note_apply_cpu(apply_cpu_us, commands, advanced);
         if changed {
             let appending = Instant::now();
             let appended = self.wal.append(self.sm.now_ms(), commands);
-            self.stats.longest_append_us = self.stats.longest_append_us.max(appending.elapsed().as_micros() as u64);
+            let append_us = appending.elapsed().as_micros() as u64;
+            self.stats.longest_append_us = self.stats.longest_append_us.max(append_us);
+            self.stats.appends_over_10ms += u64::from(append_us > 10_000);
             if let Err(e) = appended {
                 for tx in waiters.drain(..) {
                     let _ = tx.send(Err(EngineError::Unavailable(format!("log write failed: {e}"))));
@@ -170,6 +183,37 @@ impl Shard {
         self.stats.batches_over_10ms += u64::from(us > 10_000);
         self.stats.batches_over_10ms_on_cpu += u64::from(us > 10_000 && cpu_us >= 10_000);
         true
+    }
+
+    /// Count a batch whose state-machine work alone kept the thread on a core for 10 ms or
+    /// more, and say what it held: such a batch delays every caller in it, and what it held is
+    /// what to look at.
+    fn note_apply_cpu(&mut self, apply_cpu_us: u64, commands: &[Command], advanced: Advanced) {
+        self.stats.longest_apply_cpu_us = self.stats.longest_apply_cpu_us.max(apply_cpu_us);
+        if apply_cpu_us < 10_000 {
+            return;
+        }
+        self.stats.applies_over_10ms_on_cpu += 1;
+        let mut kinds = [0u32; 6];
+        for c in commands {
+            kinds[c.kind_index()] += 1;
+        }
+        let size = self.sm.size();
+        tracing::warn!(
+            shard = self.sm.shard(),
+            apply_cpu_us,
+            commands = commands.len(),
+            holds = kinds[0],
+            confirms = kinds[1],
+            releases = kinds[2],
+            returns = kinds[3],
+            retires = kinds[4],
+            expired = advanced.expired,
+            keys_forgotten = advanced.forgotten,
+            live_holds = size.live_holds,
+            keys = size.keys,
+            "engine batch slow on the core"
+        );
     }
 
     /// Answer a query or stats request; true on `Stop`.

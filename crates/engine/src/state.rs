@@ -71,6 +71,20 @@ impl Default for Limits {
     }
 }
 
+/// What moving time did in one `advance`: deadlines popped (ended holds, or entries of holds
+/// that had ended before) and keys forgotten.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Advanced {
+    pub expired: u32,
+    pub forgotten: u64,
+}
+
+impl Advanced {
+    pub fn changed(&self) -> bool {
+        self.expired > 0 || self.forgotten > 0
+    }
+}
+
 /// One leg of a held hold: the run's slot and the seats taken.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Taken {
@@ -200,14 +214,19 @@ impl StateMachine {
     /// execute each command in order. Time never goes backwards: an earlier `now_ms` counts as
     /// the latest seen.
     pub fn apply(&mut self, batch: &[Command], now_ms: u64) -> Vec<Reply> {
-        self.advance(now_ms);
-        batch.iter().map(|c| self.execute(c)).collect()
+        self.apply_counted(batch, now_ms).0
+    }
+
+    /// `apply`, also saying what moving time did first (the shard reports it for slow batches).
+    pub fn apply_counted(&mut self, batch: &[Command], now_ms: u64) -> (Vec<Reply>, Advanced) {
+        let advanced = self.advance(now_ms);
+        (batch.iter().map(|c| self.execute(c)).collect(), advanced)
     }
 
     /// Move time forward: end due holds (at most `expiries_per_apply_max`), forget keys past
-    /// their time. Returns whether anything changed (then the shard logs the tick, so that a
+    /// their time. Says what changed (when anything did, the shard logs the tick, so that a
     /// replay spreads the same expiries over the same batches).
-    pub fn advance(&mut self, now_ms: u64) -> bool {
+    pub fn advance(&mut self, now_ms: u64) -> Advanced {
         self.now_ms = self.now_ms.max(now_ms);
         let mut popped = 0;
         while popped < self.limits.expiries_per_apply_max {
@@ -222,7 +241,7 @@ impl StateMachine {
             }
         }
         let forgotten = self.keys.forget_due(self.now_ms);
-        popped > 0 || forgotten > 0
+        Advanced { expired: popped, forgotten: forgotten as u64 }
     }
 
     fn execute(&mut self, cmd: &Command) -> Reply {

@@ -228,9 +228,12 @@ fn report_end(sim: &Sim, stats: &ShardStats, wall_s: f64) {
         stats.snapshot_lsn
     );
     println!(
-        "of the batches over 10 ms, {} had the shard's thread on a core for 10 ms or more (the rest waited for a core or the disk); most core time in one batch {:.1} ms; longest log append (write + sync) {:.1} ms",
+        "of the batches over 10 ms, {} had the shard's thread on a core for 10 ms or more (the rest waited for a core or the disk); most core time in one batch {:.1} ms; state machine alone on a core 10 ms or more: {} batches, at most {:.1} ms; log appends (write + sync) over 10 ms: {}, the longest {:.1} ms",
         stats.batches_over_10ms_on_cpu,
         stats.longest_batch_cpu_us as f64 / 1000.0,
+        stats.applies_over_10ms_on_cpu,
+        stats.longest_apply_cpu_us as f64 / 1000.0,
+        stats.appends_over_10ms,
         stats.longest_append_us as f64 / 1000.0
     );
     println!(
