@@ -62,6 +62,7 @@ impl EngineConfig {
 
 struct ShardHandle {
     tx: Sender<Envelope>,
+    progress: Arc<Progress>,
     thread: Mutex<Option<JoinHandle<()>>>,
     snapshots: Sender<Request>,
     snapshotter: Mutex<Option<JoinHandle<()>>>,
@@ -121,6 +122,16 @@ impl Engine {
         let code = fnv(run.train.as_str().as_bytes());
         let h = fnv(&[code.to_le_bytes(), u64::from(run.date.days_from_ce() as u32).to_le_bytes()].concat());
         (h % self.shards.len() as u64) as usize
+    }
+
+    /// A number that grows whenever the state of any shard changes (the sum of their durable
+    /// log positions; each only grows): two equal readings mean nothing changed in between, so
+    /// an answer computed after the first reading is still true. An atomic load per shard.
+    ///
+    /// Read it *before* asking: a shard logs a change before it answers any query that sees
+    /// it, so an answer is never older than the version read before it.
+    pub fn version(&self) -> u64 {
+        self.shards.iter().map(|s| s.progress.durable_lsn.load(Ordering::Acquire)).sum()
     }
 
     fn send(&self, shard: usize, e: Envelope) -> Result<(), EngineError> {
@@ -371,10 +382,16 @@ fn open_shard(config: &EngineConfig, i: u8, clock: Clock) -> Result<(ShardHandle
     let snapshotter = spawn(format!("engine-snap-{i}"), move || snapshotter.run(requests), &dir)?;
     let (tx, rx) = bounded(config.queue_depth_max);
     let shard_config = ShardConfig { batch_len_max: config.batch_len_max, tick: config.tick };
-    let shard = Shard { sm, wal, config: shard_config, clock, progress, lock, stats: ShardStats::default() };
+    let shard =
+        Shard { sm, wal, config: shard_config, clock, progress: progress.clone(), lock, stats: ShardStats::default() };
     let thread = spawn(format!("engine-shard-{i}"), move || shard.run(rx), &dir)?;
-    let handle =
-        ShardHandle { tx, thread: Mutex::new(Some(thread)), snapshots, snapshotter: Mutex::new(Some(snapshotter)) };
+    let handle = ShardHandle {
+        tx,
+        progress,
+        thread: Mutex::new(Some(thread)),
+        snapshots,
+        snapshotter: Mutex::new(Some(snapshotter)),
+    };
     Ok((handle, report))
 }
 

@@ -136,6 +136,12 @@ pub struct Config {
     pub trusted_proxies: Vec<String>,
     /// Server-Sent Events streams open at once (each user has one per sale).
     pub sse_streams_max: usize,
+    /// Bytes of search answers kept for the next asker of the same journey and date (0: none).
+    pub search_cache_bytes_max: u64,
+    /// How long a kept search answer is given again after the engine changed, ms: during a
+    /// sale 余票 may be this old (the order itself is decided by the engine). 0: only while
+    /// nothing changed (every search after a sale sees it).
+    pub search_stale_ms: u64,
 }
 
 impl Default for Config {
@@ -194,6 +200,8 @@ impl Default for Config {
             mockpay: None,
             trusted_proxies: Vec::new(),
             sse_streams_max: 10_000,
+            search_cache_bytes_max: 64 * 1024 * 1024,
+            search_stale_ms: 1_000,
         }
     }
 }
@@ -260,6 +268,8 @@ impl Config {
         "mockpay",
         "trusted_proxies",
         "sse_streams_max",
+        "search_cache_bytes_max",
+        "search_stale_ms",
     ];
 
     /// The database URL in effect.
@@ -404,6 +414,9 @@ impl Config {
             p.parse::<ipnet::IpNet>()
                 .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
                 .map_err(|_| format!("trusted_proxies: {p:?} is neither an address nor a CIDR block"))?;
+        }
+        if self.search_cache_bytes_max > 16 << 30 || self.search_stale_ms > 60_000 {
+            return Err("search_cache_bytes_max must be at most 17179869184 and search_stale_ms at most 60000".into());
         }
         if !(1..=1_000_000).contains(&self.sse_streams_max) {
             return Err("sse_streams_max must be 1 to 1000000".into());

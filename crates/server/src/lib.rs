@@ -211,6 +211,7 @@ async fn shared(flow: Arc<Flow>, config: Config, claim: node::NodeClaim) -> Resu
     let streams = Arc::new(hotsale::streams::Streams::new(config.sse_streams_max, down));
     let trusted = hotsale::limits::trusted_proxies(&config.trusted_proxies);
     let ip_limits = Arc::new(IpLimits::new(config.ip_rate_per_s, config.ip_burst, buy_timeout, trusted));
+    let config_search = (config.search_cache_bytes_max, config.search_stale_ms);
     Ok(Shared {
         flow,
         auth: Arc::new(auth),
@@ -226,6 +227,7 @@ async fn shared(flow: Arc<Flow>, config: Config, claim: node::NodeClaim) -> Resu
         streams,
         shutting_down,
         live: Default::default(),
+        searches: search::SearchCache::new(config_search.0, config_search.1),
     })
 }
 

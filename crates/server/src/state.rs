@@ -41,6 +41,9 @@ pub struct Shared {
     pub streams: Arc<crate::hotsale::streams::Streams>,
     /// Orders per second and the hottest runs, for the operator.
     pub live: crate::live::Live,
+    /// Search answers kept for the next asker of the same journey (`search_cache_bytes_max`,
+    /// `search_stale_ms`).
+    pub searches: crate::search::SearchCache,
     /// Set when the server starts shutting down.
     pub shutting_down: tokio::sync::watch::Sender<bool>,
 }

@@ -629,7 +629,9 @@ export interface paths {
         /**
          * Runs calling at `from` and later at `to`, boarding on `date`, with remaining places and
          *     prices per class. A city's namesake station (北京 `BJP`) stands for all the city's
-         *     stations (北京南, 北京西, ...); any other telecode means that station alone.
+         *     stations (北京南, 北京西, ...); any other telecode means that station alone. While a sale
+         *     changes the seat engine, the remaining places may be up to `search_stale_ms` (1 s) old: the
+         *     order is decided by the engine.
          */
         get: operations["trains"];
         put?: never;

@@ -3,8 +3,10 @@
 use std::borrow::Cow;
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use chepiao_api::network::{
     Arrival, ClassCapacity, ClassOffer, CoachView, Departure, RunView, SeatMapView, SeatView, StationView, StopView,
@@ -15,7 +17,7 @@ use chepiao_domain::{RunId, SeatClass, ServiceDate, Telecode, fare};
 
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{JsonOut, Params};
-use crate::search::JourneyKey;
+use crate::search::{JourneyKey, SearchKey};
 use crate::state::AppState;
 
 /// Station matches returned when `limit` is not given.
@@ -55,18 +57,22 @@ pub async fn stations(State(state): State<AppState>, params: Params) -> Result<J
 /// Bytes of JSON per search result, to size the response buffer in one go.
 const TRAIN_RESULT_JSON_LEN: usize = 512;
 
-fn station_set<'a>(state: &'a AppState, params: &Params, name: &str) -> Result<&'a [StationIdx], ApiError> {
+/// The telecode asked and the stations it stands for.
+fn station_set<'a>(state: &'a AppState, params: &Params, name: &str) -> Result<(Telecode, &'a [StationIdx]), ApiError> {
     let code: Telecode = params.required(name)?;
-    state
+    let set = state
         .flow
         .network
         .search_set(code)
-        .ok_or_else(|| ApiError::unknown_station(format!("parameter `{name}`: no station with telecode {code}")))
+        .ok_or_else(|| ApiError::unknown_station(format!("parameter `{name}`: no station with telecode {code}")))?;
+    Ok((code, set))
 }
 
 /// Runs calling at `from` and later at `to`, boarding on `date`, with remaining places and
 /// prices per class. A city's namesake station (北京 `BJP`) stands for all the city's
-/// stations (北京南, 北京西, ...); any other telecode means that station alone.
+/// stations (北京南, 北京西, ...); any other telecode means that station alone. While a sale
+/// changes the seat engine, the remaining places may be up to `search_stale_ms` (1 s) old: the
+/// order is decided by the engine.
 #[utoipa::path(get, path = "/api/v1/trains", tag = "network",
     params(("from" = String, Query, description = "boarding station telecode"),
            ("to" = String, Query, description = "alighting station telecode"),
@@ -74,8 +80,8 @@ fn station_set<'a>(state: &'a AppState, params: &Params, name: &str) -> Result<&
     responses((status = 200, body = [TrainResult]), (status = 400, body = ErrorBody),
               (status = 404, body = ErrorBody)))]
 pub async fn trains(State(state): State<AppState>, params: Params) -> Result<Response, ApiError> {
-    let from = station_set(&state, &params, "from")?;
-    let to = station_set(&state, &params, "to")?;
+    let (from_code, from) = station_set(&state, &params, "from")?;
+    let (to_code, to) = station_set(&state, &params, "to")?;
     let date: ServiceDate = params.required("date")?;
     let calendar = state.flow.calendar();
     if !calendar.on_sale(date) {
@@ -84,6 +90,13 @@ pub async fn trains(State(state): State<AppState>, params: Params) -> Result<Res
             calendar.today, calendar.sale_last
         )));
     }
+    let key = SearchKey { from: from_code, to: to_code, date };
+    // Read before asking the engine: the answer is then at least this new (Engine::version).
+    let version = state.flow.engine.version();
+    let now_ms = state.flow.now_ms();
+    if let Some(body) = state.searches.get(&key, version, now_ms) {
+        return Ok(json_bytes(body));
+    }
     let journeys = state.flow.network.journeys(from, to, date, |t, d| calendar.runs(t, d));
     let keys: Vec<JourneyKey> = journeys
         .iter()
@@ -91,8 +104,16 @@ pub async fn trains(State(state): State<AppState>, params: Params) -> Result<Res
         .collect();
     let counts = crate::search::remaining(&state.flow.network, &state.flow.engine, &keys).await?;
     let results: Vec<TrainResult> = journeys.iter().zip(counts).map(|(j, c)| train_result(&state, j, c)).collect();
-    let capacity_hint = (results.len() + 1) * TRAIN_RESULT_JSON_LEN;
-    Ok(JsonOut { value: results, capacity_hint }.into_response())
+    let mut body = Vec::with_capacity((results.len() + 1) * TRAIN_RESULT_JSON_LEN);
+    serde_json::to_writer(&mut body, &results)
+        .map_err(|e| ApiError::internal(format!("serialising the search answer: {e}")))?;
+    let body = Bytes::from(body);
+    state.searches.put(key, body.clone(), version, now_ms);
+    Ok(json_bytes(body))
+}
+
+fn json_bytes(body: Bytes) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 fn train_result<'a>(state: &'a AppState, j: &Journey, counts: Vec<(SeatClass, u32)>) -> TrainResult<'a> {

@@ -224,6 +224,8 @@ pub fn test_config(dir: &std::path::Path) -> Config {
         trusted_proxies: vec!["127.0.0.1".into()],
         // PostgreSQL turns the development channel off by default; these tests pay through it.
         mockpay: Some(true),
+        // Searches see every change at once (the kept-answer window has its own test).
+        search_stale_ms: 0,
         ..Config::default()
     }
 }

@@ -5,7 +5,7 @@ use chepiao_domain::{RunId, SeatClass};
 use chepiao_engine::LegRequest;
 use chepiao_flow::calendar::run_spec;
 
-use crate::app::{Backend, TestApp, code, g1, order_req, restart_app, spawn_app, tomorrow, wait_until};
+use crate::app::{Backend, TestApp, code, g1, order_req, restart_app, spawn_app, spawn_app_with, tomorrow, wait_until};
 
 /// Hold `passengers` seats of `class` on G1 tomorrow from stop `from` to stop `to`, directly
 /// in the app's engine (below the flow: no order, so the seat map shows only this).
@@ -56,6 +56,19 @@ async fn holds_show_in_search_and_in_the_seat_map() {
     // A group of three sits together: one coach, one row.
     assert!(taken.iter().all(|(c, l)| *c == taken[0].0 && l[..2] == taken[0].1[..2]), "{taken:?}");
     assert_eq!(app.api.seats(&g1(), "JGK", "AOH", SeatClass::Second).await.unwrap().free, 540);
+}
+
+/// During a sale a search answer is kept for `search_stale_ms` after the engine changed (余票 a
+/// moment old, as 12306 shows it); then the next search asks the engine again.
+#[tokio::test]
+async fn a_kept_search_answer_is_given_again_until_it_is_stale() {
+    let app = spawn_app_with(Backend::Sqlite, |c| c.search_stale_ms = 60_000).await;
+    assert_eq!(app.g1_remaining("VNP", "AOH", SeatClass::Second).await, 540);
+    hold_g1(&app, 1, 0, 1, SeatClass::Second, 3).await;
+    assert_eq!(app.g1_remaining("VNP", "AOH", SeatClass::Second).await, 540, "the kept answer, under a minute old");
+    assert_eq!(app.g1_remaining("VNP", "JGK", SeatClass::Second).await, 537, "another journey is asked anew");
+    app.advance(std::time::Duration::from_secs(60));
+    assert_eq!(app.g1_remaining("VNP", "AOH", SeatClass::Second).await, 537, "a minute later the engine is asked");
 }
 
 #[tokio::test]
