@@ -43,12 +43,6 @@ const READERS_MAX: usize = 4;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Prepared statements each connection keeps.
 const STATEMENT_CACHE_LEN: usize = 128;
-/// SQLite's own page cache of the writer, KiB. Its default (2 MiB) holds too little of the
-/// order tables' indexes once a day of orders is in: every batch then read its index pages back
-/// from the kernel with `pread` (a profile of the order path, docs/BENCHMARKS.md).
-const WRITER_CACHE_KIB: i64 = 128 * 1024;
-/// The same for each reader connection, KiB.
-const READER_CACHE_KIB: i64 = 16 * 1024;
 
 pub struct SqliteStore {
     writer: Writer,
@@ -75,15 +69,9 @@ impl SqliteStore {
             let mut writer = open(&path, OpenFlags::default()).map_err(db)?;
             writer.pragma_update(None, "journal_mode", "WAL").map_err(db)?;
             writer.pragma_update(None, "synchronous", "FULL").map_err(db)?;
-            writer.pragma_update(None, "cache_size", -WRITER_CACHE_KIB).map_err(db)?;
             schema::migrate(&mut writer)?;
             let read_only = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-            let reader = |_| {
-                let c = open(&path, read_only)?;
-                c.pragma_update(None, "cache_size", -READER_CACHE_KIB)?;
-                Ok(c)
-            };
-            let readers = (0..READERS_MAX).map(reader).collect::<rusqlite::Result<_>>();
+            let readers = (0..READERS_MAX).map(|_| open(&path, read_only)).collect::<rusqlite::Result<_>>();
             Ok((writer, readers.map_err(db)?))
         })
         .await
