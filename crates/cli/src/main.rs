@@ -83,9 +83,13 @@ async fn audit_verify(flags: config::Flags) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init_logs(format: LogFormat) {
+/// What the server and the importer log unless `RUST_LOG` says otherwise.
+const SERVER_LOG_FILTER: &str = "info,sqlx=warn";
+
+/// Logs to stderr, filtered by `RUST_LOG`, else by `default_filter`.
+fn init_logs(format: LogFormat, default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     match format {
@@ -96,7 +100,7 @@ fn init_logs(format: LogFormat) {
 
 async fn serve(flags: config::Flags) -> anyhow::Result<()> {
     let config = config::load(&flags)?;
-    init_logs(config.log_format);
+    init_logs(config.log_format, SERVER_LOG_FILTER);
     let store = config::open_store(&config).await?;
     if store.load_network().await?.trains.is_empty() {
         tracing::info!("no rail network in the store yet: importing the bundled one");
@@ -136,7 +140,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(flags) => serve(flags).await,
         Command::Import { flags, data } => {
             let config = config::load(&flags)?;
-            init_logs(config.log_format);
+            init_logs(config.log_format, SERVER_LOG_FILTER);
             let store = config::open_store(&config).await?;
             import::import(store.as_ref(), data.as_deref(), true).await
         }
@@ -149,11 +153,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Bench(b) => {
             // Warnings only: a benchmark's own figures go to stdout; the engine's slow-batch
             // warnings (what a slow batch held) go to stderr beside them.
-            if std::env::var_os("RUST_LOG").is_none() {
-                tracing_subscriber::fmt().with_env_filter("warn").with_writer(std::io::stderr).init();
-            } else {
-                init_logs(LogFormat::Text);
-            }
+            init_logs(LogFormat::Text, "warn");
             let network = chepiao_domain::Network::new(import::bundled_network()?);
             tokio::task::spawn_blocking(move || bench::run(b, network)).await?
         }

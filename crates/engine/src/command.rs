@@ -63,6 +63,9 @@ pub enum Command {
 }
 
 impl Command {
+    /// The kinds' names, by [`Command::kind_index`].
+    pub const KINDS: [&'static str; 6] = ["hold", "confirm", "release", "return", "retire", "fence"];
+
     /// The command's place in declaration order (0 = hold … 5 = fence), for counts by kind.
     pub fn kind_index(&self) -> usize {
         match self {
@@ -77,14 +80,7 @@ impl Command {
 
     /// The command's name, for logs and metrics.
     pub fn kind(&self) -> &'static str {
-        match self {
-            Command::Hold { .. } => "hold",
-            Command::Confirm { .. } => "confirm",
-            Command::Release { .. } => "release",
-            Command::Return { .. } => "return",
-            Command::Retire { .. } => "retire",
-            Command::Fence { .. } => "fence",
-        }
+        Self::KINDS[self.kind_index()]
     }
 }
 

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::str::FromStr;
 
+use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::header;
@@ -53,12 +54,26 @@ pub struct JsonOut<T> {
     pub capacity_hint: usize,
 }
 
+impl<T: Serialize> JsonOut<T> {
+    /// The JSON body alone (a search keeps it to send again).
+    pub fn body(&self) -> Result<Bytes, ApiError> {
+        let mut buf = Vec::with_capacity(self.capacity_hint);
+        serde_json::to_writer(&mut buf, &self.value)
+            .map_err(|e| ApiError::internal(format!("serialising the response: {e}")))?;
+        Ok(Bytes::from(buf))
+    }
+}
+
+/// A response of JSON already serialised.
+pub fn json_response(body: Bytes) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
 impl<T: Serialize> IntoResponse for JsonOut<T> {
     fn into_response(self) -> Response {
-        let mut buf = Vec::with_capacity(self.capacity_hint);
-        match serde_json::to_writer(&mut buf, &self.value) {
-            Ok(()) => ([(header::CONTENT_TYPE, "application/json")], buf).into_response(),
-            Err(e) => ApiError::internal(format!("serialising the response: {e}")).into_response(),
+        match self.body() {
+            Ok(body) => json_response(body),
+            Err(e) => e.into_response(),
         }
     }
 }

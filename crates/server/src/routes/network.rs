@@ -3,10 +3,8 @@
 use std::borrow::Cow;
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use chepiao_api::network::{
     Arrival, ClassCapacity, ClassOffer, CoachView, Departure, RunView, SeatMapView, SeatView, StationView, StopView,
@@ -16,7 +14,7 @@ use chepiao_domain::network::{Journey, Station, StationIdx};
 use chepiao_domain::{RunId, SeatClass, ServiceDate, Telecode, fare};
 
 use crate::http::error::{ApiError, ErrorBody};
-use crate::http::extract::{JsonOut, Params};
+use crate::http::extract::{JsonOut, Params, json_response};
 use crate::search::{JourneyKey, SearchKey};
 use crate::state::AppState;
 
@@ -95,7 +93,7 @@ pub async fn trains(State(state): State<AppState>, params: Params) -> Result<Res
     let version = state.flow.engine.version();
     let now_ms = state.flow.now_ms();
     if let Some(body) = state.searches.get(&key, version, now_ms) {
-        return Ok(json_bytes(body));
+        return Ok(json_response(body));
     }
     let journeys = state.flow.network.journeys(from, to, date, |t, d| calendar.runs(t, d));
     let keys: Vec<JourneyKey> = journeys
@@ -104,16 +102,10 @@ pub async fn trains(State(state): State<AppState>, params: Params) -> Result<Res
         .collect();
     let counts = crate::search::remaining(&state.flow.network, &state.flow.engine, &keys).await?;
     let results: Vec<TrainResult> = journeys.iter().zip(counts).map(|(j, c)| train_result(&state, j, c)).collect();
-    let mut body = Vec::with_capacity((results.len() + 1) * TRAIN_RESULT_JSON_LEN);
-    serde_json::to_writer(&mut body, &results)
-        .map_err(|e| ApiError::internal(format!("serialising the search answer: {e}")))?;
-    let body = Bytes::from(body);
+    let capacity_hint = (results.len() + 1) * TRAIN_RESULT_JSON_LEN;
+    let body = JsonOut { value: results, capacity_hint }.body()?;
     state.searches.put(key, body.clone(), version, now_ms);
-    Ok(json_bytes(body))
-}
-
-fn json_bytes(body: Bytes) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+    Ok(json_response(body))
 }
 
 fn train_result<'a>(state: &'a AppState, j: &Journey, counts: Vec<(SeatClass, u32)>) -> TrainResult<'a> {
