@@ -136,6 +136,30 @@ pub struct LiveFigures {
     pub engine: EngineFigures,
 }
 
+/// `GET /api/v1/admin/engine`: this node's replica of the seat engine, shard by shard. Nodes
+/// of a cluster whose shard is at the same log position hold the same state, so they show the
+/// same digest there.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EngineReplica {
+    /// `cluster` (the log is shared through NATS JetStream) or `local` (this node's own log).
+    pub log: String,
+    pub shards: Vec<ShardReplica>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ShardReplica {
+    pub shard: u32,
+    /// The last log position applied.
+    pub applied: u64,
+    /// The whole state's digest at `applied` (16 hex digits).
+    pub digest: String,
+    /// The position of the newest snapshot.
+    pub snapshot: u64,
+    pub live_holds: u64,
+}
+
 /// `GET /api/v1/admin/audit/verify`: the audit log's hash chain recomputed, a part at a time
 /// (a day of sales writes millions of entries).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -106,10 +106,12 @@ async fn serve(flags: config::Flags) -> anyhow::Result<()> {
         tracing::info!("no rail network in the store yet: importing the bundled one");
         import::import(store.as_ref(), None, false).await?;
     }
-    let listener =
-        tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
-    let addr = listener.local_addr()?;
+    let listen = config.listen;
     let app = App::build(store.clone(), config).await?;
+    // Bound only once the node is built (a cluster node has caught up with the engine's log):
+    // a load balancer's connections are refused until then, never left waiting unanswered.
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+    let addr = listener.local_addr()?;
     tracing::info!(backend = store.backend(), trains = app.state().flow.network.trains().len(), "ready");
     // Listen for SIGTERM before saying where we serve: a signal sent on reading that line drains.
     let shutdown = shutdown_signal()?;

@@ -1,6 +1,9 @@
 //! The binary itself: first start imports the bundled network and serves it; SIGTERM drains
 //! and exits 0; bad configuration fails with a message, not a panic.
 
+#[path = "cli/cluster.rs"]
+mod cluster;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;

@@ -144,6 +144,9 @@ pub enum Query {
     /// Held (unpaid) holds made before `made_before_ms`, oldest first, after hold `after`
     /// (0 from the start), at most `limit` ([`LIVE_HOLDS_PAGE_MAX`]).
     LiveHolds { made_before_ms: u64, after: HoldId, limit: u32 },
+    /// Shard `shard`'s whole state as one digest, with the log position it holds: replicas
+    /// at the same position must answer the same digest. Slow (it encodes the whole state).
+    Digest { shard: u8 },
 }
 
 /// Where a hold stands.
@@ -182,5 +185,10 @@ pub enum Answer {
     /// None: this shard never handed out that hold id.
     Hold(Option<HoldState>),
     LiveHolds(Vec<LiveHold>),
+    /// The state's digest after log position `lsn`.
+    Digest {
+        lsn: u64,
+        digest: u64,
+    },
     Invalid(String),
 }

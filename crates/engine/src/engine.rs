@@ -17,11 +17,26 @@ use crossbeam_channel::{Sender, TrySendError, bounded};
 use tokio::sync::oneshot;
 
 use crate::command::*;
+use crate::entry::{Entry, Feed, Proposal};
 use crate::error::EngineError;
+use crate::replica::{ReplicaConfig, ReplicaShard};
 use crate::shard::{Clock, Envelope, Shard, ShardConfig, ShardStats};
-use crate::snapshot::{Progress, Request, Snapshotter};
+use crate::snapshot::{FedSnapshotter, Progress, Request, Snapshotter};
 use crate::state::{Limits, RETIRE_RUNS_MAX, StateMachine};
 use crate::wal::{LogReader, RecoveryReport, Wal};
+
+/// Log entries waiting for a replicated shard (or its snapshotter) to take them; past it the
+/// log's consumer waits.
+pub const FEED_LEN_MAX: usize = 1_024;
+
+/// What the log's side needs to feed one shard of a replicated engine.
+pub struct ShardFeed {
+    pub shard: u8,
+    /// The last entry the replica holds (its snapshot's position): the log is read after it.
+    pub applied_seq: u64,
+    pub to_shard: Sender<Feed>,
+    pub to_snapshotter: Sender<Arc<Entry>>,
+}
 
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
@@ -110,6 +125,34 @@ impl Engine {
             reports.push(report);
         }
         Ok((Engine { shards }, reports))
+    }
+
+    /// Open a replica of an engine whose log is shared by several nodes (see
+    /// [`crate::replica`]): each shard starts from the newest snapshot in its directory (or
+    /// empty) and waits for the log's entries after it, which the caller feeds through the
+    /// returned [`ShardFeed`]s. Commands go out as proposals on `proposals`.
+    pub fn open_replicated(
+        config: EngineConfig,
+        clock: Clock,
+        replica: ReplicaConfig,
+        proposals: tokio::sync::mpsc::Sender<Proposal>,
+    ) -> Result<(Engine, Vec<ShardFeed>), EngineError> {
+        assert!(config.shards >= 1 && config.batch_len_max >= 1 && config.queue_depth_max >= 1);
+        check_shard_count(&config)?;
+        let mut shards = Vec::new();
+        let mut feeds = Vec::new();
+        for i in 0..config.shards {
+            let (handle, feed) = open_replica_shard(&config, i, clock.clone(), &replica, proposals.clone())?;
+            shards.push(handle);
+            feeds.push(feed);
+        }
+        Ok((Engine { shards }, feeds))
+    }
+
+    /// Each shard's last applied log position (durable: in the local log, or in the shared
+    /// log and applied here).
+    pub fn applied(&self) -> Vec<u64> {
+        self.shards.iter().map(|s| s.progress.durable_lsn.load(Ordering::Acquire)).collect()
     }
 
     pub fn shard_count(&self) -> usize {
@@ -290,6 +333,7 @@ impl Engine {
             Query::Hold { hold, .. } => self.shard_of_hold(*hold),
             // A page of one shard's held holds: the shard of the hold it continues after.
             Query::LiveHolds { after, .. } => self.shard_of_hold(*after),
+            Query::Digest { shard } => usize::from(*shard) % self.shards.len(),
         };
         let owners: Vec<usize> = queries.iter().map(shard_of).collect();
         let mut per_shard: Vec<Vec<Query>> = vec![Vec::new(); self.shards.len()];
@@ -308,6 +352,19 @@ impl Engine {
             answers[s] = rx.await.map_err(|_| EngineError::Unavailable("shard stopped".into()))?.into_iter();
         }
         Ok(owners.iter().map(|&s| answers[s].next().expect("one answer per query")).collect())
+    }
+
+    /// Each shard's (log position, state digest), read together on the shard's thread.
+    pub async fn digests(&self) -> Result<Vec<(u64, u64)>, EngineError> {
+        let queries = (0..self.shards.len()).map(|s| Query::Digest { shard: s as u8 }).collect();
+        let answers = self.query(queries).await?;
+        answers
+            .into_iter()
+            .map(|a| match a {
+                Answer::Digest { lsn, digest } => Ok((lsn, digest)),
+                other => Err(EngineError::Unavailable(format!("digest answered {other:?}"))),
+            })
+            .collect()
     }
 
     /// Snapshot every shard now (each up to its last durable batch); each snapshot's lsn.
@@ -393,6 +450,66 @@ fn open_shard(config: &EngineConfig, i: u8, clock: Clock) -> Result<(ShardHandle
         snapshotter: Mutex::new(Some(snapshotter)),
     };
     Ok((handle, report))
+}
+
+/// Open shard `i` of a replica from its newest snapshot and start its threads.
+fn open_replica_shard(
+    config: &EngineConfig,
+    i: u8,
+    clock: Clock,
+    replica: &ReplicaConfig,
+    proposals: tokio::sync::mpsc::Sender<Proposal>,
+) -> Result<(ShardHandle, ShardFeed), EngineError> {
+    let dir = config.dir.join(format!("shard-{i}"));
+    let unavailable = |e: &dyn std::fmt::Display| EngineError::Unavailable(format!("{}: {e}", dir.display()));
+    std::fs::create_dir_all(&dir).map_err(|e| unavailable(&e))?;
+    let lock = lock_dir(&dir)?;
+    let (seq, sm) = match crate::wal::newest_snapshot(&dir).map_err(|e| unavailable(&e))? {
+        Some((seq, path)) => (seq, crate::wal::load_snapshot(&path).map_err(|e| unavailable(&e))?),
+        None => (0, StateMachine::new(i, config.limits.clone())),
+    };
+    assert_eq!(sm.shard(), i, "shard directory holds another shard's state");
+    let progress = Arc::new(Progress::default());
+    progress.durable_lsn.store(seq, Ordering::Release);
+    progress.snapshot_lsn.store(seq, Ordering::Release);
+    let snapshotter = FedSnapshotter {
+        dir: dir.clone(),
+        replica: sm.clone(),
+        applied_seq: seq,
+        progress: progress.clone(),
+        every_ops: config.snapshot_every_ops,
+    };
+    let (to_snapshotter, entries) = bounded(FEED_LEN_MAX);
+    let (snapshots, requests) = bounded(16);
+    let snapshotter = spawn(format!("engine-snap-{i}"), move || snapshotter.run(requests, entries), &dir)?;
+    let (to_shard, feed) = bounded(FEED_LEN_MAX);
+    let (tx, rx) = bounded(config.queue_depth_max);
+    let shard = ReplicaShard {
+        sm,
+        applied_seq: seq,
+        config: replica.clone(),
+        batch_len_max: config.batch_len_max,
+        queue_depth_max: config.queue_depth_max,
+        proposals,
+        clock,
+        progress: progress.clone(),
+        lock,
+        stats: ShardStats::default(),
+        next_id: 0,
+        inflight: Default::default(),
+        queued: Default::default(),
+        last_entry: std::time::Instant::now(),
+        last_tick_s: 0,
+    };
+    let thread = spawn(format!("engine-shard-{i}"), move || shard.run(rx, feed), &dir)?;
+    let handle = ShardHandle {
+        tx,
+        progress,
+        thread: Mutex::new(Some(thread)),
+        snapshots,
+        snapshotter: Mutex::new(Some(snapshotter)),
+    };
+    Ok((handle, ShardFeed { shard: i, applied_seq: seq, to_shard, to_snapshotter }))
 }
 
 fn spawn(name: String, f: impl FnOnce() + Send + 'static, dir: &Path) -> Result<JoinHandle<()>, EngineError> {

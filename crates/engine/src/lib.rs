@@ -12,17 +12,22 @@
 //! - [`shard`]: the thread that batches commands, applies them, syncs the log once per batch
 //!   (group commit) and only then replies; [`snapshot`]: the thread that follows the log with
 //!   a replica of the state and writes snapshots from it, so buyers never wait for one;
+//! - [`replica`]: the same shard as one replica of a log shared by several nodes, and
+//!   [`entry`]: what goes through that log (the log itself, on NATS JetStream, is
+//!   `chepiao-cluster`'s);
 //! - [`engine`]: the async handle the server uses; runs are spread over shards by hash;
 //!   [`error`]: what it answers when it cannot do the work at all.
 //! - [`quality`]: the allocation-quality simulation behind `chepiao bench allocation`.
 
 pub mod command;
 pub mod engine;
+pub mod entry;
 pub mod error;
 pub mod inventory;
 pub mod keys;
 pub mod quality;
 pub mod reads;
+pub mod replica;
 pub mod runs;
 pub mod shard;
 pub mod snapshot;
@@ -32,8 +37,10 @@ pub mod wal;
 pub use command::{
     Answer, Command, Held, HoldId, HoldState, IdemKey, LegRequest, LiveHold, Query, Reject, Reply, RunSpec, hold_shard,
 };
-pub use engine::{Engine, EngineConfig, HeldLeg, HoldOutcome, engine_id};
+pub use engine::{Engine, EngineConfig, FEED_LEN_MAX, HeldLeg, HoldOutcome, ShardFeed, engine_id};
+pub use entry::{Batch, Entry, Feed, Proposal};
 pub use error::EngineError;
 pub use reads::StateSize;
+pub use replica::ReplicaConfig;
 pub use shard::{Clock, ShardStats, system_clock};
 pub use state::{Advanced, Limits, StateMachine};

@@ -57,6 +57,8 @@ impl StateMachine {
             Query::Remaining { run, spec, from, to } => self.remaining(run, *spec, *from, *to),
             Query::SeatMap { run, spec, from, to, class } => self.seat_map(run, *spec, *from, *to, *class),
             Query::Hold { hold, run } => Answer::Hold(self.hold_state(*hold, run)),
+            // The shard thread fills in the position (the state machine does not know it).
+            Query::Digest { .. } => Answer::Digest { lsn: 0, digest: self.digest() },
             Query::LiveHolds { made_before_ms, after, limit } => {
                 let limit = (*limit).min(LIVE_HOLDS_PAGE_MAX) as usize;
                 let holds = self

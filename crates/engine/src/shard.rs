@@ -220,7 +220,8 @@ impl Shard {
     fn answer(&mut self, e: Envelope) -> bool {
         match e {
             Envelope::Queries(qs, tx) => {
-                let _ = tx.send(qs.iter().map(|q| self.sm.query(q)).collect());
+                let lsn = self.progress.durable_lsn.load(Ordering::Acquire);
+                let _ = tx.send(qs.iter().map(|q| at_lsn(self.sm.query(q), lsn)).collect());
             }
             Envelope::Stats(tx) => {
                 self.stats.size = self.sm.size();
@@ -232,5 +233,13 @@ impl Shard {
             Envelope::Command(..) => unreachable!("commands are batched"),
         }
         false
+    }
+}
+
+/// A digest answer names the log position it was taken at (the shard's, not the state's).
+pub(crate) fn at_lsn(answer: Answer, lsn: u64) -> Answer {
+    match answer {
+        Answer::Digest { digest, .. } => Answer::Digest { lsn, digest },
+        other => other,
     }
 }

@@ -14,9 +14,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, select};
 use tokio::sync::oneshot;
 
+use crate::entry::Entry;
 use crate::error::EngineError;
 use crate::state::StateMachine;
 use crate::wal::{LogReader, write_snapshot};
@@ -90,5 +91,82 @@ impl Snapshotter {
         let ms = started.elapsed().as_millis() as u64;
         tracing::debug!(shard = self.replica.shard(), lsn = target, ms, "snapshot written");
         Ok(target)
+    }
+}
+
+/// A replicated shard's snapshotter: fed the log's entries as the shard is (see
+/// [`crate::replica`]), it applies them to its replica and writes a snapshot named by the
+/// entry's position every `every_ops` commands (or when asked).
+pub(crate) struct FedSnapshotter {
+    pub dir: PathBuf,
+    pub replica: StateMachine,
+    pub applied_seq: u64,
+    pub progress: Arc<Progress>,
+    pub every_ops: u64,
+}
+
+impl FedSnapshotter {
+    pub fn run(mut self, rx: Receiver<Request>, entries: Receiver<Arc<Entry>>) {
+        let mut since: u64 = 0;
+        loop {
+            select! {
+                recv(entries) -> e => match e {
+                    Ok(e) => since += self.apply(&e),
+                    Err(_) => return,
+                },
+                recv(rx) -> r => match r {
+                    Ok(Request::Now(tx)) => {
+                        while let Ok(e) = entries.try_recv() {
+                            self.apply(&e);
+                        }
+                        let done = self.snapshot();
+                        since = if done.is_ok() { 0 } else { since };
+                        let _ = tx.send(done);
+                    }
+                    Ok(Request::Stop) | Err(_) => return,
+                },
+            }
+            if since >= self.every_ops {
+                match self.snapshot() {
+                    Ok(_) => since = 0,
+                    Err(e) => tracing::warn!(shard = self.replica.shard(), error = %e, "snapshot failed"),
+                }
+            }
+        }
+    }
+
+    /// Apply one entry; the commands it held. The shard itself stops on a gap; this replica
+    /// only stops snapshotting (its snapshots would not be the log's state).
+    fn apply(&mut self, e: &Entry) -> u64 {
+        if e.seq <= self.applied_seq || self.applied_seq == u64::MAX {
+            return 0;
+        }
+        if e.seq != self.applied_seq + 1 {
+            tracing::error!(shard = self.replica.shard(), seq = e.seq, "gap in the engine's log; snapshots stop");
+            self.applied_seq = u64::MAX;
+            return 0;
+        }
+        if e.batch.commands.is_empty() {
+            self.replica.advance(e.time_ms);
+        } else {
+            self.replica.apply(&e.batch.commands, e.time_ms);
+        }
+        self.applied_seq = e.seq;
+        e.batch.commands.len() as u64
+    }
+
+    fn snapshot(&mut self) -> Result<u64, EngineError> {
+        let seq = self.applied_seq;
+        if seq == u64::MAX {
+            return Err(EngineError::Unavailable("snapshot: the replica saw a gap in the log".into()));
+        }
+        if seq == self.progress.snapshot_lsn.load(Ordering::Acquire) {
+            return Ok(seq);
+        }
+        write_snapshot(&self.dir, seq, &self.replica)
+            .map_err(|e| EngineError::Unavailable(format!("snapshot: {e}")))?;
+        self.progress.snapshot_lsn.store(seq, Ordering::Release);
+        tracing::debug!(shard = self.replica.shard(), seq, "snapshot written");
+        Ok(seq)
     }
 }

@@ -210,7 +210,7 @@ impl Wal {
 /// segments and snapshots it makes unnecessary. The state is streamed to the file, so a
 /// snapshot costs no second copy of it in memory.
 pub fn write_snapshot(dir: &Path, lsn: u64, sm: &StateMachine) -> io::Result<()> {
-    let path = dir.join(format!("snapshot-{lsn:020}.bin"));
+    let path = snapshot_path(dir, lsn);
     let tmp = path.with_extension("tmp");
     let inner = io::BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
     let mut out = CrcWriter { inner, crc: crc32fast::Hasher::new(), len: 0, synced_at: 0 };
@@ -427,4 +427,35 @@ fn replay_segment(
         at += len;
     }
     (at, false)
+}
+
+/// The newest snapshot in `dir`, if any: its lsn and path (a replicated shard keeps only
+/// snapshots in its directory; the log is elsewhere).
+pub fn newest_snapshot(dir: &Path) -> io::Result<Option<(u64, PathBuf)>> {
+    match numbered(dir, "snapshot-", ".bin") {
+        Ok(mut all) => Ok(all.pop()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Load the snapshot at `path` (checked: header, length and checksum).
+pub fn load_snapshot(path: &Path) -> Result<StateMachine, WalError> {
+    read_snapshot(path)
+}
+
+/// Where a snapshot of `lsn` is kept in `dir` (a snapshot fetched from elsewhere is written
+/// here, then checked by [`load_snapshot`] before it is used).
+pub fn snapshot_path(dir: &Path, lsn: u64) -> PathBuf {
+    dir.join(format!("snapshot-{lsn:020}.bin"))
+}
+
+/// The lsn a snapshot file says it holds (its header), without loading it.
+pub fn snapshot_lsn(path: &Path) -> io::Result<u64> {
+    let mut header = [0u8; 16];
+    File::open(path)?.read_exact(&mut header)?;
+    if &header[..8] != SNAPSHOT_MAGIC {
+        return Err(io::Error::other(format!("{}: not a snapshot", path.display())));
+    }
+    Ok(u64::from_le_bytes(header[8..16].try_into().expect("8 bytes")))
 }

@@ -20,20 +20,35 @@ const RETIRE_AFTER_ARRIVAL_MS: i64 = 3600 * 1000;
 
 /// Start the background tasks; the caller aborts them at shutdown.
 pub fn spawn(flow: &Arc<Flow>) -> Vec<tokio::task::JoinHandle<()>> {
-    let mut tasks = vec![
+    let mut tasks = spawn_everywhere(flow);
+    tasks.extend(spawn_duties(flow));
+    tasks
+}
+
+/// The tasks every node runs, one node or several: the sale-window roll (each node's own
+/// calendar), the gauges and, with NATS, the issuer's share of the bus's consumer.
+pub fn spawn_everywhere(flow: &Arc<Flow>) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = vec![tokio::spawn(roll_forever(flow.clone())), tokio::spawn(gauges_forever(flow.clone()))];
+    if let Some(nats) = &flow.nats {
+        tasks.push(tokio::spawn(nats.clone().consume_forever(flow.issuer.clone(), flow.config.event_retry)));
+    }
+    tasks
+}
+
+/// The duties one node does for all (a cluster runs them on the holder of the duties lease):
+/// the expiry sweeper, the waitlist matcher, the outbox relay, reconciliation, the nonce
+/// pruner and retiring arrived runs. Each is safe to repeat (its SQL moves a row only from the
+/// state it expects, and engine commands are idempotent), so a lease that passes while its old
+/// holder finishes a round costs work, not correctness.
+pub fn spawn_duties(flow: &Arc<Flow>) -> Vec<tokio::task::JoinHandle<()>> {
+    vec![
         tokio::spawn(orders::sweep_forever(flow.clone(), Duration::from_millis(500))),
         tokio::spawn(waitlist::match_forever(flow.clone())),
         tokio::spawn(flow.relay.clone().run_forever(Duration::from_millis(200))),
         tokio::spawn(reconcile::reconcile_forever(flow.clone(), flow.now_ms())),
         tokio::spawn(prune_nonces_forever(flow.clone())),
-        tokio::spawn(roll_forever(flow.clone())),
         tokio::spawn(retire_forever(flow.clone())),
-        tokio::spawn(gauges_forever(flow.clone())),
-    ];
-    if let Some(nats) = &flow.nats {
-        tasks.push(tokio::spawn(nats.clone().consume_forever(flow.issuer.clone(), flow.config.event_retry)));
-    }
-    tasks
+    ]
 }
 
 /// Forget notify nonces older than the notify time window (older notifies fail the `ts` check).

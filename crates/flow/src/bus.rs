@@ -97,6 +97,8 @@ struct Wire {
 pub struct NatsBus {
     js: jetstream::Context,
     stream: String,
+    /// Copies JetStream keeps of the stream (3 in a cluster: any one NATS server may be lost).
+    replicas: usize,
 }
 
 const CONSUMER: &str = "issuer";
@@ -110,13 +112,14 @@ const DELIVER_MAX: i64 = 5;
 
 impl NatsBus {
     /// Connect and make sure the stream and the durable consumer exist.
-    pub async fn connect(url: &str, stream: &str) -> Result<NatsBus, BusError> {
+    pub async fn connect(url: &str, stream: &str, replicas: usize) -> Result<NatsBus, BusError> {
+        let servers: Vec<&str> = url.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
         let client = async_nats::ConnectOptions::new()
             .connection_timeout(Duration::from_secs(5))
-            .connect(url)
+            .connect(servers)
             .await
             .map_err(|e| BusError(format!("connecting to {url}: {e}")))?;
-        let bus = NatsBus { js: jetstream::new(client), stream: stream.to_string() };
+        let bus = NatsBus { js: jetstream::new(client), stream: stream.to_string(), replicas };
         bus.ensure_stream().await?;
         Ok(bus)
     }
@@ -131,6 +134,7 @@ impl NatsBus {
             max_bytes: STREAM_BYTES_MAX,
             max_age: STREAM_AGE_MAX,
             duplicate_window: Duration::from_secs(120),
+            num_replicas: self.replicas,
             ..Default::default()
         };
         let s =

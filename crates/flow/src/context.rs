@@ -78,7 +78,7 @@ pub struct FlowParts {
     /// Whether the `mockpay` development channel is on.
     pub mockpay: bool,
     /// `(url, stream)` to carry outbox events over NATS JetStream; None: in-process.
-    pub nats: Option<(String, String)>,
+    pub nats: Option<(String, String, usize)>,
 }
 
 impl Flow {
@@ -105,8 +105,10 @@ impl Flow {
             seats_back: Arc::new(tokio::sync::Notify::new()),
         });
         let (bus, nats): (Arc<dyn EventBus>, _) = match &p.nats {
-            Some((url, stream)) => {
-                let nats = NatsBus::connect(url, stream).await.map_err(|e| FlowError::Unavailable(e.to_string()))?;
+            Some((url, stream, replicas)) => {
+                let nats = NatsBus::connect(url, stream, *replicas)
+                    .await
+                    .map_err(|e| FlowError::Unavailable(e.to_string()))?;
                 let nats = Arc::new(nats);
                 (nats.clone(), Some(nats))
             }

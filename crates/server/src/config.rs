@@ -32,6 +32,20 @@ pub struct Config {
     pub database_url: Option<String>,
     /// Seat-engine shards (threads, each with its own log under `data_dir/engine`).
     pub engine_shards: u8,
+    /// Commands between two snapshots of a shard (taken off the shard's thread).
+    pub engine_snapshot_every_ops: u64,
+    /// This node is one of several selling one inventory (docs/CLUSTER.md): the seat engine's
+    /// log is a NATS JetStream stream per shard at `nats_url`, and this node a replica of it.
+    /// Needs PostgreSQL (`database_url`) and Redis (`redis_url`), shared by every node.
+    pub cluster: bool,
+    /// Copies NATS keeps of the engine's log, the snapshots and the events (3: any one NATS
+    /// server may be lost; 1 for a single NATS server in development).
+    pub cluster_replicas: u8,
+    /// Name prefix of the engine's streams (`<prefix>_<shard>`) and snapshot bucket.
+    pub engine_stream: String,
+    /// Bytes one shard's log may hold in NATS (and the snapshot bucket in all); past it orders
+    /// are refused, never entries lost. NATS reserves it on every server up front.
+    pub engine_log_bytes_max: u64,
     /// Days after today that are on sale (12306 sells 15 days: today + 14).
     pub sale_window_days: u32,
     /// Largest request body accepted, bytes.
@@ -151,6 +165,11 @@ impl Default for Config {
             data_dir: PathBuf::from("var"),
             database_url: None,
             engine_shards: 1,
+            engine_snapshot_every_ops: 250_000,
+            cluster: false,
+            cluster_replicas: 3,
+            engine_stream: "CHEPIAO_ENGINE".into(),
+            engine_log_bytes_max: 64 << 30,
             sale_window_days: 14,
             body_len_max: 64 * 1024,
             request_timeout_ms: 10_000,
@@ -219,6 +238,11 @@ impl Config {
         "data_dir",
         "database_url",
         "engine_shards",
+        "engine_snapshot_every_ops",
+        "cluster",
+        "cluster_replicas",
+        "engine_stream",
+        "engine_log_bytes_max",
         "sale_window_days",
         "body_len_max",
         "request_timeout_ms",
@@ -308,13 +332,15 @@ impl Config {
         }
     }
 
-    /// Where the seat engine keeps its logs and snapshots.
+    /// Where the seat engine keeps its logs and snapshots (a cluster node: its snapshots only,
+    /// in a folder of its own so that a one-node log is never mistaken for one).
     pub fn engine_dir(&self) -> PathBuf {
-        self.data_dir.join("engine")
+        self.data_dir.join(if self.cluster { "engine-replica" } else { "engine" })
     }
 
     pub fn validate(&self) -> Result<(), String> {
         self.validate_server()?;
+        self.validate_cluster()?;
         self.validate_sale()?;
         self.validate_hot_sale()?;
         self.validate_secrets()?;
@@ -341,6 +367,39 @@ impl Config {
         }
         if !(100..=600_000).contains(&self.request_timeout_ms) {
             return Err("request_timeout_ms must be 100 to 600000".into());
+        }
+        Ok(())
+    }
+
+    /// A cluster shares everything but the engine's replica: one database, one NATS, one Redis.
+    fn validate_cluster(&self) -> Result<(), String> {
+        if !(100..=100_000_000).contains(&self.engine_snapshot_every_ops) {
+            return Err("engine_snapshot_every_ops must be 100 to 100000000".into());
+        }
+        if !(1..=5).contains(&self.cluster_replicas) {
+            return Err("cluster_replicas must be 1 to 5".into());
+        }
+        if self.engine_stream.is_empty() || !self.engine_stream.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err("engine_stream must be letters, digits and _".into());
+        }
+        if !(1 << 20..=1 << 50).contains(&self.engine_log_bytes_max) {
+            return Err("engine_log_bytes_max must be 1 MiB to 1 PiB".into());
+        }
+        if !self.cluster {
+            return Ok(());
+        }
+        if !self.database_url().starts_with("postgres") {
+            return Err("cluster = true needs PostgreSQL (database_url = postgres://...): every node shares one \
+                        database, and SQLite is one machine's file"
+                .into());
+        }
+        if self.nats_url.is_none() {
+            return Err("cluster = true needs nats_url: the seat engine's log is a NATS JetStream stream".into());
+        }
+        if self.redis_url.is_none() {
+            return Err(
+                "cluster = true needs redis_url: the waiting room and risk lists are shared by every node".into()
+            );
         }
         Ok(())
     }

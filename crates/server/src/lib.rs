@@ -35,8 +35,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chepiao_cluster::{ClusterConfig, ClusterLog};
 use chepiao_domain::Network;
-use chepiao_engine::{Clock, Engine};
+use chepiao_engine::{Clock, Engine, ReplicaConfig};
 use chepiao_flow::signing::TicketSigner;
 use chepiao_flow::{Flow, FlowParts};
 use chepiao_store::Store;
@@ -77,9 +78,15 @@ impl App {
             return Err(StartError::NoNetwork);
         }
         let network = Arc::new(Network::new(data));
-        let claim = node::claim(store.as_ref(), &config.engine_dir(), clock() as i64).await?;
+        let claim = node::claim(store.as_ref(), &config, clock() as i64).await?;
         let store_backend = store.backend();
-        let engine = open_engine(&config, clock.clone()).await?;
+        let (engine, cluster) = match config.cluster {
+            true => {
+                let (engine, log) = open_replica(&config, clock.clone()).await?;
+                (engine, Some(log))
+            }
+            false => (open_engine(&config, clock.clone()).await?, None),
+        };
         let flow = Flow::new(FlowParts {
             store,
             engine,
@@ -89,7 +96,7 @@ impl App {
             signer: Arc::new(ticket_signer(&config)?),
             mockpay_secret: secret_bytes(config.mockpay_secret.as_ref(), &config, "mockpay")?,
             mockpay: config.mockpay.unwrap_or(store_backend == "sqlite"),
-            nats: config.nats_url.clone().map(|url| (url, config.nats_stream.clone())),
+            nats: config.nats_url.clone().map(|url| (url, config.nats_stream.clone(), events_replicas(&config))),
         })
         .await?;
         flow.relay.set_paused(config.relay_paused);
@@ -97,7 +104,7 @@ impl App {
             tracing::warn!("mockpay, a development payment channel, is on (set `mockpay = false` in production)");
         }
         tracing::info!(bus = flow.relay.bus_name(), ticket_key = flow.signer.kid(), "purchase flow ready");
-        let shared = shared(flow, config, claim).await?;
+        let shared = shared(flow, config, claim, cluster).await?;
         Ok(App { state: AppState(Arc::new(shared)) })
     }
 
@@ -143,7 +150,14 @@ impl App {
     /// Start the background tasks (see the crate doc); `serve` aborts them when it returns.
     pub fn spawn_background(&self) -> Vec<tokio::task::JoinHandle<()>> {
         let state = &self.state;
-        let mut tasks = chepiao_flow::background::spawn(&state.flow);
+        let mut tasks = chepiao_flow::background::spawn_everywhere(&state.flow);
+        if state.config.cluster {
+            let (store, claim, clock) = (state.flow.store.clone(), state.claim.clone(), state.flow.clock.clone());
+            let s = state.clone();
+            tasks.push(tokio::spawn(node::duties_forever(store, claim, clock, move || cluster_duties(&s))));
+        } else {
+            tasks.extend(chepiao_flow::background::spawn_duties(&state.flow));
+        }
         let admit =
             hotsale::room::admit_forever(state.room.clone(), state.flow.clock.clone(), Duration::from_millis(50));
         tasks.push(tokio::spawn(admit));
@@ -154,10 +168,74 @@ impl App {
     }
 }
 
+/// Copies NATS keeps of the event stream: a cluster's, else one (a single NATS server).
+fn events_replicas(config: &Config) -> usize {
+    if config.cluster { usize::from(config.cluster_replicas) } else { 1 }
+}
+
+/// Proposals waiting for the publisher, per shard (each shard has at most
+/// `ReplicaConfig::inflight_max` out, and a tick).
+const PROPOSALS_PER_SHARD_MAX: usize = 8;
+
+/// Open this node's replica of the cluster's seat engine: the log's streams at `nats_url`, a
+/// snapshot to start from (its own, or the shared one), the log after it replayed before the
+/// node serves anything.
+async fn open_replica(config: &Config, clock: Clock) -> Result<(Arc<Engine>, Arc<ClusterLog>), StartError> {
+    let url = config.nats_url.clone().ok_or_else(|| config_error("cluster = true needs nats_url"))?;
+    let log = ClusterLog::connect(ClusterConfig {
+        prefix: config.engine_stream.clone(),
+        replicas: usize::from(config.cluster_replicas),
+        log_bytes_max: config.engine_log_bytes_max as i64,
+        // A shard's snapshot is smaller than its log's cap: one cap for both.
+        snapshots_bytes_max: config.engine_log_bytes_max as i64,
+        ..ClusterConfig::new(url, config.engine_shards)
+    })
+    .await?;
+    let dir = config.engine_dir();
+    log.prepare(&dir).await?;
+    let engine_config = chepiao_engine::EngineConfig {
+        shards: config.engine_shards,
+        snapshot_every_ops: config.engine_snapshot_every_ops,
+        ..chepiao_engine::EngineConfig::new(dir)
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(PROPOSALS_PER_SHARD_MAX * usize::from(config.engine_shards));
+    let replica = ReplicaConfig::new(node::random_u64() | 1);
+    let (engine, feeds) =
+        tokio::task::spawn_blocking(move || Engine::open_replicated(engine_config, clock, replica, tx))
+            .await
+            .map_err(|e| StartError::Config(format!("opening the engine replica panicked: {e}")))??;
+    let engine = Arc::new(engine);
+    // The publisher and consumers end with the engine (its channels close).
+    drop(log.start(feeds, rx));
+    log.caught_up(&engine, Duration::from_secs(600)).await?;
+    Ok((engine, log))
+}
+
+/// How often the duties holder shares the engine's newest snapshots (and purges the log).
+const SHARE_SNAPSHOTS_EVERY: Duration = Duration::from_secs(10);
+
+/// The duties of a cluster node holding the lease: the flow's, and sharing snapshots.
+fn cluster_duties(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = chepiao_flow::background::spawn_duties(&state.flow);
+    if let Some(log) = state.cluster.clone() {
+        let dir = state.config.engine_dir();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(SHARE_SNAPSHOTS_EVERY).await;
+                if let Err(e) = log.share_snapshots(&dir).await {
+                    tracing::warn!(error = %e, "sharing the engine's snapshots failed; retrying later");
+                }
+            }
+        }));
+    }
+    tasks
+}
+
 /// Recover the seat engine from `data_dir/engine` (blocking work, off the async threads).
 async fn open_engine(config: &Config, clock: Clock) -> Result<Arc<Engine>, StartError> {
     let engine_config = chepiao_engine::EngineConfig {
         shards: config.engine_shards,
+        snapshot_every_ops: config.engine_snapshot_every_ops,
         ..chepiao_engine::EngineConfig::new(config.engine_dir())
     };
     let (engine, reports) = tokio::task::spawn_blocking(move || Engine::open(engine_config, clock))
@@ -188,7 +266,12 @@ fn ticket_signer(config: &Config) -> Result<TicketSigner, StartError> {
 }
 
 /// This layer's own parts, around the flow.
-async fn shared(flow: Arc<Flow>, config: Config, claim: node::NodeClaim) -> Result<Shared, StartError> {
+async fn shared(
+    flow: Arc<Flow>,
+    config: Config,
+    claim: node::NodeClaim,
+    cluster: Option<Arc<ClusterLog>>,
+) -> Result<Shared, StartError> {
     let jwt_key = key(config.jwt_secret.as_ref(), &config, "jwt")?;
     let pii_key = key(config.pii_key.as_ref(), &config, "pii")?;
     let ttl = config.token_ttl_s;
@@ -223,6 +306,7 @@ async fn shared(flow: Arc<Flow>, config: Config, claim: node::NodeClaim) -> Resu
         ip_limits,
         config,
         claim,
+        cluster,
         self_url: Default::default(),
         streams,
         shutting_down,

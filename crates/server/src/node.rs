@@ -1,12 +1,18 @@
 //! This node's claim on its database: one seat engine per database (see
 //! `chepiao_store::lease`), so a second node started on a database that already belongs to
-//! another engine refuses to start, before it could sell a seat the first one sold.
+//! another engine refuses to start, before it could sell a seat the first one sold. Nodes of a
+//! cluster (`cluster = true`) all run replicas of one engine, named by its log's streams, so
+//! they share the claim, and a one-node engine is still refused.
+//!
+//! Also the cluster's background duties ([`duties_forever`]): one node at a time holds the
+//! duties lease and runs them; when it dies, another takes the lease once its time to live
+//! has passed.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chepiao_engine::Clock;
-use chepiao_store::{ENGINE_LEASE, Store};
+use chepiao_store::{DUTIES_LEASE, ENGINE_LEASE, Store};
 
 use crate::start::StartError;
 
@@ -20,12 +26,18 @@ pub struct NodeClaim {
     pub instance: String,
 }
 
-/// Claim the database for the engine in `engine_dir`, or refuse with a message saying whose it is.
-pub async fn claim(store: &dyn Store, engine_dir: &std::path::Path, now_ms: i64) -> Result<NodeClaim, StartError> {
-    let engine_id = chepiao_engine::engine_id(engine_dir)
-        .map_err(|e| StartError::Config(format!("{}: the engine's id: {e}", engine_dir.display())))?;
+/// Claim the database for this node's engine (the one in `engine_dir`, or the cluster's), or
+/// refuse with a message saying whose it is.
+pub async fn claim(store: &dyn Store, config: &crate::Config, now_ms: i64) -> Result<NodeClaim, StartError> {
+    let engine_dir = config.engine_dir();
+    let engine_id = if config.cluster {
+        format!("cluster:{}", config.engine_stream)
+    } else {
+        chepiao_engine::engine_id(&engine_dir)
+            .map_err(|e| StartError::Config(format!("{}: the engine's id: {e}", engine_dir.display())))?
+    };
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let instance = format!("pid {} on {}", std::process::id(), host.trim());
+    let instance = format!("pid {} on {} ({:016x})", std::process::id(), host.trim(), random_u64());
     let lease = store.claim_lease(ENGINE_LEASE, &engine_id, &instance, now_ms).await?;
     if lease.holder != engine_id {
         return Err(StartError::OtherEngine { ours: engine_id, lease: Box::new(lease) });
@@ -44,5 +56,49 @@ pub async fn renew_forever(store: Arc<dyn Store>, claim: NodeClaim, clock: Clock
             Ok(l) => tracing::error!(holder = l.holder, "the database was given to another engine while this node ran"),
             Err(e) => tracing::warn!(error = %e, "renewing this node's claim on the database failed"),
         }
+    }
+}
+
+/// 64 random bits (the standard library's hasher keys are random per instance; no crate).
+pub fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new().build_hasher().finish()
+}
+
+/// How long the duties lease lives without renewal: a dead holder's duties move after it.
+pub const DUTIES_TTL: Duration = Duration::from_secs(10);
+/// How often the holder renews it (and the others try to take it).
+const DUTIES_RENEW_EVERY: Duration = Duration::from_secs(2);
+
+/// Hold the duties lease when this node can, and run `start()`'s tasks only while it is held:
+/// they are aborted as soon as a renewal fails or finds another holder (a node cut off from
+/// the database stops before its lease could pass to another).
+pub async fn duties_forever(
+    store: Arc<dyn Store>,
+    claim: NodeClaim,
+    clock: Clock,
+    start: impl Fn() -> Vec<tokio::task::JoinHandle<()>> + Send + 'static,
+) {
+    let mut running: Vec<tokio::task::JoinHandle<()>> = Vec::new();
+    loop {
+        let now = clock() as i64;
+        let ttl = DUTIES_TTL.as_millis() as i64;
+        let held = match store.take_lease(DUTIES_LEASE, &claim.instance, &claim.instance, now, ttl).await {
+            Ok(l) => l.holder == claim.instance,
+            Err(e) => {
+                tracing::warn!(error = %e, "renewing the duties lease failed");
+                false
+            }
+        };
+        if held && running.is_empty() {
+            tracing::info!(instance = claim.instance, "this node took the background duties");
+            running = start();
+        } else if !held && !running.is_empty() {
+            tracing::warn!(instance = claim.instance, "this node gave up the background duties");
+            for t in running.drain(..) {
+                t.abort();
+            }
+        }
+        tokio::time::sleep(DUTIES_RENEW_EVERY).await;
     }
 }

@@ -14,6 +14,8 @@ pub enum StartError {
     Engine(#[from] chepiao_engine::EngineError),
     #[error("the sale's flow: {0}")]
     Flow(#[from] chepiao_flow::FlowError),
+    #[error("the engine's shared log: {0}")]
+    Cluster(#[from] chepiao_cluster::ClusterError),
     #[error("{}", refusal(ours, lease))]
     OtherEngine { ours: String, lease: Box<chepiao_store::Lease> },
 }
@@ -23,8 +25,9 @@ pub fn refusal(ours: &str, lease: &Lease) -> String {
     format!(
         "this database belongs to seat engine {} (claimed at {}, last seen at {} by {}); this node's engine is {ours}. \
          Each node's engine holds the whole seat inventory, so two nodes on one database would sell every seat twice: \
-         chepiao runs one node per database (see docs/DEPLOY.md). To move the sale to this machine, stop the other \
-         node and move its data directory's `engine` folder here.",
+         chepiao runs one node per database (see docs/DEPLOY.md) unless every node runs the replicated engine \
+         (`cluster = true`, docs/CLUSTER.md). To move the sale to this machine, stop the other node and move its \
+         data directory's `engine` folder here.",
         lease.holder,
         chepiao_flow::rfc3339(lease.since_ms),
         chepiao_flow::rfc3339(lease.seen_at_ms),

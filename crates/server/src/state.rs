@@ -34,6 +34,8 @@ pub struct Shared {
     pub ip_limits: Arc<IpLimits>,
     /// This node's claim on the database (its engine's id).
     pub claim: NodeClaim,
+    /// The engine's shared log, when this node is one of a cluster.
+    pub cluster: Option<Arc<chepiao_cluster::ClusterLog>>,
     /// Where this server listens (`http://127.0.0.1:8080`), set when it starts serving: a
     /// notify from the mock provider goes here (or to `public_url`), never where a request says.
     pub self_url: std::sync::OnceLock<String>,

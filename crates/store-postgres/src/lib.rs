@@ -339,7 +339,17 @@ impl StatsStore for PgStore {
 impl LeaseStore for PgStore {
     async fn claim_lease(&self, name: &str, holder: &str, instance: &str, now_ms: i64) -> Result<Lease> {
         let data = (name.to_string(), holder.to_string(), instance.to_string());
-        self.write(data, move |c, d| Box::pin(async move { lease::claim(c, &d.0, &d.1, &d.2, now_ms).await })).await
+        self.write(data, move |c, d| Box::pin(async move { lease::claim(c, &d.0, &d.1, &d.2, now_ms, i64::MIN).await }))
+            .await
+    }
+
+    async fn take_lease(&self, name: &str, holder: &str, instance: &str, now_ms: i64, ttl_ms: i64) -> Result<Lease> {
+        let data = (name.to_string(), holder.to_string(), instance.to_string());
+        let stale_before_ms = now_ms.saturating_sub(ttl_ms);
+        self.write(data, move |c, d| {
+            Box::pin(async move { lease::claim(c, &d.0, &d.1, &d.2, now_ms, stale_before_ms).await })
+        })
+        .await
     }
 }
 

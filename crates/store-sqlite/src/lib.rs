@@ -353,7 +353,13 @@ impl StatsStore for SqliteStore {
 impl LeaseStore for SqliteStore {
     async fn claim_lease(&self, name: &str, holder: &str, instance: &str, now_ms: i64) -> Result<Lease> {
         let (name, holder, instance) = (name.to_string(), holder.to_string(), instance.to_string());
-        self.write(move |c| lease::claim(c, &name, &holder, &instance, now_ms)).await
+        self.write(move |c| lease::claim(c, &name, &holder, &instance, now_ms, i64::MIN)).await
+    }
+
+    async fn take_lease(&self, name: &str, holder: &str, instance: &str, now_ms: i64, ttl_ms: i64) -> Result<Lease> {
+        let (name, holder, instance) = (name.to_string(), holder.to_string(), instance.to_string());
+        let stale_before_ms = now_ms.saturating_sub(ttl_ms);
+        self.write(move |c| lease::claim(c, &name, &holder, &instance, now_ms, stale_before_ms)).await
     }
 }
 

@@ -1,4 +1,4 @@
-//! Which seat engine a database belongs to.
+//! Which seat engine a database belongs to, and which node does the background duties.
 //!
 //! Each node's seat engine holds the whole inventory in its own log, so two engines selling
 //! from one database would sell every seat twice. Until the engine is replicated (the cluster
@@ -30,4 +30,13 @@ pub trait LeaseStore: Send + Sync + 'static {
     /// Claim lease `name` for `holder` if nobody has it; renew it if `holder` has it. Returns
     /// the lease as it stands after the call: someone else's when it was not ours to take.
     async fn claim_lease(&self, name: &str, holder: &str, instance: &str, now_ms: i64) -> Result<Lease>;
+
+    /// Claim lease `name` for `holder` as `claim_lease` does, and also take it from a holder not
+    /// seen for `ttl_ms` (one that died): a lease with a time to live, for work one node of
+    /// several does at a time.
+    async fn take_lease(&self, name: &str, holder: &str, instance: &str, now_ms: i64, ttl_ms: i64) -> Result<Lease>;
 }
+
+/// The lease of the cluster's background duties (the sweeper, the relay, the waitlist matcher,
+/// reconciliation, ...): one node at a time does them, another takes over when it dies.
+pub const DUTIES_LEASE: &str = "background-duties";

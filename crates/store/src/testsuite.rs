@@ -31,6 +31,7 @@ macro_rules! store_suite {
             failing_events_back_off_and_go_dead_alone,
             orders_record_their_holds,
             a_database_belongs_to_one_engine,
+            a_duties_lease_passes_to_another_node_when_its_holder_is_not_seen,
             tickets_issue_once_and_check_in_once,
             ticket_refunds_revoke_once,
             unticketable_orders_are_refunded,
@@ -566,6 +567,30 @@ pub async fn a_database_belongs_to_one_engine(store: &dyn Store) {
     // The same engine restarted (a new process) renews its claim.
     let again = store.claim_lease(ENGINE_LEASE, "engine-a", "pid-3", 9_000).await.unwrap();
     assert_eq!((again.instance.as_str(), again.since_ms, again.seen_at_ms), ("pid-3", 1_000, 9_000), "{name}");
+}
+
+pub async fn a_duties_lease_passes_to_another_node_when_its_holder_is_not_seen(store: &dyn Store) {
+    let name = store.backend();
+    let ttl = 10_000;
+    let a = store.take_lease(DUTIES_LEASE, "node-a", "a", 1_000, ttl).await.unwrap();
+    assert_eq!((a.holder.as_str(), a.since_ms), ("node-a", 1_000), "{name}");
+    // Node b is refused while a renews within the time to live.
+    let b = store.take_lease(DUTIES_LEASE, "node-b", "b", 10_999, ttl).await.unwrap();
+    assert_eq!(b.holder, "node-a", "{name}: a was seen 9.999 s ago");
+    let a = store.take_lease(DUTIES_LEASE, "node-a", "a", 11_000, ttl).await.unwrap();
+    assert_eq!((a.holder.as_str(), a.since_ms, a.seen_at_ms), ("node-a", 1_000, 11_000), "{name}");
+    // a stops renewing (it died): once it was last seen more than the ttl ago, b takes it.
+    let b = store.take_lease(DUTIES_LEASE, "node-b", "b", 21_000, ttl).await.unwrap();
+    assert_eq!(b.holder, "node-a", "{name}: exactly the ttl is not yet stale");
+    let b = store.take_lease(DUTIES_LEASE, "node-b", "b", 21_001, ttl).await.unwrap();
+    assert_eq!((b.holder.as_str(), b.since_ms, b.seen_at_ms), ("node-b", 21_001, 21_001), "{name}");
+    // a, back, is told it is b's.
+    let a = store.take_lease(DUTIES_LEASE, "node-a", "a", 21_500, ttl).await.unwrap();
+    assert_eq!(a.holder, "node-b", "{name}");
+    // The engine's claim never expires: it is not a time-to-live lease.
+    store.claim_lease(ENGINE_LEASE, "engine-a", "pid-1", 1_000).await.unwrap();
+    let other = store.claim_lease(ENGINE_LEASE, "engine-b", "pid-2", i64::MAX / 2).await.unwrap();
+    assert_eq!(other.holder, "engine-a", "{name}");
 }
 
 pub async fn tickets_issue_once_and_check_in_once(store: &dyn Store) {

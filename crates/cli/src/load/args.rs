@@ -39,9 +39,10 @@ fn duration_s(s: &str) -> Result<u64, String> {
 pub struct LoadArgs {
     #[arg(long, value_enum, default_value = "orders")]
     pub scenario: Scenario,
-    /// The server to load.
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    pub url: String,
+    /// The server to load; give it several times to spread the load over a cluster's nodes
+    /// (the soak sends each order to the next node, and a request no node answered to the next).
+    #[arg(long = "url", default_value = "http://127.0.0.1:8080")]
+    pub urls: Vec<String>,
     /// Accounts (virtual users), five passengers each.
     #[arg(long, default_value_t = 100)]
     pub users: usize,
@@ -76,4 +77,11 @@ pub struct LoadArgs {
     /// How the audit opens the server's store (same flags as `serve`).
     #[command(flatten)]
     pub flags: config::Flags,
+}
+
+impl LoadArgs {
+    /// The first server: the only one for the scenarios that load one.
+    pub fn url(&self) -> &str {
+        &self.urls[0]
+    }
 }

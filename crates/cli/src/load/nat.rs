@@ -29,7 +29,7 @@ struct Tally {
 }
 
 pub async fn run(args: &LoadArgs, network: &Network) -> anyhow::Result<()> {
-    let client = Client::new(&args.url);
+    let client = Client::new(args.url());
     let journeys = journeys(network, Mode::Spread);
     anyhow::ensure!(!journeys.is_empty(), "no train runs two days out");
     let tag = &uuid::Uuid::new_v4().simple().to_string()[..6];

@@ -217,7 +217,7 @@ async fn await_settled(store: &dyn Store, before: &PaymentAudit, paid: u64, star
 pub async fn run(args: &LoadArgs, network: &Network, store: Option<Arc<dyn Store>>) -> anyhow::Result<()> {
     let http =
         reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).timeout(Duration::from_secs(30)).build()?;
-    let client = Client::with_http(http, &args.url);
+    let client = Client::with_http(http, args.url());
     let before = match &store {
         Some(s) => Some(s.payment_audit().await?),
         None => None,

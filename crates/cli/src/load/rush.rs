@@ -285,7 +285,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let http =
         reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).timeout(Duration::from_secs(60)).build()?;
-    let client = Client::with_http(http, &args.url);
+    let client = Client::with_http(http, args.url());
     let target = target(&client, network).await?;
     let tag = format!("{:x}", chrono::Utc::now().timestamp_millis() % 0xfffffff);
     let users = make_users(store.clone(), config, args.users, &tag).await?;

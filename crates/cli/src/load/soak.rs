@@ -4,7 +4,13 @@
 //! spread over every train two days out (`--mode spread`), so runs do not sell out.
 //!
 //! It reports, per `--window` (5 minutes): orders answered, their p50 and p99, and the server's
-//! resident memory (`chepiao_process_resident_bytes` from `/metrics`); then the audit.
+//! resident memory (`chepiao_process_resident_bytes` from `/metrics`); then the audit, and that
+//! every order the server acknowledged (201) is in the store.
+//!
+//! With several `--url`s (a cluster's nodes), order `i` goes to node `i mod n`, and so do its
+//! payment, cancellation and refund; a request no node answered (a node down: a transport
+//! error) is sent again to the next node with the same idempotency key, as a load balancer
+//! would. An answer with an error code is kept as it is.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -50,13 +56,19 @@ struct Soak {
     refunds: AtomicU64,
     /// Windows printed so far (they are printed in order).
     printed: std::sync::atomic::AtomicUsize,
+    urls: Vec<String>,
+    payer: Payer,
+    /// Order numbers the server acknowledged (at most `--rate` x `--duration`).
+    acknowledged: Mutex<Vec<String>>,
+    /// Requests sent again to another node after a transport error.
+    resent: AtomicU64,
 }
 
 pub async fn run(args: &LoadArgs, network: &Network, store: Option<Arc<dyn Store>>) -> anyhow::Result<()> {
     anyhow::ensure!(args.rate > 0 && args.duration_s > 0, "the soak needs --rate and --duration");
     let http =
         reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).timeout(Duration::from_secs(30)).build()?;
-    let client = Client::with_http(http, &args.url);
+    let client = Client::with_http(http, args.url());
     let tag = format!("{:x}", chrono::Utc::now().timestamp_millis() % 0xfffffff);
     let soak = Arc::new(Soak {
         users: users::setup(&client, args.users.max(1), &tag).await?,
@@ -68,6 +80,10 @@ pub async fn run(args: &LoadArgs, network: &Network, store: Option<Arc<dyn Store
         skipped: AtomicU64::new(0),
         refunds: AtomicU64::new(0),
         printed: Default::default(),
+        urls: args.urls.clone(),
+        payer: if args.pay_as_provider { Payer::provider(&args.flags)? } else { Payer::PayPage },
+        acknowledged: Mutex::new(Vec::new()),
+        resent: AtomicU64::new(0),
     });
     let total = args.rate * args.duration_s;
     println!("soak: {total} orders at {}/s for {} s, windows of {} s", args.rate, args.duration_s, args.window_s);
@@ -94,15 +110,21 @@ pub async fn run(args: &LoadArgs, network: &Network, store: Option<Arc<dyn Store
         soak.print_window(w, &client).await;
     }
     println!(
-        "server memory at the end: {:.0} MB; orders not sent (client at its concurrency): {}; refunds: {}",
+        "server memory at the end: {:.0} MB; orders not sent (client at its concurrency): {}; refunds: {}; \
+         requests sent again to another node: {}",
         server_rss_mb(&client).await,
         soak.skipped.load(Ordering::Relaxed),
-        soak.refunds.load(Ordering::Relaxed)
+        soak.refunds.load(Ordering::Relaxed),
+        soak.resent.load(Ordering::Relaxed)
     );
-    match store {
-        Some(store) => stats::audit(store.as_ref()).await,
-        None => Ok(()),
-    }
+    let Some(store) = store else { return Ok(()) };
+    soak.check_acknowledged(store.as_ref()).await?;
+    stats::audit(store.as_ref()).await
+}
+
+/// A request that reached no server (refused, reset, timed out): worth sending to another node.
+fn unanswered<T>(answer: &Result<T, chepiao_api::ClientError>) -> bool {
+    matches!(answer, Err(e) if e.status().is_none())
 }
 
 impl Soak {
@@ -113,17 +135,44 @@ impl Soak {
         let passenger = user.passengers[((i / self.users.len() as u64) % user.passengers.len() as u64) as usize];
         let req = one_leg(journey, passenger, format!("soak-{}-{i}", self.tag));
         let sent = Instant::now();
-        let answer = user.api.create_order(&req, None).await;
+        let mut node = i as usize;
+        let mut answer = self.api(user, node).create_order(&req, None).await;
+        while unanswered(&answer) && node < i as usize + self.urls.len() - 1 {
+            node += 1;
+            self.resent.fetch_add(1, Ordering::Relaxed);
+            answer = self.api(user, node).create_order(&req, None).await;
+        }
         self.record(sent, elapsed_us(sent), refusal(&answer));
         let Ok(order) = answer else { return };
+        self.acknowledged.lock().expect("not poisoned").push(order.body.order_no.clone());
+        let api = self.api(user, node);
         match i % 20 {
-            0..=13 if pay_order(&user.api, &order.body, &Payer::PayPage).await.is_ok() && i % 100 < 5 => {
-                self.refund_when_ticketed(&user.api, &order.body.order_no).await;
+            0..=13 if pay_order(&api, &order.body, &self.payer).await.is_ok() && i % 100 < 5 => {
+                self.refund_when_ticketed(&api, &order.body.order_no).await;
             }
             0..=13 => {}
-            14 | 15 => drop(user.api.cancel(&order.body.order_no).await),
+            14 | 15 => drop(api.cancel(&order.body.order_no).await),
             _ => {} // left to expire
         }
+    }
+
+    /// The user's client pointed at node `node` (mod the nodes).
+    fn api(&self, user: &Buyer, node: usize) -> Client {
+        if self.urls.len() == 1 { user.api.clone() } else { user.api.with_base(&self.urls[node % self.urls.len()]) }
+    }
+
+    /// I4 seen from outside: every order answered 201 is in the store.
+    async fn check_acknowledged(&self, store: &dyn Store) -> anyhow::Result<()> {
+        let acknowledged = self.acknowledged.lock().expect("not poisoned").clone();
+        let mut missing = Vec::new();
+        for no in &acknowledged {
+            if store.order(no).await?.is_none() {
+                missing.push(no.clone());
+            }
+        }
+        anyhow::ensure!(missing.is_empty(), "acknowledged orders missing from the store: {missing:?}");
+        println!("acknowledged orders: {}, all in the store", acknowledged.len());
+        Ok(())
     }
 
     fn record(&self, sent: Instant, took_us: u32, refused: Option<String>) {

@@ -7,3 +7,4 @@ mod concurrency;
 mod crash;
 mod durability;
 mod model;
+mod replicated;

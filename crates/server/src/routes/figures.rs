@@ -8,8 +8,8 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use chepiao_api::stats::{
-    AuditVerify, ChannelSales, ClassRemaining, EngineFigures, HotRun, LiveFigures, OutboxFigures, RiskFigures,
-    RoomFigures, SalesCounts, SalesRow, SalesStats, SourceSales,
+    AuditVerify, ChannelSales, ClassRemaining, EngineFigures, EngineReplica, HotRun, LiveFigures, OutboxFigures,
+    RiskFigures, RoomFigures, SalesCounts, SalesRow, SalesStats, ShardReplica, SourceSales,
 };
 use chepiao_domain::{RunId, SeatClass, ServiceDate, TrainCode};
 use chepiao_store::{LineCounts, SalesFacts, SalesQuery};
@@ -140,6 +140,32 @@ pub async fn live(State(state): State<AppState>, headers: HeaderMap) -> Result<J
         risk: RiskFigures { allowed: risk.passed, slow_lane: risk.slow, refused: risk.refused },
         engine: size,
     }))
+}
+
+/// This node's replica of the seat engine: per shard, the log position applied and the state's
+/// digest there (replicas at one position must agree), the newest snapshot and the live holds.
+/// Slow on a large state (the digest encodes all of it). Admin only.
+#[utoipa::path(get, path = "/api/v1/admin/engine", tag = "admin",
+    params(("X-Admin-Key" = String, Header)),
+    responses((status = 200, body = EngineReplica), (status = 401, body = ErrorBody)))]
+pub async fn engine(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<EngineReplica>, ApiError> {
+    state.admin.check(&headers)?;
+    let engine = &state.flow.engine;
+    let (digests, stats) = (engine.digests().await?, engine.stats().await?);
+    let shards = digests
+        .into_iter()
+        .zip(stats)
+        .enumerate()
+        .map(|(i, ((applied, digest), s))| ShardReplica {
+            shard: i as u32,
+            applied,
+            digest: format!("{digest:016x}"),
+            snapshot: s.snapshot_lsn,
+            live_holds: s.size.live_holds as u64,
+        })
+        .collect();
+    let log = if state.cluster.is_some() { "cluster" } else { "local" };
+    Ok(Json(EngineReplica { log: log.into(), shards }))
 }
 
 /// The hottest runs with their remaining places from first stop to last, per class.

@@ -74,6 +74,7 @@ fn api_routes(state: &AppState) -> Router<AppState> {
         .route("/api/v1/admin/events/{id}/retry", post(admin::retry_event))
         .route("/api/v1/admin/stats/sales", get(figures::sales))
         .route("/api/v1/admin/live", get(figures::live))
+        .route("/api/v1/admin/engine", get(figures::engine))
         .route("/api/v1/admin/audit/verify", get(figures::audit_verify))
         .route("/api/v1/admin/sales/{sale_id}/room", get(figures::room))
         .route_layer(from_fn_with_state(state.ip_limits.clone(), ip_rate_limit))
