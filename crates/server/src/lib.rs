@@ -52,6 +52,7 @@ use crate::hotsale::memory::MemoryQueue;
 use crate::hotsale::redis::RedisQueue;
 use crate::hotsale::risk::{Risk, RiskConfig};
 use crate::hotsale::room::{QueueBackend, Sale, WaitingRoom};
+use crate::hotsale::shared_lists::SharedLists;
 use crate::hotsale::token::QueueTokens;
 use crate::security::secrets;
 use crate::state::Shared;
@@ -162,6 +163,7 @@ impl App {
             hotsale::room::admit_forever(state.room.clone(), state.flow.clock.clone(), Duration::from_millis(50));
         tasks.push(tokio::spawn(admit));
         tasks.push(tokio::spawn(tidy_limits(state.clone())));
+        tasks.push(tokio::spawn(sync_lists_forever(state.clone())));
         let renew = node::renew_forever(state.flow.store.clone(), state.claim.clone(), state.flow.clock.clone());
         tasks.push(tokio::spawn(renew));
         tasks
@@ -295,6 +297,7 @@ async fn shared(
     let trusted = hotsale::limits::trusted_proxies(&config.trusted_proxies);
     let ip_limits = Arc::new(IpLimits::new(config.ip_rate_per_s, config.ip_burst, buy_timeout, trusted));
     let config_search = (config.search_cache_bytes_max, config.search_stale_ms);
+    let shared_lists = shared_lists(&config, &risk).await?;
     Ok(Shared {
         flow,
         auth: Arc::new(auth),
@@ -307,12 +310,33 @@ async fn shared(
         config,
         claim,
         cluster,
+        shared_lists,
         self_url: Default::default(),
         streams,
         shutting_down,
         live: Default::default(),
         searches: search::SearchCache::new(config_search.0, config_search.1),
     })
+}
+
+/// A cluster's risk lists in Redis, read once now (a restarted node starts with them).
+async fn shared_lists(config: &Config, risk: &Risk) -> Result<Option<Arc<SharedLists>>, StartError> {
+    let (true, Some(url)) = (config.cluster, &config.redis_url) else { return Ok(None) };
+    let lists = SharedLists::connect(url, &format!("chepiao:{}", config.engine_stream)).await.map_err(config_error)?;
+    risk.replace_lists(lists.load().await.map_err(config_error)?);
+    Ok(Some(Arc::new(lists)))
+}
+
+/// Read a cluster's risk lists back every few seconds (the other nodes' changes).
+async fn sync_lists_forever(state: AppState) {
+    let Some(lists) = state.shared_lists.clone() else { return };
+    loop {
+        tokio::time::sleep(hotsale::shared_lists::SYNC_EVERY).await;
+        match lists.load().await {
+            Ok(all) => state.risk.replace_lists(all),
+            Err(e) => tracing::warn!(error = %e, "reading the shared risk lists failed; keeping the last ones"),
+        }
+    }
 }
 
 /// The waiting room over Redis when `redis_url` is set, else in memory.

@@ -36,6 +36,8 @@ pub struct Shared {
     pub claim: NodeClaim,
     /// The engine's shared log, when this node is one of a cluster.
     pub cluster: Option<Arc<chepiao_cluster::ClusterLog>>,
+    /// A cluster's risk lists, shared through Redis.
+    pub shared_lists: Option<Arc<crate::hotsale::shared_lists::SharedLists>>,
     /// Where this server listens (`http://127.0.0.1:8080`), set when it starts serving: a
     /// notify from the mock provider goes here (or to `public_url`), never where a request says.
     pub self_url: std::sync::OnceLock<String>,

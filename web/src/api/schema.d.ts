@@ -20,6 +20,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/admin/engine": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * This node's replica of the seat engine: per shard, the log position applied and the state's
+         *     digest there (replicas at one position must agree), the newest snapshot and the live holds.
+         *     Slow on a large state (the digest encodes all of it). Admin only.
+         */
+        get: operations["engine"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/admin/events": {
         parameters: {
             query?: never;
@@ -904,6 +925,16 @@ export interface components {
             /** Format: int64 */
             sold_legs: number;
         };
+        /**
+         * @description `GET /api/v1/admin/engine`: this node's replica of the seat engine, shard by shard. Nodes
+         *     of a cluster whose shard is at the same log position hold the same state, so they show the
+         *     same digest there.
+         */
+        EngineReplica: {
+            /** @description `cluster` (the log is shared through NATS JetStream) or `local` (this node's own log). */
+            log: string;
+            shards: components["schemas"]["ShardReplica"][];
+        };
         /** @description `{code, message, request_id}`: the HTTP status says what kind of failure, the code which. */
         ErrorBody: {
             /**
@@ -1370,6 +1401,24 @@ export interface components {
             /** @description `05A`, `001`, `01L`. */
             seat: string;
         };
+        ShardReplica: {
+            /**
+             * Format: int64
+             * @description The last log position applied.
+             */
+            applied: number;
+            /** @description The whole state's digest at `applied` (16 hex digits). */
+            digest: string;
+            /** Format: int64 */
+            live_holds: number;
+            /** Format: int32 */
+            shard: number;
+            /**
+             * Format: int64
+             * @description The position of the newest snapshot.
+             */
+            snapshot: number;
+        };
         /** @description Orders by where they were placed (`X-Client`: `web`, `app`, `console`; anything else `api`). */
         SourceSales: {
             /** Format: int64 */
@@ -1499,6 +1548,62 @@ export interface operations {
                     "application/json": components["schemas"]["AuditVerify"];
                 };
             };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description over a rate limit: retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the server is shedding load or a dependency is down: retry after `Retry-After` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    engine: {
+        parameters: {
+            query?: never;
+            header: {
+                "X-Admin-Key": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EngineReplica"];
+                };
+            };
+            /** @description a malformed parameter, header or body (see `code`) */
             400: {
                 headers: {
                     [name: string]: unknown;

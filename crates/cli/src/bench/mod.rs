@@ -7,9 +7,13 @@
 //! - `bench day` ([`day`]): a national sale day (or week) through the engine in simulated time.
 //! - `bench hello` ([`hello`]): the axum JSON hello-world `bench/compare.sh` measures figures against.
 //! - `bench stats` ([`stats`]): the operator's sales statistics on a day of orders (1 million).
+//! - `bench replicated` ([`replicated`]): holds through the cluster's replicated log (NATS
+//!   JetStream) against the local log, in one run.
 
+mod common;
 mod day;
 mod hello;
+mod replicated;
 mod rss;
 mod stats;
 
@@ -17,6 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use common::{bench_limits, random_hold, run_ids};
 use rss::rss_bytes;
 
 use anyhow::Context;
@@ -54,6 +59,8 @@ pub enum Bench {
         #[arg(long, default_value = "127.0.0.1:18180")]
         listen: String,
     },
+    /// Holds through the engine's log on NATS JetStream (a cluster's) against the local log.
+    Replicated(replicated::ReplicatedArgs),
     /// The sales statistics query on a day of orders (SQLite, or PostgreSQL with --postgres).
     Stats(stats::StatsArgs),
     /// Allocation quality on real trains: best-fit vs first-fit vs the offline optimum.
@@ -75,26 +82,8 @@ pub fn run(bench: Bench, network: Network) -> anyhow::Result<()> {
         Bench::Day(args) => day::day(&network, args),
         Bench::Stats(args) => stats::stats(&network, args),
         Bench::Hello { listen } => hello::hello(&listen),
+        Bench::Replicated(args) => replicated::replicated(args),
     }
-}
-
-fn bench_limits() -> Limits {
-    Limits { holds_live_max: 50_000_000, keys_max: 50_000_000, ..Limits::default() }
-}
-
-/// Run ids G1..Gn on one date, built once so generating requests costs little.
-fn run_ids(n: u64) -> Vec<chepiao_domain::RunId> {
-    (1..=n).map(|i| format!("G{i}-20261122").parse().expect("valid run id")).collect()
-}
-
-/// A one-passenger hold on one of `runs` (G trains with 13 segments).
-fn random_hold(rng: &mut Rng, key: u128, runs: &[chepiao_domain::RunId]) -> Command {
-    let spec = RunSpec { train_type: TrainType::G, segments: 13 };
-    let from = rng.below(12) as u8;
-    let to = from + 1 + rng.below(u64::from(13 - from)) as u8;
-    let run = runs[rng.below(runs.len() as u64) as usize].clone();
-    let leg = LegRequest { run, spec, from, to, class: SeatClass::Second, passengers: 1, prefs: vec![] };
-    Command::Hold { key, legs: vec![leg], ttl_ms: 600_000 }
 }
 
 fn engine(dir: Option<std::path::PathBuf>, holds: u64, callers: u64) -> anyhow::Result<()> {

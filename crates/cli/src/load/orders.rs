@@ -223,7 +223,11 @@ pub async fn run(args: &LoadArgs, network: &Network, store: Option<Arc<dyn Store
         None => None,
     };
     let tag = format!("{:x}", chrono::Utc::now().timestamp_millis() % 0xfffffff);
-    let users = users::setup(&client, args.users.max(1), &tag).await?;
+    let mut users = users::setup(&client, args.users.max(1), &tag).await?;
+    // Several nodes (a cluster): each user calls one of them, in turn.
+    for (i, u) in users.iter_mut().enumerate().filter(|_| args.urls.len() > 1) {
+        u.api = u.api.with_base(&args.urls[i % args.urls.len()]);
+    }
     let journeys = journeys(network, args.mode);
     let pay = match (args.pay, args.pay_as_provider) {
         (false, _) => None,

@@ -9,8 +9,9 @@
 //! payment ticketed or refunded), every order the nodes acknowledged is in the store (I4), and
 //! the three replicas hold the same state (the same digest at the same log position per shard,
 //! so the same 余票 for every run). Before the load, an order placed through one node is paid
-//! through another and its tickets read from the third, and an order placed through a node
-//! that does not hold the duties lease is expired by the sweeper of the node that does.
+//! through another and its tickets read from the third, an order placed through a node that
+//! does not hold the duties lease is expired by the sweeper of the node that does, and a user
+//! blocked through one node is refused by another (the risk lists are shared through Redis).
 //!
 //! Needs `nats-server`, CHEPIAO_TEST_POSTGRES_URL and CHEPIAO_TEST_REDIS_URL (`.ci/run` sets
 //! them); without them it says so and passes.
@@ -256,14 +257,43 @@ fn duties_holder(nodes: &[Node], db: &str) -> usize {
     panic!("no node holds the duties lease");
 }
 
-async fn buyer(url: &str, tag: &str) -> (Client, i64) {
+/// A user with one passenger: the client, the passenger and the user's id.
+async fn buyer(url: &str, tag: &str) -> (Client, i64, i64) {
     let client = Client::new(url);
     let name = format!("cl{tag}");
-    client.register(&name, "cluster-password").await.unwrap();
+    let uid = client.register(&name, "cluster-password").await.unwrap().user_id;
     let token = client.login(&name, "cluster-password").await.unwrap().token;
     let api = client.with_token(&token);
     let pid = api.add_passenger("集群", "PASSPORT", &format!("C{tag}")).await.unwrap().passenger_id;
-    (api, pid)
+    (api, pid, uid)
+}
+
+/// An operator blocks a user through one node: the others refuse the user within seconds
+/// (the lists are shared through Redis); unblocked, the user buys again.
+async fn a_block_reaches_every_node(nodes: &[Node], api: &Client, pid: i64, uid: i64) {
+    let path = format!("/api/v1/admin/risk/block/user/{uid}");
+    let http = reqwest::Client::new();
+    let admin = |method: reqwest::Method, node: usize| {
+        http.request(method, format!("{}{path}", nodes[node].url())).header("X-Admin-Key", ADMIN_KEY).send()
+    };
+    assert_eq!(admin(reqwest::Method::PUT, 0).await.unwrap().status(), 200);
+    let started = Instant::now();
+    loop {
+        match api.with_base(&nodes[2].url()).create_order(&order_req("blocked", pid), None).await {
+            Err(e) if e.code() == Some(40301) => break,
+            other => assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "node 2 still sells: {:?}",
+                other.map(|a| a.status)
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!("cluster: a block made on node 0 refused the user on node 2 after {:?}", started.elapsed());
+    assert_eq!(admin(reqwest::Method::DELETE, 1).await.unwrap().status(), 200);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let answer = api.with_base(&nodes[0].url()).create_order(&order_req("unblocked", pid), None).await;
+    assert!(answer.is_ok(), "unblocked on node 1, still refused on node 0: {:?}", answer.err());
 }
 
 fn order_req(key: &str, pid: i64) -> chepiao_api::orders::OrderRequest {
@@ -289,7 +319,7 @@ async fn status_becomes(api: &Client, order_no: &str, want: &str, within: Durati
 async fn nodes_share_the_work(nodes: &[Node], db: &str, tag: &str) {
     let holder = duties_holder(nodes, db);
     let (a, b) = ((holder + 1) % 3, (holder + 2) % 3);
-    let (api, pid) = buyer(&nodes[a].url(), tag).await;
+    let (api, pid, uid) = buyer(&nodes[a].url(), tag).await;
     let on = |i: usize| api.with_base(&nodes[i].url());
     let order = on(a).create_order(&order_req("paid", pid), None).await.unwrap().body;
     let started = on(b).pay(&order.order_no, "mockpay").await.unwrap();
@@ -302,6 +332,7 @@ async fn nodes_share_the_work(nodes: &[Node], db: &str, tag: &str) {
         "cluster: placed on node {a}, paid on node {b}, ticketed; expired by the sweeper of node {holder} (duties holder)"
     );
     assert!(log.contains("this node took the background duties"), "node {holder}'s log says it holds the duties");
+    a_block_reaches_every_node(nodes, &api, pid, uid).await;
 }
 
 fn start_load(nodes: &[Node], db: &str, env: &[(String, String)], out: &Path) -> Child {

@@ -11,7 +11,8 @@
 //! - [`guard`]: the buy path's checks (risk, then the queue token of a sale's runs);
 //! - [`room`]: the waiting room of each sale (a [`room::QueueBackend`]: [`memory`] or
 //!   [`redis`]), admitting at a set rate; [`token`]: the signed queue tokens it hands out;
-//! - [`risk`]: block and allow lists, token buckets, the risk score;
+//! - [`risk`]: block and allow lists, token buckets, the risk score; [`shared_lists`]: the
+//!   lists shared by a cluster's nodes through Redis;
 //! - [`streams`]: the caps on the waiting room's Server-Sent Events streams.
 
 pub mod guard;
@@ -20,6 +21,7 @@ pub mod memory;
 pub mod redis;
 pub mod risk;
 pub mod room;
+pub mod shared_lists;
 pub mod streams;
 pub mod token;
 

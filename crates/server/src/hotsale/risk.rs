@@ -161,6 +161,13 @@ impl Risk {
         removed
     }
 
+    /// Take the lists as a cluster shares them (`hotsale::shared_lists`).
+    pub fn replace_lists(&self, all: HashMap<(ListKind, ListName), HashSet<String>>) {
+        let mut lists = self.lists.write().expect("never poisoned");
+        self.listed_len.store(all.values().map(HashSet::len).sum(), Ordering::Relaxed);
+        *lists = all;
+    }
+
     pub fn decisions(&self) -> DecisionCounts {
         let [passed, slow, refused] = self.decisions.each_ref().map(|n| n.load(Ordering::Relaxed));
         DecisionCounts { passed, slow, refused }

@@ -79,6 +79,9 @@ async fn risk_change(
     if value.is_empty() || value.len() > DEVICE_ID_LEN_MAX {
         return Err(ApiError::bad_parameter(format!("value: 1 to {} characters", DEVICE_ID_LEN_MAX)));
     }
+    if let Some(shared) = &state.shared_lists {
+        shared.change(kind, list, &value, add).await.map_err(|e| crate::http::error::hidden(&e, true))?;
+    }
     if add {
         state.risk.list_add(kind, list, &value);
     } else {
