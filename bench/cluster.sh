@@ -47,6 +47,9 @@ echo "== 1. holds through the replicated log (engine API), against the local log
 for replicas in 1 3; do
   $bin bench replicated --nats "$nats_urls" --replicas "$replicas" --holds "$holds"
 done
+# The latency replication adds when the log is not queueing: one caller, then 128.
+$bin bench replicated --nats "$nats_urls" --holds 3000 --callers 1
+$bin bench replicated --nats "$nats_urls" --holds 50000 --callers 128
 
 echo "== 2. HTTP on 1 node and on 3 (PostgreSQL, NATS, Redis; cluster = true)"
 psql "$pg" -qc "CREATE DATABASE $db"

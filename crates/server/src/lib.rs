@@ -12,12 +12,18 @@
 //! - [`search`]: remaining places for train search, from the engine;
 //! - [`live`]: the operator's live figures of this node (orders/s, the hottest runs);
 //! - [`config`]: the configuration's shape, defaults and checks (the binary reads it);
-//! - [`node`]: this node's claim on its database (one seat engine per database).
+//! - [`node`]: this node's claim on its database (one seat engine per database, or one
+//!   cluster's), and the duties lease of a cluster.
+//!
+//! With `cluster = true` the engine is a replica of a log shared through NATS JetStream
+//! (`chepiao-cluster`, docs/CLUSTER.md): [`App::build`] opens it from a snapshot and replays the
+//! log before anything is served.
 //!
 //! [`App::serve`] runs until the shutdown future resolves, then drains in-flight requests and
 //! closes the engine. Background tasks: the flow's (expiry sweeper, waitlist matcher, outbox
-//! relay, NATS consumer, nonce pruner, sale-window roll) and this layer's (waiting-room
-//! admission, tidying the rate limiters).
+//! relay, NATS consumer, nonce pruner, sale-window roll; in a cluster the duties among them run
+//! on the node holding the duties lease, with sharing the engine's snapshots) and this layer's
+//! (waiting-room admission, tidying the rate limiters, reading a cluster's risk lists back).
 
 pub mod config;
 pub mod fuzzing;

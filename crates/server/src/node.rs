@@ -79,7 +79,8 @@ pub async fn duties_forever(
     clock: Clock,
     start: impl Fn() -> Vec<tokio::task::JoinHandle<()>> + Send + 'static,
 ) {
-    let mut running: Vec<tokio::task::JoinHandle<()>> = Vec::new();
+    // Aborted with this task too (a node shutting down stops its duties).
+    let mut running = AbortOnDrop(Vec::new());
     loop {
         let now = clock() as i64;
         let ttl = DUTIES_TTL.as_millis() as i64;
@@ -90,15 +91,24 @@ pub async fn duties_forever(
                 false
             }
         };
-        if held && running.is_empty() {
+        if held && running.0.is_empty() {
             tracing::info!(instance = claim.instance, "this node took the background duties");
-            running = start();
-        } else if !held && !running.is_empty() {
+            running.0 = start();
+        } else if !held && !running.0.is_empty() {
             tracing::warn!(instance = claim.instance, "this node gave up the background duties");
-            for t in running.drain(..) {
-                t.abort();
-            }
+            running = AbortOnDrop(Vec::new());
         }
         tokio::time::sleep(DUTIES_RENEW_EVERY).await;
+    }
+}
+
+/// Tasks aborted when this is dropped.
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
     }
 }

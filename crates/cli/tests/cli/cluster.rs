@@ -232,10 +232,15 @@ async fn replicas_agree(nodes: &[Node]) {
         for n in nodes {
             seen.push(admin_get(&n.url(), "/api/v1/admin/engine").await["shards"].clone());
         }
-        let applied = |s: &Value| s.as_array().unwrap().iter().map(|x| x["applied"].as_u64()).collect::<Vec<_>>();
-        if seen.iter().all(|s| applied(s) == applied(&seen[0])) {
-            assert!(seen.iter().all(|s| s == &seen[0]), "replicas differ at one log position: {seen:#?}");
-            eprintln!("cluster: the three replicas agree: {}", seen[0]);
+        // (position, digest) are read together on each shard's thread; the other fields (live
+        // holds, snapshot) are read apart from them and may be a moment later, or per node.
+        let at = |s: &Value| s.as_array().unwrap().iter().map(|x| x["applied"].as_u64()).collect::<Vec<_>>();
+        let state = |s: &Value| {
+            s.as_array().unwrap().iter().map(|x| (x["applied"].as_u64(), x["digest"].clone())).collect::<Vec<_>>()
+        };
+        if seen.iter().all(|s| at(s) == at(&seen[0])) {
+            assert!(seen.iter().all(|s| state(s) == state(&seen[0])), "replicas differ at one log position: {seen:#?}");
+            eprintln!("cluster: the three replicas agree: {:?}", state(&seen[0]));
             return;
         }
         tokio::time::sleep(Duration::from_millis(37)).await;
