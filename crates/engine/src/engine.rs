@@ -83,6 +83,24 @@ struct ShardHandle {
     snapshotter: Mutex<Option<JoinHandle<()>>>,
 }
 
+impl ShardHandle {
+    fn new(
+        tx: Sender<Envelope>,
+        progress: Arc<Progress>,
+        thread: JoinHandle<()>,
+        snapshots: Sender<Request>,
+        snapshotter: JoinHandle<()>,
+    ) -> ShardHandle {
+        ShardHandle {
+            tx,
+            progress,
+            thread: Mutex::new(Some(thread)),
+            snapshots,
+            snapshotter: Mutex::new(Some(snapshotter)),
+        }
+    }
+}
+
 pub struct Engine {
     shards: Vec<ShardHandle>,
 }
@@ -414,10 +432,8 @@ impl Engine {
 
 /// Recover shard `i` and start its thread and its snapshotter's.
 fn open_shard(config: &EngineConfig, i: u8, clock: Clock) -> Result<(ShardHandle, RecoveryReport), EngineError> {
-    let dir = config.dir.join(format!("shard-{i}"));
+    let (dir, lock) = shard_dir(config, i)?;
     let unavailable = |e: &dyn std::fmt::Display| EngineError::Unavailable(format!("{}: {e}", dir.display()));
-    std::fs::create_dir_all(&dir).map_err(|e| unavailable(&e))?;
-    let lock = lock_dir(&dir)?;
     let limits = config.limits.clone();
     let (sm, mut wal, report) = Wal::recover(&dir, config.sync, || StateMachine::new(i, limits))
         .map_err(|e| unavailable(&format!("recovering: {e}")))?;
@@ -442,14 +458,7 @@ fn open_shard(config: &EngineConfig, i: u8, clock: Clock) -> Result<(ShardHandle
     let shard =
         Shard { sm, wal, config: shard_config, clock, progress: progress.clone(), lock, stats: ShardStats::default() };
     let thread = spawn(format!("engine-shard-{i}"), move || shard.run(rx), &dir)?;
-    let handle = ShardHandle {
-        tx,
-        progress,
-        thread: Mutex::new(Some(thread)),
-        snapshots,
-        snapshotter: Mutex::new(Some(snapshotter)),
-    };
-    Ok((handle, report))
+    Ok((ShardHandle::new(tx, progress, thread, snapshots, snapshotter), report))
 }
 
 /// Open shard `i` of a replica from its newest snapshot and start its threads.
@@ -460,10 +469,8 @@ fn open_replica_shard(
     replica: &ReplicaConfig,
     proposals: tokio::sync::mpsc::Sender<Proposal>,
 ) -> Result<(ShardHandle, ShardFeed), EngineError> {
-    let dir = config.dir.join(format!("shard-{i}"));
+    let (dir, lock) = shard_dir(config, i)?;
     let unavailable = |e: &dyn std::fmt::Display| EngineError::Unavailable(format!("{}: {e}", dir.display()));
-    std::fs::create_dir_all(&dir).map_err(|e| unavailable(&e))?;
-    let lock = lock_dir(&dir)?;
     let (seq, sm) = match crate::wal::newest_snapshot(&dir).map_err(|e| unavailable(&e))? {
         Some((seq, path)) => (seq, crate::wal::load_snapshot(&path).map_err(|e| unavailable(&e))?),
         None => (0, StateMachine::new(i, config.limits.clone())),
@@ -502,14 +509,16 @@ fn open_replica_shard(
         last_tick_s: 0,
     };
     let thread = spawn(format!("engine-shard-{i}"), move || shard.run(rx, feed), &dir)?;
-    let handle = ShardHandle {
-        tx,
-        progress,
-        thread: Mutex::new(Some(thread)),
-        snapshots,
-        snapshotter: Mutex::new(Some(snapshotter)),
-    };
+    let handle = ShardHandle::new(tx, progress, thread, snapshots, snapshotter);
     Ok((handle, ShardFeed { shard: i, applied_seq: seq, to_shard, to_snapshotter }))
+}
+
+/// Shard `i`'s directory, made if missing, and its lock (held while the shard runs).
+fn shard_dir(config: &EngineConfig, i: u8) -> Result<(PathBuf, std::fs::File), EngineError> {
+    let dir = config.dir.join(format!("shard-{i}"));
+    std::fs::create_dir_all(&dir).map_err(|e| EngineError::Unavailable(format!("{}: {e}", dir.display())))?;
+    let lock = lock_dir(&dir)?;
+    Ok((dir, lock))
 }
 
 fn spawn(name: String, f: impl FnOnce() + Send + 'static, dir: &Path) -> Result<JoinHandle<()>, EngineError> {
@@ -522,7 +531,6 @@ fn spawn(name: String, f: impl FnOnce() + Send + 'static, dir: &Path) -> Result<
 /// The id of the engine whose logs live in `dir` (made on first use and kept in `dir/ENGINE_ID`,
 /// so it moves with the directory). A database records which engine it belongs to by it.
 pub fn engine_id(dir: &Path) -> std::io::Result<String> {
-    use std::hash::{BuildHasher, Hasher};
     let path = dir.join("ENGINE_ID");
     match std::fs::read_to_string(&path) {
         Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_string()),
@@ -531,15 +539,20 @@ pub fn engine_id(dir: &Path) -> std::io::Result<String> {
         Err(e) => return Err(e),
     }
     std::fs::create_dir_all(dir)?;
-    // The standard library's hasher keys are random per instance: 128 random bits, no crate.
-    let random = || std::collections::hash_map::RandomState::new().build_hasher().finish();
-    let id = format!("engine-{:016x}{:016x}", random(), random());
+    let id = format!("engine-{:016x}{:016x}", random_u64(), random_u64());
     let tmp = dir.join("ENGINE_ID.tmp");
     std::fs::write(&tmp, format!("{id}\n"))?;
     std::fs::File::open(&tmp)?.sync_all()?;
     std::fs::rename(&tmp, &path)?;
     std::fs::File::open(dir)?.sync_all()?;
     Ok(id)
+}
+
+/// 64 random bits: the standard library's hasher keys are random per instance (no crate). For
+/// ids (an engine's, a node's in its proposals), not for secrets.
+pub fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new().build_hasher().finish()
 }
 
 /// Refuse a directory written with more shards than configured: runs map to shards by hash, so

@@ -37,7 +37,7 @@ pub mod wal;
 pub use command::{
     Answer, Command, Held, HoldId, HoldState, IdemKey, LegRequest, LiveHold, Query, Reject, Reply, RunSpec, hold_shard,
 };
-pub use engine::{Engine, EngineConfig, FEED_LEN_MAX, HeldLeg, HoldOutcome, ShardFeed, engine_id};
+pub use engine::{Engine, EngineConfig, FEED_LEN_MAX, HeldLeg, HoldOutcome, ShardFeed, engine_id, random_u64};
 pub use entry::{Batch, Entry, Feed, Proposal};
 pub use error::EngineError;
 pub use reads::StateSize;

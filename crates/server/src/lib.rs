@@ -207,7 +207,7 @@ async fn open_replica(config: &Config, clock: Clock) -> Result<(Arc<Engine>, Arc
         ..chepiao_engine::EngineConfig::new(dir)
     };
     let (tx, rx) = tokio::sync::mpsc::channel(PROPOSALS_PER_SHARD_MAX * usize::from(config.engine_shards));
-    let replica = ReplicaConfig::new(node::random_u64() | 1);
+    let replica = ReplicaConfig::new(chepiao_engine::random_u64() | 1);
     let (engine, feeds) =
         tokio::task::spawn_blocking(move || Engine::open_replicated(engine_config, clock, replica, tx))
             .await

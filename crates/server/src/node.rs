@@ -37,7 +37,7 @@ pub async fn claim(store: &dyn Store, config: &crate::Config, now_ms: i64) -> Re
             .map_err(|e| StartError::Config(format!("{}: the engine's id: {e}", engine_dir.display())))?
     };
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let instance = format!("pid {} on {} ({:016x})", std::process::id(), host.trim(), random_u64());
+    let instance = format!("pid {} on {} ({:016x})", std::process::id(), host.trim(), chepiao_engine::random_u64());
     let lease = store.claim_lease(ENGINE_LEASE, &engine_id, &instance, now_ms).await?;
     if lease.holder != engine_id {
         return Err(StartError::OtherEngine { ours: engine_id, lease: Box::new(lease) });
@@ -57,12 +57,6 @@ pub async fn renew_forever(store: Arc<dyn Store>, claim: NodeClaim, clock: Clock
             Err(e) => tracing::warn!(error = %e, "renewing this node's claim on the database failed"),
         }
     }
-}
-
-/// 64 random bits (the standard library's hasher keys are random per instance; no crate).
-pub fn random_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    std::collections::hash_map::RandomState::new().build_hasher().finish()
 }
 
 /// How long the duties lease lives without renewal: a dead holder's duties move after it.

@@ -100,7 +100,7 @@ async fn open_replica(args: &ReplicatedArgs, prefix: &str, config: EngineConfig)
     .await?;
     log.prepare(&config.dir).await?;
     let (tx, rx) = tokio::sync::mpsc::channel(64);
-    let node = chepiao_server::node::random_u64() | 1;
+    let node = chepiao_engine::random_u64() | 1;
     let (engine, feeds) =
         Engine::open_replicated(config, system_clock(), ReplicaConfig::new(node), tx).map_err(anyhow::Error::msg)?;
     let engine = Arc::new(engine);
