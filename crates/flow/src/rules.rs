@@ -57,9 +57,11 @@ pub async fn check(
         return Ok(());
     }
     let today = chepiao_domain::ServiceDate::today_in_china(crate::time::ms_to_utc(flow.now_ms()));
+    let day_start_ms = today.at_minutes(0).timestamp_millis();
     let q = PurchaseQuery {
         user_id,
-        day_start_ms: today.at_minutes(0).timestamp_millis(),
+        day_start_ms,
+        since_ms: day_start_ms - flow.config.hold_ttl_ms() as i64,
         trips: if rules.no_overlapping_trips { trips.to_vec() } else { Vec::new() },
         ignore_order: ignore_order.map(str::to_string),
     };

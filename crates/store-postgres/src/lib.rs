@@ -59,6 +59,7 @@ fn migrator() -> Migrator {
             m(8, "sale_day", include_str!("../migrations/0008_sale_day.sql")),
             m(9, "purchase_rules", include_str!("../migrations/0009_purchase_rules.sql")),
             m(10, "sales_stats", include_str!("../migrations/0010_sales_stats.sql")),
+            m(11, "fewer_order_indexes", include_str!("../migrations/0011_fewer_order_indexes.sql")),
         ]),
         ..Migrator::DEFAULT
     }

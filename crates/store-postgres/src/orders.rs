@@ -42,9 +42,9 @@ pub async fn create(c: &mut PgConnection, orders: &[NewOrder]) -> sqlx::Result<V
     let rows = sqlx::query(concat!(
         "INSERT INTO orders (",
         order_cols!(),
-        ") SELECT o, u, k, h, 'PENDING_PAYMENT', 0, a, p, t, t, l, 0
+        ", kind, source) SELECT o, u, k, h, 'PENDING_PAYMENT', 0, a, p, t, t, l, 0, kd, s
          FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::bytea[], $5::bigint[], $6::bigint[], $7::bigint[],
-                     $8::text[]) AS n(o, u, k, h, a, p, t, l)
+                     $8::text[], $9::text[], $10::text[]) AS n(o, u, k, h, a, p, t, l, kd, s)
          ON CONFLICT (user_id, idem_key) DO NOTHING RETURNING ",
         order_cols!()
     ))
@@ -56,6 +56,8 @@ pub async fn create(c: &mut PgConnection, orders: &[NewOrder]) -> sqlx::Result<V
     .bind(num(|o| o.pay_before_ms))
     .bind(num(|o| o.created_at_ms))
     .bind(col(|o| o.legs_json.clone()))
+    .bind(col(|o| o.kind.as_str().to_string()))
+    .bind(col(|o| o.source.clone()))
     .fetch_all(&mut *c)
     .await?;
     let mut created = std::collections::HashMap::new();
@@ -70,7 +72,7 @@ pub async fn create(c: &mut PgConnection, orders: &[NewOrder]) -> sqlx::Result<V
         hold_orders.extend(o.holds.iter().map(|_| o.order_no.clone()));
     }
     insert_holds(&mut *c, &hold_ids, &hold_orders).await?;
-    record_kind_source_trips(&mut *c, &fresh).await?;
+    insert_trips(&mut *c, &fresh).await?;
     insert_lines(&mut *c, &fresh).await?;
     let mut out = Vec::with_capacity(orders.len());
     for o in orders {
@@ -97,17 +99,8 @@ pub(crate) async fn insert_holds(c: &mut PgConnection, holds: &[i64], order_nos:
     Ok(())
 }
 
-/// The kind and source of new orders, and their passengers' trips.
-async fn record_kind_source_trips(c: &mut PgConnection, fresh: &[&NewOrder]) -> sqlx::Result<()> {
-    if fresh.is_empty() {
-        return Ok(());
-    }
-    sqlx::query("UPDATE orders o SET kind = u.k, source = u.s FROM UNNEST($1::text[], $2::text[], $3::text[]) AS u(n, k, s) WHERE o.order_no = u.n")
-        .bind(fresh.iter().map(|o| o.order_no.clone()).collect::<Vec<_>>())
-        .bind(fresh.iter().map(|o| o.kind.as_str()).collect::<Vec<_>>())
-        .bind(fresh.iter().map(|o| o.source.clone()).collect::<Vec<_>>())
-        .execute(&mut *c)
-        .await?;
+/// The passengers' trips of new orders.
+async fn insert_trips(c: &mut PgConnection, fresh: &[&NewOrder]) -> sqlx::Result<()> {
     let trips: Vec<(&str, &Trip)> =
         fresh.iter().flat_map(|o| o.trips.iter().map(|t| (o.order_no.as_str(), t))).collect();
     if trips.is_empty() {
@@ -156,16 +149,20 @@ async fn insert_lines(c: &mut PgConnection, fresh: &[&NewOrder]) -> sqlx::Result
 /// What the purchase rules need to know about a user before an order.
 pub async fn purchase_facts(c: &sqlx::PgPool, q: &PurchaseQuery) -> sqlx::Result<PurchaseFacts> {
     let unpaid: Option<(String, String)> = sqlx::query_as(
-        "SELECT order_no, idem_key FROM orders WHERE user_id = $1 AND status = 'PENDING_PAYMENT' AND kind <> 'wish' LIMIT 1",
+        "SELECT order_no, idem_key FROM orders
+         WHERE user_id = $1 AND created_at_ms >= $2 AND status = 'PENDING_PAYMENT' AND kind <> 'wish' LIMIT 1",
     )
     .bind(q.user_id)
+    .bind(q.since_ms)
     .fetch_optional(c)
     .await?;
     let cancelled: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM orders
-         WHERE user_id = $1 AND status = 'CANCELLED' AND updated_at_ms >= $2 AND kind <> 'wish'",
+         WHERE user_id = $1 AND created_at_ms >= $2 AND status = 'CANCELLED' AND updated_at_ms >= $3
+           AND kind <> 'wish'",
     )
     .bind(q.user_id)
+    .bind(q.since_ms)
     .bind(q.day_start_ms)
     .fetch_one(c)
     .await?;

@@ -37,7 +37,7 @@ pub fn create(c: &Connection, orders: &[NewOrder]) -> rusqlite::Result<Vec<Creat
     let mut insert = c.prepare_cached(concat!(
         "INSERT INTO orders (",
         order_cols!(),
-        ") VALUES (?1, ?2, ?3, ?4, 'PENDING_PAYMENT', 0, ?5, ?6, ?7, ?7, ?8, 0)
+        ", kind, source) VALUES (?1, ?2, ?3, ?4, 'PENDING_PAYMENT', 0, ?5, ?6, ?7, ?7, ?8, 0, ?9, ?10)
          ON CONFLICT (user_id, idem_key) DO NOTHING RETURNING ",
         order_cols!()
     ))?;
@@ -53,7 +53,9 @@ pub fn create(c: &Connection, orders: &[NewOrder]) -> rusqlite::Result<Vec<Creat
                     o.amount_fen,
                     o.pay_before_ms,
                     o.created_at_ms,
-                    o.legs_json
+                    o.legs_json,
+                    o.kind.as_str(),
+                    o.source
                 ],
                 order_row,
             )
@@ -63,11 +65,6 @@ pub fn create(c: &Connection, orders: &[NewOrder]) -> rusqlite::Result<Vec<Creat
                 insert_holds(c, &rec.order_no, &o.holds)?;
                 insert_trips(c, &rec.order_no, &o.trips)?;
                 insert_lines(c, &rec.order_no, &o.source, &o.lines)?;
-                c.prepare_cached("UPDATE orders SET kind = ?2, source = ?3 WHERE order_no = ?1")?.execute(params![
-                    rec.order_no,
-                    o.kind.as_str(),
-                    o.source
-                ])?;
                 CreateOrder::Created(rec)
             }
             // The user's key was taken, before or earlier in this batch.
@@ -120,17 +117,18 @@ const LIVE_TRIP: &str = "o.status IN ('PENDING_PAYMENT', 'PAID', 'TICKETED', 'PA
 pub fn purchase_facts(c: &Connection, q: &PurchaseQuery) -> rusqlite::Result<PurchaseFacts> {
     let unpaid = c
         .prepare_cached(
-            "SELECT order_no, idem_key FROM orders
-             WHERE user_id = ?1 AND status = 'PENDING_PAYMENT' AND kind <> 'wish' LIMIT 1",
+            "SELECT order_no, idem_key FROM orders INDEXED BY orders_by_user
+             WHERE user_id = ?1 AND created_at_ms >= ?2 AND status = 'PENDING_PAYMENT' AND kind <> 'wish' LIMIT 1",
         )?
-        .query_row([q.user_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row(params![q.user_id, q.since_ms], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     let cancelled_today = c
         .prepare_cached(
-            "SELECT count(*) FROM orders
-             WHERE user_id = ?1 AND status = 'CANCELLED' AND updated_at_ms >= ?2 AND kind <> 'wish'",
+            "SELECT count(*) FROM orders INDEXED BY orders_by_user
+             WHERE user_id = ?1 AND created_at_ms >= ?2 AND status = 'CANCELLED' AND updated_at_ms >= ?3
+               AND kind <> 'wish'",
         )?
-        .query_row(params![q.user_id, q.day_start_ms], |r| r.get(0))?;
+        .query_row(params![q.user_id, q.since_ms, q.day_start_ms], |r| r.get(0))?;
     // The same person in any account; another account's order is not named to this user.
     let sql = format!(
         "SELECT CASE WHEN o.user_id = ?4 THEN t.order_no ELSE '' END

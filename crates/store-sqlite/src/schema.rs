@@ -18,6 +18,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (8, include_str!("../migrations/0008_sale_day.sql")),
     (9, include_str!("../migrations/0009_purchase_rules.sql")),
     (10, include_str!("../migrations/0010_sales_stats.sql")),
+    (11, include_str!("../migrations/0011_fewer_order_indexes.sql")),
 ];
 
 fn failed(e: rusqlite::Error) -> StoreError {
