@@ -195,9 +195,8 @@ mod tests {
     #[test]
     fn numbers_grow_never_repeat_and_end_unguessably() {
         // Four threads at once: every number distinct, each thread's in increasing order.
-        let threads: Vec<_> = (0..4)
-            .map(|_| std::thread::spawn(|| (0..20_000).map(|_| new_number('E')).collect::<Vec<_>>()))
-            .collect();
+        let threads: Vec<_> =
+            (0..4).map(|_| std::thread::spawn(|| (0..20_000).map(|_| new_number('E')).collect::<Vec<_>>())).collect();
         let mut all = std::collections::HashSet::new();
         for t in threads {
             let numbers = t.join().unwrap();

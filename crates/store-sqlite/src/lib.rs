@@ -1,12 +1,13 @@
 //! The SQLite implementation of [`Store`]: chepiao's embedded default. One database file under
 //! the data directory, WAL mode, `synchronous = FULL` (a commit is on disk before it is
-//! acknowledged), checkpoints every [`WAL_CHECKPOINT_PAGES`] pages.
+//! acknowledged), the WAL copied into the database every [`CHECKPOINT_EVERY`] by a thread of its
+//! own.
 //!
 //! How the parts fit:
 //! - [`threads`]: the one writer thread that owns the write connection and group-commits the
 //!   jobs queued to it (each job's statements run on that thread, prepared once and cached),
-//!   and the reader threads, each with a read-only connection (WAL lets them read beside the
-//!   writer);
+//!   the reader threads, each with a read-only connection (WAL lets them read beside the
+//!   writer), and the checkpointer, which copies the WAL into the database beside the writer;
 //! - one module per aggregate (`network`, `users`, `orders`, `payments`, `outbox`, `tickets`,
 //!   `audit`, `after_sale`, `stats`): plain functions over a `rusqlite::Connection`, run on those
 //!   threads; the decisions they apply are `chepiao_store`'s, shared with PostgreSQL;
@@ -35,7 +36,7 @@ use chepiao_domain::network::NetworkData;
 use chepiao_domain::{RunId, ServiceDate};
 use chepiao_store::*;
 use rusqlite::{Connection, OpenFlags};
-use threads::{Readers, Writer};
+use threads::{Checkpointer, Readers, Writer};
 
 /// Reader connections (threads).
 const READERS_MAX: usize = 4;
@@ -43,11 +44,15 @@ const READERS_MAX: usize = 4;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Prepared statements each connection keeps.
 const STATEMENT_CACHE_LEN: usize = 128;
-/// WAL pages written before the writer copies them into the database (SQLite's default is
-/// 1,000). A page written again before the checkpoint is copied once, so a longer WAL writes
-/// fewer bytes per order: measured 39 KB per order at 1,000 and 30 KB at 10,000, 8.4k and
-/// 10.8k orders/s (docs/BENCHMARKS.md, issue 17). 40,000 wrote 28 KB and was no faster.
-const WAL_CHECKPOINT_PAGES: i64 = 10_000;
+/// How often the checkpointer copies the WAL into the database ([`threads::Checkpointer`]).
+/// Measured at half the peak order rate (docs/BENCHMARKS.md, issue 17): order p99 14.7–16.4 ms
+/// every 50 ms, 18–20.5 ms every 200 ms, 23.7 ms every second, 28 ms with SQLite's automatic
+/// checkpoint on the writer; the bytes written per order were the same (28–29 KB) at 50 and
+/// 200 ms, against 39 KB with the automatic checkpoint every 1,000 pages.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
+/// WAL pages past which the writer checkpoints itself: the WAL's bound when the checkpointer
+/// falls behind (160 MB at 4 KiB pages).
+const WAL_CHECKPOINT_PAGES: i64 = 40_000;
 /// A WAL file longer than this (grown while a reader held a checkpoint back) is cut back to it
 /// after a checkpoint: the WAL's size on disk stays bounded.
 const WAL_BYTES_KEPT_MAX: i64 = 128 * 1024 * 1024;
@@ -55,6 +60,7 @@ const WAL_BYTES_KEPT_MAX: i64 = 128 * 1024 * 1024;
 pub struct SqliteStore {
     writer: Writer,
     readers: Readers,
+    _checkpointer: Checkpointer,
 }
 
 fn open(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
@@ -72,7 +78,8 @@ impl SqliteStore {
         let path = Path::new(url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url));
         let path = path.to_path_buf();
         // Opening and migrating read files: off the async threads.
-        let (writer, readers) = tokio::task::spawn_blocking(move || -> Result<(Connection, Vec<Connection>)> {
+        type Conns = (Connection, Vec<Connection>, Connection);
+        let (writer, readers, checkpoints) = tokio::task::spawn_blocking(move || -> Result<Conns> {
             let db = threads::db;
             let mut writer = open(&path, OpenFlags::default()).map_err(db)?;
             writer.pragma_update(None, "journal_mode", "WAL").map_err(db)?;
@@ -82,7 +89,7 @@ impl SqliteStore {
             schema::migrate(&mut writer)?;
             let read_only = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
             let readers = (0..READERS_MAX).map(|_| open(&path, read_only)).collect::<rusqlite::Result<_>>();
-            Ok((writer, readers.map_err(db)?))
+            Ok((writer, readers.map_err(db)?, open(&path, OpenFlags::default()).map_err(db)?))
         })
         .await
         .map_err(|e| StoreError::Database(format!("opening SQLite: {e}")))??;
@@ -90,6 +97,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             writer: Writer::start(writer).map_err(started)?,
             readers: Readers::start(readers).map_err(started)?,
+            _checkpointer: Checkpointer::start(checkpoints, CHECKPOINT_EVERY).map_err(started)?,
         })
     }
 

@@ -100,3 +100,41 @@ async fn group_commit_answers_each_writer_and_isolates_failures() {
     assert!(again.user_by_name("user299").await.unwrap().is_some());
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// The checkpointer copies committed pages into the database file while the store runs, long
+/// before the writer's own bound (40,000 WAL pages) would; and the WAL is started over once it
+/// has been copied, so its file stays short.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checkpointer_copies_the_wal_beside_the_writer() {
+    let dir = temp_dir();
+    let path = dir.join("test.db");
+    let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+    let size = |name: &str| std::fs::metadata(dir.join(name)).map_or(0, |m| m.len());
+    let db_before = size("test.db");
+    // 16 MB of rows in 160 commits of 100 KB, 20 ms apart.
+    for round in 0..160 {
+        store
+            .write(move |c| {
+                for i in 0..100 {
+                    c.execute(
+                        "INSERT INTO users (username, password_hash, created_at_ms) VALUES (?1, ?2, 0)",
+                        rusqlite::params![format!("u{round}-{i}"), "h".repeat(1_000)],
+                    )?;
+                }
+                Ok(())
+            })
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while size("test.db") < db_before + 16_000_000 {
+        assert!(std::time::Instant::now() < deadline, "the database file did not grow: nothing was checkpointed");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // Without restarts the WAL would hold all 16 MB.
+    let wal = size("test.db-wal");
+    assert!(wal < 8_000_000, "the WAL grew to {wal} bytes: it was never started over");
+    drop(store);
+    std::fs::remove_dir_all(&dir).ok();
+}
