@@ -42,6 +42,13 @@ pub fn trips_of(legs: &[StoredLeg], passengers: &[Vec<i64>], persons: &HashMap<i
     Ok(trips)
 }
 
+/// How far before the day began the rules look for the user's unpaid and cancelled orders,
+/// beyond one hold's time: an order created earlier than both cannot be unpaid or have been
+/// cancelled today unless the sweeper had fallen a day behind (a cancellation is accepted while
+/// the order is still PENDING_PAYMENT, even past its window) or the pay window was lengthened by
+/// more than a day. The rules read that range of the user's orders (`orders_by_user`).
+const RULES_LOOK_BACK_MS: i64 = 24 * 3600 * 1000;
+
 /// Refuse an order the rules do not allow. The caller holds the user's lock until its order
 /// is recorded.
 pub async fn check(
@@ -61,7 +68,7 @@ pub async fn check(
     let q = PurchaseQuery {
         user_id,
         day_start_ms,
-        since_ms: day_start_ms - flow.config.hold_ttl_ms() as i64,
+        since_ms: day_start_ms - RULES_LOOK_BACK_MS - flow.config.hold_ttl_ms() as i64,
         trips: if rules.no_overlapping_trips { trips.to_vec() } else { Vec::new() },
         ignore_order: ignore_order.map(str::to_string),
     };

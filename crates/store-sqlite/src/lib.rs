@@ -45,17 +45,18 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Prepared statements each connection keeps.
 const STATEMENT_CACHE_LEN: usize = 128;
 /// How often the checkpointer copies the WAL into the database ([`threads::Checkpointer`]).
-/// Measured at half the peak order rate (docs/BENCHMARKS.md, issue 17): order p99 14.7–16.4 ms
-/// every 50 ms, 18–20.5 ms every 200 ms, 23.7 ms every second, 28 ms with SQLite's automatic
-/// checkpoint on the writer; the bytes written per order were the same (28–29 KB) at 50 and
-/// 200 ms, against 39 KB with the automatic checkpoint every 1,000 pages.
+/// Measured at half the peak order rate (docs/BENCHMARKS.md, issue 17): order p99 14.7, 16.4
+/// and 20.5 ms every 50 ms, 18.0 and 20.5 ms every 200 ms, 23.7 ms every second, 28.4 ms with
+/// SQLite's automatic checkpoint on the writer; the bytes written per order were the same
+/// (28–29 KB) at 50 and 200 ms, against 39 KB with the automatic checkpoint every 1,000 pages.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
-/// WAL pages past which the writer checkpoints itself: the WAL's bound when the checkpointer
-/// falls behind (160 MB at 4 KiB pages).
+/// WAL pages past which the writer runs a (passive) checkpoint itself, for when the checkpointer
+/// falls behind. Neither can start the WAL over while a reader still reads an older snapshot
+/// from it; readers here run one short query each, so that does not last.
 const WAL_CHECKPOINT_PAGES: i64 = 40_000;
-/// A WAL file longer than this (grown while a reader held a checkpoint back) is cut back to it
-/// after a checkpoint: the WAL's size on disk stays bounded.
-const WAL_BYTES_KEPT_MAX: i64 = 128 * 1024 * 1024;
+/// When the WAL is started over, a file longer than this (grown while the checkpoints were held
+/// back) is cut back to it: above the writer's own bound (40,000 pages of 4 KiB, 164 MB).
+const WAL_BYTES_KEPT_MAX: i64 = 256 * 1024 * 1024;
 
 pub struct SqliteStore {
     writer: Writer,

@@ -197,6 +197,9 @@ impl Readers {
 /// allows one checkpointer beside one writer), and the writer starts the WAL over once a
 /// checkpoint has caught up. The writer keeps its automatic checkpoint only as a bound for when
 /// this thread falls behind.
+/// Failed checkpoints in a row between two warnings.
+const CHECKPOINT_FAILURES_LOGGED_EVERY: u64 = 1_000;
+
 pub struct Checkpointer {
     // Dropping it (with the store) stops the thread.
     _stop: Sender<()>,
@@ -207,11 +210,20 @@ impl Checkpointer {
     pub fn start(conn: Connection, every: std::time::Duration) -> std::io::Result<Checkpointer> {
         let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
         std::thread::Builder::new().name("sqlite-checkpoint".into()).spawn(move || {
+            let mut failed_in_a_row: u64 = 0;
             while let Err(crossbeam_channel::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
                 // (busy, frames in the WAL, frames copied); a busy or failed round is retried
                 // at the next tick, and the writer's own bound still holds.
-                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                    tracing::warn!(error = %e, "SQLite checkpoint failed");
+                match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    Ok(()) => failed_in_a_row = 0,
+                    Err(e) => {
+                        // Logged at the first failure and every CHECKPOINT_FAILURES_LOGGED_EVERY
+                        // after it: a full disk must not also fill the log 20 times a second.
+                        if failed_in_a_row.is_multiple_of(CHECKPOINT_FAILURES_LOGGED_EVERY) {
+                            tracing::warn!(error = %e, failed_in_a_row, "SQLite checkpoint failed");
+                        }
+                        failed_in_a_row += 1;
+                    }
                 }
             }
         })?;

@@ -100,8 +100,8 @@ pub struct PurchaseQuery {
     pub user_id: i64,
     /// Cancellations are counted from here (the start of the user's day).
     pub day_start_ms: i64,
-    /// Orders created before this are neither unpaid nor cancelled today, and are not read:
-    /// one hold's time (the longest an order waits for payment) before `day_start_ms`.
+    /// Orders created before this are neither unpaid nor cancelled today, and are not read: a
+    /// day and one hold's time (the longest an order waits for payment) before `day_start_ms`.
     pub since_ms: i64,
     /// The new order's trips: live trips of the same passengers that overlap them are found.
     pub trips: Vec<Trip>,
