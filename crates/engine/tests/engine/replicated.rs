@@ -71,9 +71,18 @@ fn open_three() -> Vec<Arc<Engine>> {
     engines
 }
 
-/// 32 callers per replica on one hot run: what each got, (replica, hold, from, to, seats).
+/// One hold through each replica in turn (so each has sold, whatever the storm's timing), then
+/// 32 callers per replica at once on the same hot run: what each got, (replica, hold, from, to,
+/// seats).
 async fn buy_at_once(engines: &[Arc<Engine>]) -> Vec<(usize, HoldId, u8, u8, Vec<u16>)> {
     let spec = g_spec(4);
+    let mut first = Vec::new();
+    for (r, engine) in engines.iter().enumerate() {
+        let key = u128::from(r as u64) << 64 | u128::from(u32::MAX) << 32;
+        let l = leg("G1-20261122", spec, 0, 1, SeatClass::Business, 1);
+        let h = engine.hold(key, vec![l], 600_000).await.expect("the engine answers").expect("seats are free");
+        first.push((r, h.legs[0].hold, 0, 1, h.legs[0].seats.clone()));
+    }
     let mut tasks = Vec::new();
     for (r, engine) in engines.iter().enumerate() {
         for t in 0..32u64 {
@@ -95,7 +104,7 @@ async fn buy_at_once(engines: &[Arc<Engine>]) -> Vec<(usize, HoldId, u8, u8, Vec
             }));
         }
     }
-    let mut all = Vec::new();
+    let mut all = first;
     for t in tasks {
         all.extend(t.await.unwrap());
     }
