@@ -30,6 +30,10 @@ use crate::runs::{LEGS_PER_HOLD_CAP, PASSENGERS_PER_LEG_CAP, Runs, Seats, SoldLe
 /// shard byte, and a sold leg's key the sequence number over two bits of leg index).
 pub const SEQ_END: u64 = 1 << 54;
 
+/// Commands whose first cache lines are read ahead together (`StateMachine::warm`): enough to
+/// overlap many misses, few enough that what they read is still cached when they run.
+const WARM_CHUNK_LEN: usize = 32;
+
 /// Runs one `Retire` command may name (besides those its date retires).
 pub const RETIRE_RUNS_MAX: usize = 4_096;
 
@@ -92,7 +96,8 @@ pub(crate) struct Taken {
     pub seats: Seats,
 }
 
-/// A hold waiting for payment.
+/// A hold waiting for payment. Most holds have one leg, kept inline (no allocation per
+/// hold); a journey with a change spills to the heap. Encoded as a list, as a `Vec` was.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Live {
     pub made_at_ms: u64,
@@ -220,7 +225,31 @@ impl StateMachine {
     /// `apply`, also saying what moving time did first (the shard reports it for slow batches).
     pub fn apply_counted(&mut self, batch: &[Command], now_ms: u64) -> (Vec<Reply>, Advanced) {
         let advanced = self.advance(now_ms);
-        (batch.iter().map(|c| self.execute(c)).collect(), advanced)
+        let mut replies = Vec::with_capacity(batch.len());
+        for chunk in batch.chunks(WARM_CHUNK_LEN) {
+            self.warm(chunk);
+            replies.extend(chunk.iter().map(|c| self.execute(c)));
+        }
+        (replies, advanced)
+    }
+
+    /// Read, and throw away, the first cache lines each hold of `chunk` will need: its key's
+    /// slot in the key memory, its runs' index entries, inventories and chosen class's pattern
+    /// heads. Nothing here depends on another command, so the CPU overlaps these misses
+    /// (executing a hold is a chain of misses, each waiting for the one before). Reads only.
+    fn warm(&self, chunk: &[Command]) {
+        for c in chunk {
+            let Command::Hold { key, legs, .. } = c else { continue };
+            std::hint::black_box(self.keys.get(*key));
+            for leg in legs {
+                let Some(slot) = self.runs.slot_of(&leg.run) else { continue };
+                let run = self.runs.get(slot);
+                let ranges = run.spec.layout().class_ranges();
+                if let Some(class) = ranges.iter().position(|r| r.class == leg.class).and_then(|i| run.classes.get(i)) {
+                    class.warm();
+                }
+            }
+        }
     }
 
     /// Move time forward: end due holds (at most `expiries_per_apply_max`), forget keys past
@@ -278,10 +307,10 @@ impl StateMachine {
         } else if self.keys.len() >= self.limits.keys_max as usize {
             return Err(Reject::Limit(format!("{} hold keys remembered", self.limits.keys_max)));
         }
-        let seq = self.hold(legs, ttl_ms)?;
-        let forget_at_ms = self.live[&seq].expires_at_ms.saturating_add(self.limits.key_grace_ms);
-        self.keys.remember(key, Remembered { fingerprint, seq }, forget_at_ms);
-        Ok(Reply::Held(self.held_reply(seq)))
+        let held = self.hold(legs, ttl_ms)?;
+        let forget_at_ms = held.expires_at_ms.saturating_add(self.limits.key_grace_ms);
+        self.keys.remember(key, Remembered { fingerprint, seq: held.hold >> 8 }, forget_at_ms);
+        Ok(Reply::Held(held))
     }
 
     /// Whether hold `seq`, whose first leg is on `run`, is sold (and not wholly returned).
@@ -291,7 +320,10 @@ impl StateMachine {
 
     /// The answer hold `seq` (held) was given: its id, deadline and seats.
     fn held_reply(&self, seq: u64) -> Held {
-        let rec = &self.live[&seq];
+        self.reply_for(seq, &self.live[&seq])
+    }
+
+    fn reply_for(&self, seq: u64, rec: &Live) -> Held {
         let legs = rec
             .legs
             .iter()
@@ -304,7 +336,8 @@ impl StateMachine {
         Held { hold: seq << 8 | u64::from(self.shard), expires_at_ms: rec.expires_at_ms, legs }
     }
 
-    fn check_leg(&self, leg: &LegRequest) -> Result<usize, Reject> {
+    /// The leg's class index, and its run's slot when the run is materialised.
+    fn check_leg(&self, leg: &LegRequest) -> Result<(usize, Option<u32>), Reject> {
         let s = leg.spec.segments;
         if s == 0 || s > SEGMENTS_MAX {
             return invalid(format!("a run has 1 to {SEGMENTS_MAX} segments, not {s}"));
@@ -318,21 +351,23 @@ impl StateMachine {
         if leg.prefs.len() > leg.passengers as usize {
             return invalid("at most one seat preference per passenger");
         }
-        if self.runs.is_retired(&leg.run) {
+        let slot = self.runs.slot_of(&leg.run);
+        if slot.is_none() && self.runs.is_retired(&leg.run) {
             return Err(Reject::RunRetired);
         }
-        if self.runs.find(&leg.run).is_some_and(|r| r.spec != leg.spec) {
+        if slot.is_some_and(|s| self.runs.get(s).spec != leg.spec) {
             return invalid(format!("run {} does not match the inventory's consist", leg.run));
         }
         let ranges = leg.spec.layout().class_ranges();
-        ranges
+        let class = ranges
             .iter()
             .position(|r| r.class == leg.class && r.len > 0)
-            .ok_or_else(|| Reject::Invalid(format!("run {} has no {:?} class", leg.run, leg.class)))
+            .ok_or_else(|| Reject::Invalid(format!("run {} has no {:?} class", leg.run, leg.class)))?;
+        Ok((class, slot))
     }
 
-    /// Hold every leg or none; the new hold's sequence number.
-    fn hold(&mut self, legs: &[LegRequest], ttl_ms: u64) -> Result<u64, Reject> {
+    /// Hold every leg or none; the new hold's answer.
+    fn hold(&mut self, legs: &[LegRequest], ttl_ms: u64) -> Result<Held, Reject> {
         if legs.is_empty() || legs.len() > self.limits.legs_per_hold_max as usize {
             return invalid(format!("1 to {} legs per hold", self.limits.legs_per_hold_max));
         }
@@ -343,13 +378,13 @@ impl StateMachine {
         if self.live.len() >= self.limits.holds_live_max as usize {
             return Err(Reject::Limit(format!("{} holds awaiting payment", self.limits.holds_live_max)));
         }
-        let mut classes = [0usize; LEGS_PER_HOLD_CAP];
+        let mut checked = [(0usize, None); LEGS_PER_HOLD_CAP];
         for (i, l) in legs.iter().enumerate() {
-            classes[i] = self.check_leg(l)?;
+            checked[i] = self.check_leg(l)?;
         }
         let mut taken: Vec<Taken> = Vec::with_capacity(legs.len());
-        for (i, (leg, &class)) in legs.iter().zip(&classes).enumerate() {
-            match self.take(i as u8, leg, class) {
+        for (i, (leg, &(class, slot))) in legs.iter().zip(&checked).enumerate() {
+            match self.take(i as u8, leg, class, slot) {
                 Ok(t) => taken.push(t),
                 Err(reject) => {
                     // All legs or none: give back what earlier legs took.
@@ -366,13 +401,20 @@ impl StateMachine {
         }
         self.next_seq += 1;
         let expires_at_ms = self.now_ms + ttl_ms;
-        self.live.insert(seq, Live { made_at_ms: self.now_ms, expires_at_ms, legs: taken });
+        let live = Live { made_at_ms: self.now_ms, expires_at_ms, legs: taken };
+        let held = self.reply_for(seq, &live);
+        self.live.insert(seq, live);
         self.expiry.push(Reverse((expires_at_ms, seq)));
-        Ok(seq)
+        Ok(held)
     }
 
-    fn take(&mut self, leg_i: u8, leg: &LegRequest, class: usize) -> Result<Taken, Reject> {
-        let run = self.runs.materialise(&leg.run, leg.spec, self.limits.runs_max)?;
+    /// One leg's seats; `slot` is its run's, if materialised (a second leg on the same new
+    /// run finds it materialised by the first).
+    fn take(&mut self, leg_i: u8, leg: &LegRequest, class: usize, slot: Option<u32>) -> Result<Taken, Reject> {
+        let run = match slot {
+            Some(slot) => slot,
+            None => self.runs.materialise(&leg.run, leg.spec, self.limits.runs_max)?,
+        };
         let layout = leg.spec.layout();
         let inv = self.runs.get_mut(run);
         if leg.class == SeatClass::Standing {
@@ -384,14 +426,19 @@ impl StateMachine {
         let (coach, letter) = &class_facts(leg.spec.train_type)[class];
         let facts = SeatFacts { coach, letter };
         let ci = &mut inv.classes[class];
-        let seats = ci
-            .choose(leg.from, leg.to, leg.passengers as usize, &leg.prefs, &facts, self.policy)
-            .ok_or(Reject::NotEnoughSeats { leg: leg_i })?;
         let need = span_mask(leg.from, leg.to);
-        for &s in &seats {
-            ci.occupy(s, need);
+        let not_enough = Reject::NotEnoughSeats { leg: leg_i };
+        if leg.passengers == 1 && leg.prefs.is_empty() && self.policy == Policy::BestFit {
+            // The common request, chosen and taken in one step: one seat, no wish.
+            let seat = ci.take_single(leg.from, leg.to).ok_or(not_enough)?;
+            return Ok(Taken { run, seats: Seats::new(class as u8, leg.from, leg.to, &[seat]) });
         }
-        Ok(Taken { run, seats: Seats::new(class as u8, leg.from, leg.to, &seats) })
+        let chosen = ci.choose(leg.from, leg.to, leg.passengers as usize, &leg.prefs, &facts, self.policy);
+        let seats = Seats::new(class as u8, leg.from, leg.to, &chosen.ok_or(not_enough)?);
+        for &s in seats.ids() {
+            ci.occupy(usize::from(s), need);
+        }
+        Ok(Taken { run, seats })
     }
 
     /// Vacate the seats of one leg for which `which(passenger)` holds.

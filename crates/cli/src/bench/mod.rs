@@ -43,6 +43,10 @@ pub enum Bench {
         /// Concurrent callers in the durable run.
         #[arg(long, default_value_t = 4096)]
         callers: u64,
+        /// Run only the in-memory holds figure, `repeat` times (to profile it, or to see its
+        /// spread without the other figures' memory in the process).
+        #[arg(long)]
+        in_memory_only: Option<u32>,
     },
     /// Durable SQL writes through the Store (SQLite, group commit): concurrent user inserts.
     Store {
@@ -76,7 +80,11 @@ pub enum Bench {
 
 pub fn run(bench: Bench, network: Network) -> anyhow::Result<()> {
     match bench {
-        Bench::Engine { dir, holds, callers } => engine(dir, holds, callers),
+        Bench::Engine { in_memory_only: Some(repeat), holds, .. } => {
+            (0..repeat).for_each(|_| in_memory(holds));
+            Ok(())
+        }
+        Bench::Engine { dir, holds, callers, in_memory_only: None } => engine(dir, holds, callers),
         Bench::Allocation { trains, seeds } => allocation(&network, &trains, seeds),
         Bench::Store { writes, callers } => store(writes, callers),
         Bench::Day(args) => day::day(&network, args),
