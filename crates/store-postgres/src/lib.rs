@@ -9,6 +9,8 @@
 //!   writes are one statement with `UNNEST` over arrays; the decisions they apply are
 //!   `chepiao_store`'s, shared with SQLite;
 //! - `row`: reading chepiao's values out of rows;
+//! - [`statistics`]: a task that analyses tables as they double, so that the plans PostgreSQL
+//!   keeps for prepared statements are not the ones it made while the tables were empty;
 //! - reads go through a pool; the migrations in `migrations/` are embedded.
 
 mod after_sale;
@@ -19,6 +21,7 @@ mod orders;
 mod outbox;
 mod payments;
 mod row;
+pub mod statistics;
 mod stats;
 mod tickets;
 mod users;
@@ -69,6 +72,14 @@ pub struct PgStore {
     pool: PgPool,
     writers: Vec<Writer>,
     next_writer: std::sync::atomic::AtomicUsize,
+    /// The statistics keeper ([`statistics::keep`]); stopped with the store.
+    keeper: tokio::task::AbortHandle,
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        self.keeper.abort();
+    }
 }
 
 impl PgStore {
@@ -86,7 +97,14 @@ impl PgStore {
         for i in 0..WRITERS {
             writers.push(Writer::connect(&format!("postgres-writer-{i}"), options.clone()).await?);
         }
-        Ok(PgStore { pool, writers, next_writer: Default::default() })
+        let keeper = tokio::spawn(statistics::keep(pool.clone())).abort_handle();
+        Ok(PgStore { pool, writers, next_writer: Default::default(), keeper })
+    }
+
+    /// Analyse the tables that doubled since the planner last looked, now (the keeper does this
+    /// every second); the tables analysed.
+    pub async fn analyse_grown(&self) -> Result<Vec<String>> {
+        statistics::analyse_grown(&self.pool).await.map_err(db)
     }
 
     /// Run `job` with `data` in the next group commit of one of the writers, in turn.

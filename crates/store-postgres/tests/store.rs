@@ -56,3 +56,63 @@ async fn fresh() -> Option<Fresh> {
 }
 
 chepiao_store::store_suite!(fresh);
+
+/// A connection in the test's schema, beside the store's.
+async fn connection(db: &Fresh) -> sqlx::PgConnection {
+    let options = ConnectOptions::from_str(&db.url).unwrap().options([("search_path", db.schema.as_str())]);
+    sqlx::PgConnection::connect_with(&options).await.unwrap()
+}
+
+/// What the planner believes `table` holds (-1: never analysed).
+async fn planner_rows(c: &mut sqlx::PgConnection, table: &str) -> f32 {
+    sqlx::query_scalar("SELECT reltuples FROM pg_class WHERE oid = to_regclass($1)")
+        .bind(table)
+        .fetch_one(c)
+        .await
+        .unwrap()
+}
+
+/// Add users `from..to` and flush this connection's statistics to `pg_stat` at once.
+async fn grow_users(c: &mut sqlx::PgConnection, from: i64, to: i64) {
+    sqlx::query("INSERT INTO users (username, password_hash, created_at_ms) SELECT 'u' || g, 'h', 0 FROM generate_series($1, $2 - 1) g")
+        .bind(from)
+        .bind(to)
+        .execute(&mut *c)
+        .await
+        .unwrap();
+    sqlx::query("SELECT pg_stat_force_next_flush()").execute(&mut *c).await.unwrap();
+    sqlx::query("SELECT 1").execute(&mut *c).await.unwrap();
+}
+
+/// Wait until the planner believes `users` holds at least `rows` (analysed by the store).
+async fn analysed_at_least(c: &mut sqlx::PgConnection, rows: f32) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while planner_rows(c, "users").await < rows {
+        assert!(std::time::Instant::now() < deadline, "users reached {rows} rows and was not analysed within 20 s");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// A table that doubles is analysed by the store itself (autovacuum is off for it here, so it
+/// cannot be autovacuum's doing); a table grown by fewer than `GROWN_ROWS_MIN` rows, or by less
+/// than it held when last analysed, is not.
+#[tokio::test]
+async fn tables_that_double_are_analysed_so_their_plans_are_made_again() {
+    let Some(db) = fresh().await else { return };
+    let store = db.store.as_ref().unwrap();
+    let mut c = connection(&db).await;
+    sqlx::query("ALTER TABLE users SET (autovacuum_enabled = false)").execute(&mut c).await.unwrap();
+    assert_eq!(planner_rows(&mut c, "users").await, -1.0, "a fresh table was never analysed");
+    let min = chepiao_store_postgres::statistics::GROWN_ROWS_MIN;
+    grow_users(&mut c, 0, min / 2).await;
+    assert!(!store.analyse_grown().await.unwrap().contains(&"users".to_string()), "grown by fewer than the minimum");
+    grow_users(&mut c, min / 2, min * 2).await;
+    analysed_at_least(&mut c, (min * 2) as f32).await;
+    grow_users(&mut c, min * 2, min * 4 - 100).await;
+    let keeper_ticks = chepiao_store_postgres::statistics::CHECK_EVERY * 2;
+    tokio::time::sleep(keeper_ticks).await;
+    assert!(!store.analyse_grown().await.unwrap().contains(&"users".to_string()), "not doubled yet");
+    assert_eq!(planner_rows(&mut c, "users").await, (min * 2) as f32);
+    grow_users(&mut c, min * 4 - 100, min * 4).await;
+    analysed_at_least(&mut c, (min * 4) as f32).await;
+}
