@@ -12,8 +12,8 @@
 //! scans only the patterns' 8-byte heads (mask, count, lowest seat), kept in one array; the
 //! patterns' member bitsets are one array beside it; and the free bitsets are stored word by
 //! word, a word's segments together, so a seat's bits on all its segments share a cache line
-//! or two rather than one line per segment. What is written to snapshots is the earlier,
-//! layout-independent form ([`Wire`]), so snapshots stay readable across this change.
+//! or two rather than one line per segment. Snapshots store a class in the layout it had
+//! before ([`Wire`]), so snapshots written by either build are read by both.
 
 use serde::{Deserialize, Serialize};
 
