@@ -96,8 +96,7 @@ pub(crate) struct Taken {
     pub seats: Seats,
 }
 
-/// A hold waiting for payment. Most holds have one leg, kept inline (no allocation per
-/// hold); a journey with a change spills to the heap. Encoded as a list, as a `Vec` was.
+/// A hold waiting for payment.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Live {
     pub made_at_ms: u64,
