@@ -26,12 +26,16 @@ pub const GROWN_ROWS_MIN: i64 = 1_000;
 
 /// Analyse the schema's tables that have doubled since the planner last looked; their names.
 pub async fn analyse_grown(pool: &PgPool) -> Result<Vec<String>, sqlx::Error> {
-    // reltuples is -1 for a table never analysed (PostgreSQL 14 and later).
+    // reltuples is -1 for a table never analysed (PostgreSQL 14 and later). Only tables this
+    // user may analyse (as their owner's or the database's owner's member): `ANALYZE` skips
+    // any other with a warning, so it would be tried, and warned about, every second.
     let grown: Vec<String> = sqlx::query_scalar(
         "SELECT s.relname::text FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
          WHERE s.schemaname = current_schema()
            AND s.n_live_tup >= 2 * GREATEST(c.reltuples, 0)::bigint
            AND s.n_live_tup - GREATEST(c.reltuples, 0)::bigint >= $1
+           AND (pg_has_role(c.relowner, 'USAGE')
+                OR pg_has_role((SELECT datdba FROM pg_database WHERE datname = current_database()), 'USAGE'))
          ORDER BY s.relname",
     )
     .bind(GROWN_ROWS_MIN)

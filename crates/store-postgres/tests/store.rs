@@ -116,3 +116,41 @@ async fn tables_that_double_are_analysed_so_their_plans_are_made_again() {
     grow_users(&mut c, min * 4 - 100, min * 4).await;
     analysed_at_least(&mut c, (min * 4) as f32).await;
 }
+
+/// A user who may not analyse a table (it owns neither the table nor the database) does not
+/// try to every second in vain; its owner does. In a schema of its own, which the store's
+/// keeper does not watch, so the keeper cannot analyse it first.
+#[tokio::test]
+async fn tables_this_user_may_not_analyse_are_left_to_autovacuum() {
+    let Some(db) = fresh().await else { return };
+    let mut c = connection(&db).await;
+    let (role, schema) = (format!("r_{}", &db.schema[2..]), format!("{}_x", db.schema));
+    for sql in [
+        format!("CREATE ROLE {role} LOGIN"),
+        format!("CREATE SCHEMA {schema}"),
+        format!("GRANT USAGE ON SCHEMA {schema} TO {role}"),
+        format!("CREATE TABLE {schema}.big (x int) WITH (autovacuum_enabled = false)"),
+        format!("INSERT INTO {schema}.big SELECT generate_series(1, 5000)"),
+        "SELECT pg_stat_force_next_flush()".to_string(),
+    ] {
+        sqlx::query(&sql).execute(&mut c).await.unwrap();
+    }
+    let pool_as = |user: Option<&str>| {
+        let options = ConnectOptions::from_str(&db.url).unwrap().options([("search_path", schema.as_str())]);
+        let options = match user {
+            Some(user) => options.username(user),
+            None => options,
+        };
+        sqlx::postgres::PgPoolOptions::new().max_connections(1).connect_with(options)
+    };
+    let analyse = chepiao_store_postgres::statistics::analyse_grown;
+    let stranger = pool_as(Some(&role)).await.unwrap();
+    assert_eq!(analyse(&stranger).await.unwrap(), Vec::<String>::new(), "not its table");
+    stranger.close().await;
+    let owner = pool_as(None).await.unwrap();
+    assert_eq!(analyse(&owner).await.unwrap(), vec!["big".to_string()]);
+    owner.close().await;
+    for sql in [format!("DROP SCHEMA {schema} CASCADE"), format!("DROP ROLE {role}")] {
+        sqlx::query(&sql).execute(&mut c).await.unwrap();
+    }
+}
