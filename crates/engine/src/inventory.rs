@@ -278,7 +278,7 @@ impl ClassInventory {
             let seats: Vec<usize> = (0..self.len()).filter(|&s| self.is_free(s, need)).take(count).collect();
             return (seats.len() == count).then_some(seats);
         }
-        if count == 1 && prefs.is_empty() {
+        if takes_single(count, prefs, policy) {
             return self.best_single(need, a, b).map(|k| vec![usize::from(self.patterns[k].lowest)]);
         }
         self.best_group(a, b, count, prefs, facts)
@@ -454,6 +454,12 @@ impl TryFrom<Wire> for ClassInventory {
         }
         Ok(ClassInventory { segments, words, masks: w.masks, seg_free: seg_free.collect(), patterns, members })
     }
+}
+
+/// Whether a request is served by the single-seat chooser (`ClassInventory::take_single`, or
+/// `choose`'s scan of pattern heads): one passenger, no seat wish, best-fit.
+pub fn takes_single(count: usize, prefs: &[u8], policy: Policy) -> bool {
+    count == 1 && prefs.is_empty() && policy == Policy::BestFit
 }
 
 /// Wishes not met by the letters of a window (each seat meets at most one wish).

@@ -22,7 +22,7 @@ use chepiao_domain::{RunId, SeatClass, ServiceDate, TrainType};
 use serde::{Deserialize, Serialize};
 
 use crate::command::*;
-use crate::inventory::{Policy, SEGMENTS_MAX, SeatFacts, span_mask};
+use crate::inventory::{Policy, SEGMENTS_MAX, SeatFacts, span_mask, takes_single};
 use crate::keys::{KeyMemory, Remembered};
 use crate::runs::{LEGS_PER_HOLD_CAP, PASSENGERS_PER_LEG_CAP, Runs, Seats, SoldLeg, sold_key};
 
@@ -422,18 +422,18 @@ impl StateMachine {
                 return Err(Reject::StandingNotOnSale { leg: leg_i });
             }
         }
-        let (coach, letter) = &class_facts(leg.spec.train_type)[class];
-        let facts = SeatFacts { coach, letter };
         let ci = &mut inv.classes[class];
-        let need = span_mask(leg.from, leg.to);
         let not_enough = Reject::NotEnoughSeats { leg: leg_i };
-        if leg.passengers == 1 && leg.prefs.is_empty() && self.policy == Policy::BestFit {
+        if takes_single(leg.passengers as usize, &leg.prefs, self.policy) {
             // The common request, chosen and taken in one step: one seat, no wish.
             let seat = ci.take_single(leg.from, leg.to).ok_or(not_enough)?;
             return Ok(Taken { run, seats: Seats::new(class as u8, leg.from, leg.to, &[seat]) });
         }
+        let (coach, letter) = &class_facts(leg.spec.train_type)[class];
+        let facts = SeatFacts { coach, letter };
         let chosen = ci.choose(leg.from, leg.to, leg.passengers as usize, &leg.prefs, &facts, self.policy);
         let seats = Seats::new(class as u8, leg.from, leg.to, &chosen.ok_or(not_enough)?);
+        let need = span_mask(leg.from, leg.to);
         for &s in seats.ids() {
             ci.occupy(usize::from(s), need);
         }

@@ -188,6 +188,9 @@ impl Readers {
     }
 }
 
+/// Failed checkpoints in a row between two warnings.
+const CHECKPOINT_FAILURES_LOGGED_EVERY: u64 = 1_000;
+
 /// The thread that copies the WAL into the database, beside the writer.
 ///
 /// A checkpoint run by the writer itself (SQLite's automatic one) holds up every write queued
@@ -197,9 +200,6 @@ impl Readers {
 /// allows one checkpointer beside one writer), and the writer starts the WAL over once a
 /// checkpoint has caught up. The writer keeps its automatic checkpoint only as a bound for when
 /// this thread falls behind.
-/// Failed checkpoints in a row between two warnings.
-const CHECKPOINT_FAILURES_LOGGED_EVERY: u64 = 1_000;
-
 pub struct Checkpointer {
     // Dropping it (with the store) stops the thread.
     _stop: Sender<()>,
