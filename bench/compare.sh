@@ -27,7 +27,7 @@ CHEPIAO_RULE_ONE_UNPAID_ORDER=false CHEPIAO_RULE_NO_OVERLAPPING_TRIPS=false CHEP
 server=$!
 $bin bench hello --listen "127.0.0.1:$hello_port" >"$dir/hello.log" 2>&1 &
 hello=$!
-trap 'kill $server $hello 2>/dev/null; wait $server $hello 2>/dev/null; rm -rf "$dir"' EXIT
+trap 'kill $server $hello 2>/dev/null; wait $server $hello 2>/dev/null || true; rm -rf "$dir"' EXIT
 for _ in $(seq 1 300); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && curl -sf "http://127.0.0.1:$hello_port/" >/dev/null && break; sleep 0.2; done
 
 # Requests/s of 200 answers only: a run with any other answer is not a figure.
