@@ -9,7 +9,7 @@
 //!   is ever dropped) and the snapshot bucket (`<prefix>_SNAPSHOTS`) exist;
 //! - [`ClusterLog::prepare`] picks each shard's starting point before the engine opens: its own
 //!   newest snapshot, or the shared one when that is newer or the log after its own was purged
-//!   (a new or wiped node);
+//!   (a new or wiped node), downloading it again if a download fails or stalls;
 //! - [`ClusterLog::start`]: a publisher that sends each shard's proposals with their message id
 //!   (a retry, or the same second's tick from another node, is stored once), retrying across
 //!   NATS servers until `publish_timeout`; and per shard a consumer that delivers every entry
