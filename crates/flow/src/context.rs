@@ -60,7 +60,8 @@ pub struct Flow {
     /// The NATS bus, when events go over JetStream (its consumer feeds the issuer).
     pub nats: Option<Arc<NatsBus>>,
     pub batchers: Batchers,
-    pub passengers: PassengerCache,
+    /// Shared with the issuer, which reads the masked names for the QR codes from it.
+    pub passengers: Arc<PassengerCache>,
     /// A user's placements, one at a time (the purchase rules read before they write).
     pub user_locks: UserLocks,
     calendar: RwLock<Arc<RunCalendar>>,
@@ -95,8 +96,10 @@ impl Flow {
             Some(m) => Channels::default().with(m.clone()),
             None => Channels::default(),
         };
+        let passengers = Arc::new(PassengerCache::default());
         let issuer = Arc::new(Issuer {
             store: p.store.clone(),
+            passengers: passengers.clone(),
             engine: p.engine.clone(),
             signer: p.signer.clone(),
             channels: channels.clone(),
@@ -130,7 +133,7 @@ impl Flow {
             issuer,
             relay,
             nats,
-            passengers: Default::default(),
+            passengers,
             user_locks: Default::default(),
             calendar: RwLock::new(Arc::new(calendar)),
         }))

@@ -24,6 +24,7 @@ use chepiao_store::{
 };
 
 use crate::channels::Channels;
+use crate::passengers::PassengerCache;
 use crate::signing::TicketSigner;
 use crate::stored::{StoredLeg, funding_payment, funding_payments, holds_of, legs_of, new_number};
 
@@ -41,6 +42,8 @@ fn err(e: impl std::fmt::Display) -> IssueError {
 
 pub struct Issuer {
     pub store: Arc<dyn Store>,
+    /// The users' passengers (the flow's cache): the masked names the QR codes carry.
+    pub passengers: Arc<PassengerCache>,
     pub engine: Arc<Engine>,
     pub signer: Arc<TicketSigner>,
     pub channels: Channels,
@@ -107,9 +110,8 @@ impl Issuer {
         outcome.extend(done.into_iter().map(|o| (o.order_no, Ok(()))));
         let confirmed = futures_util::future::join_all(paid.iter().map(|o| self.confirm_then_swap(o))).await;
         let mut batch = Vec::new();
-        let mut hints: HashMap<i64, String> = HashMap::new();
         for (order, legs) in paid.iter().zip(confirmed) {
-            match self.tickets_for(order, legs, &mut hints).await {
+            match self.tickets_for(order, legs).await {
                 Ok(Some(tickets)) => batch.push(tickets),
                 Ok(None) => drop(outcome.insert(order.order_no.clone(), Ok(()))),
                 Err(e) => drop(outcome.insert(order.order_no.clone(), Err(e))),
@@ -124,13 +126,11 @@ impl Issuer {
         &self,
         order: &OrderRecord,
         legs: Result<Option<Vec<StoredLeg>>, IssueError>,
-        hints: &mut HashMap<i64, String>,
     ) -> Result<Option<OrderTickets>, IssueError> {
         let Some(legs) = legs? else { return Ok(None) };
-        if !legs.iter().flat_map(|l| &l.seats).all(|s| hints.contains_key(&s.passenger_id)) {
-            hints.extend(self.passenger_hints(order.user_id).await?);
-        }
-        let tickets = self.make_tickets(&order.order_no, order.user_id, &legs, hints);
+        let wanted: Vec<i64> = legs.iter().flat_map(|l| &l.seats).map(|s| s.passenger_id).collect();
+        let own = self.passengers.of(self.store.as_ref(), order.user_id, &wanted).await.map_err(err)?;
+        let tickets = self.make_tickets(&order.order_no, order.user_id, &legs, &own.masked);
         Ok(Some(OrderTickets { order_no: order.order_no.clone(), tickets }))
     }
 
@@ -252,11 +252,6 @@ impl Issuer {
         }
         self.seats_back.notify_one();
         Ok(())
-    }
-
-    /// Masked name and ID number of each of the user's passengers, for the QR codes.
-    async fn passenger_hints(&self, user_id: i64) -> Result<HashMap<i64, String>, IssueError> {
-        Ok(self.store.passengers(user_id).await.map_err(err)?.into_iter().map(|p| (p.id, p.masked)).collect())
     }
 
     fn make_tickets(

@@ -1,5 +1,5 @@
-//! Which passenger ids each user has, kept in memory so that placing an order reads nothing
-//! from the database.
+//! Which passenger ids each user has, kept in memory so that placing an order, and issuing its
+//! tickets, reads nothing from the database.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -16,12 +16,15 @@ pub struct PassengerCache {
     users: std::sync::Mutex<std::collections::HashMap<i64, std::sync::Arc<Own>>>,
 }
 
-/// A user's passengers: their ids, and each one's person (the ID number's keyed hash, the same
-/// in every account: the overlap rule compares people, not accounts' entries).
+/// A user's passengers: their ids, each one's person (the ID number's keyed hash, the same in
+/// every account: the overlap rule compares people, not accounts' entries) and each one's masked
+/// name and ID number (what a ticket's QR code shows). A passenger is never changed once added,
+/// so none of these goes stale.
 #[derive(Debug, Default)]
 pub struct Own {
     pub ids: HashSet<i64>,
     pub persons: HashMap<i64, Vec<u8>>,
+    pub masked: HashMap<i64, String>,
 }
 
 /// Users whose passenger ids are cached; the cache starts over when it is full.
@@ -43,6 +46,7 @@ impl PassengerCache {
         let records = store.passengers(user_id).await?;
         let ids = std::sync::Arc::new(Own {
             ids: records.iter().map(|p| p.id).collect(),
+            masked: records.iter().map(|p| (p.id, p.masked.clone())).collect(),
             persons: records.into_iter().map(|p| (p.id, p.id_no_index)).collect(),
         });
         let mut users = self.users.lock().expect("never poisoned");
