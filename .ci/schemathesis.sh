@@ -7,8 +7,8 @@
 # passengers, a ticketed order, a paid waitlist wish, a sale with a waiting room) and hands the ids to
 # the generator, so requests reach the handlers instead of 404s, then runs schemathesis with the
 # checks: no 5xx, and every response conforms to the spec (status code, content type, headers, body
-# schema). Exits non-zero on any failure. Logout and password change end the caller's token, so they
-# run last, each as a user of its own.
+# schema), also along the spec's links (the stateful phase). Exits non-zero on any failure. Logout and
+# password change end the caller's token, so they run last, each as a user of its own.
 #
 # Knobs (environment): ST_MAX_EXAMPLES (default 100 per operation), ST_SEED (20261127),
 # ST_WORKERS (1: deterministic order; the server's state depends on it), ST_VENV (where schemathesis is
@@ -191,7 +191,9 @@ bindings = {
     "body.deadline": "deadline", "body.username": "username", "body.password": "password",
     "body.name": "name", "body.id_type": "id_type", "body.id_no": "id_no",
 }
-lines = ["[cache]", "enabled = false", ""]
+# The stateful phase follows the spec's links (order -> pay -> pay page, wish -> pay -> cancel, ...):
+# more steps than the default so that every linked operation is reached.
+lines = ["[cache]", "enabled = false", "", "[phases.stateful]", "max-steps = 200", ""]
 lines += [f"[dictionaries.{k}]\nvalues = {json.dumps(v, ensure_ascii=False)}\n" for k, v in dictionaries.items()]
 lines += ["[parameters]"] + [f'"{k}" = {{ dictionary = "{v}", probability = 0.6 }}' for k, v in bindings.items()]
 with open(f"{out}/schemathesis.toml", "w") as f:
@@ -220,9 +222,10 @@ section "run: every operation but logout and password change (-n $MAX_EXAMPLES, 
 st_run main "$(cat token)" --exclude-path /api/v1/auth/logout --exclude-path /api/v1/auth/password || rc=1
 # A successful password change or logout ends the caller's tokens: each gets a user of its own.
 section "run: password change, as a user of its own"
-st_run password "$(cat token_password)" --include-path /api/v1/auth/password || rc=1
+# One operation alone has no links to follow: no stateful phase.
+st_run password "$(cat token_password)" --include-path /api/v1/auth/password --phases examples,coverage,fuzzing || rc=1
 section "run: logout, as a user of its own"
-st_run logout "$(cat token_logout)" --include-path /api/v1/auth/logout || rc=1
+st_run logout "$(cat token_logout)" --include-path /api/v1/auth/logout --phases examples,coverage,fuzzing || rc=1
 
 section "done"
 if grep -q 'panicked at' "$WORK/server.log"; then

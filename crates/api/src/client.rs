@@ -16,8 +16,8 @@ use crate::network::{RunView, SeatMapView, StationView, TrainResult};
 use crate::ops::{EventPage, EventView};
 use crate::orders::{OrderList, OrderOut, OrderRequest, PayRequest, PayStarted};
 use crate::payments::{MockpayPressed, NotifyAck};
-use crate::queue::{QueueStatus, SaleOut};
-use crate::stats::{AuditVerify, LiveFigures, RoomFigures, SalesStats};
+use crate::queue::{QueueStatus, RiskList, SaleOut};
+use crate::stats::{AuditVerify, EngineReplica, LiveFigures, RoomFigures, SalesStats};
 use crate::tickets::{PublicKeys, RebookRequest, RefundOut};
 use crate::users::{Credentials, LoggedIn, NewPassengerBody, PassengerList, PassengerView, PasswordChange, Registered};
 use crate::waitlist::{NotificationList, WishOut, WishRequest};
@@ -357,6 +357,31 @@ impl Client {
     pub async fn admin_audit_verify(&self, admin_key: &str, after: i64) -> Result<AuditVerify> {
         let path = format!("/api/v1/admin/audit/verify?after={after}");
         Ok(self.call(Method::GET, &path, NONE, &[(headers::ADMIN_KEY, admin_key)]).await?.body)
+    }
+
+    /// A risk list (`block` or `allow`) of one kind (`user`, `device`, `ip`), as the operator.
+    pub async fn admin_risk_list(&self, admin_key: &str, list: &str, kind: &str) -> Result<RiskList> {
+        let path = format!("/api/v1/admin/risk/{list}/{kind}");
+        Ok(self.call(Method::GET, &path, NONE, &[(headers::ADMIN_KEY, admin_key)]).await?.body)
+    }
+
+    /// Put `value` on a risk list (`on`) or take it off; the list as it is then. As the operator.
+    pub async fn admin_risk_set(
+        &self,
+        admin_key: &str,
+        list: &str,
+        kind: &str,
+        value: &str,
+        on: bool,
+    ) -> Result<RiskList> {
+        let path = format!("/api/v1/admin/risk/{list}/{kind}/{value}");
+        let method = if on { Method::PUT } else { Method::DELETE };
+        Ok(self.call(method, &path, NONE, &[(headers::ADMIN_KEY, admin_key)]).await?.body)
+    }
+
+    /// This node's seat-engine replica (log position and state digest per shard), as the operator.
+    pub async fn admin_engine(&self, admin_key: &str) -> Result<EngineReplica> {
+        Ok(self.call(Method::GET, "/api/v1/admin/engine", NONE, &[(headers::ADMIN_KEY, admin_key)]).await?.body)
     }
 
     /// A sale's waiting room, as the operator.

@@ -3,7 +3,8 @@
 //!
 //! How the parts fit:
 //! - one module per resource ([`users`], [`network`], [`orders`], [`payments`], [`tickets`],
-//!   [`checkin`], [`waitlist`], [`queue`], [`ops`]): the bodies clients send and the answers
+//!   [`checkin`], [`waitlist`], [`queue`], [`ops`], and [`stats`] for the operator's figures):
+//!   the bodies clients send and the answers
 //!   they get, the same types the server serialises (so the two cannot drift apart);
 //! - [`error`]: the one error body every failure carries, `{code, message, request_id}`;
 //! - [`qr`]: the signed QR payload a ticket carries and the key ring that verifies it, which

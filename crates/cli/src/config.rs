@@ -1,6 +1,7 @@
 //! Configuration merging: defaults, then the TOML file named by `--config`, then `CHEPIAO_*`
-//! environment variables, then flags. The only place chepiao reads its environment. And
-//! opening the store the configuration names.
+//! environment variables, then flags. The only place the server's configuration is read from
+//! the environment (the one other variable, `CHEPIAO_GATE_KEY`, is `chepiao gate`'s, a client
+//! of the server). And opening the store the configuration names.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

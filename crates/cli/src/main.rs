@@ -1,6 +1,17 @@
 //! The `chepiao` binary: the one place where configuration is merged, stores are opened by
-//! URL and the server is launched. Everything it does lives in the library crates; this file
-//! only parses arguments and turns errors into exit codes (anyhow at the edge).
+//! URL and the server is launched, and the home of the commands that drive a server from
+//! outside. The sale itself lives in the library crates; this crate owns:
+//! - this file: the command line (clap), turning errors into exit codes (anyhow at the edge);
+//! - [`config`]: the configuration loader, defaults < file < `CHEPIAO_*` environment < flags,
+//!   the only reader of the server's environment variables;
+//! - [`import`]: `chepiao import`, the rail network from its CSV files into the store;
+//! - [`load`]: `chepiao load`, virtual users buying over HTTP through `chepiao_api::Client`
+//!   (orders, purchases, the rush through a waiting room, the soak, people behind one NAT),
+//!   then an invariant audit of the store;
+//! - [`bench`]: `chepiao bench`, the benchmark programs whose figures are in
+//!   docs/BENCHMARKS.md (engine, allocation, store, a sale day, statistics, a hello-world);
+//! - [`gate`]: `chepiao gate`, an offline check-in gate's commands over
+//!   `chepiao_api::gate`.
 
 mod bench;
 mod config;

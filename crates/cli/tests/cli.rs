@@ -110,53 +110,34 @@ fn serve(dir: &std::path::Path, env: &[(&str, &str)]) -> (std::process::Child, S
 /// the ticket passes an offline `chepiao gate`, and the audit chain is checked.
 #[tokio::test]
 async fn a_paid_order_is_ticketed_after_sigkill() {
-    use serde_json::{Value, json};
+    use chepiao_api::Client;
+    use chepiao_api::payments::NotifyBody;
+    use serde_json::Value;
     let dir = temp_dir();
     let secret = "kill-test-secret";
     let (mut child, base) = serve(&dir, &[("CHEPIAO_RELAY_PAUSED", "true"), ("CHEPIAO_MOCKPAY_SECRET", secret)]);
-    let http = reqwest::Client::new();
-    let call = |method: &str, path: String, token: Option<String>, body: Value| {
-        let req = http.request(method.parse().unwrap(), format!("{base}{path}")).json(&body);
-        let req = match token {
-            Some(t) => req.bearer_auth(t),
-            None => req,
-        };
-        async move {
-            let r = req.send().await.unwrap();
-            (r.status().as_u16(), r.json::<Value>().await.unwrap_or(Value::Null))
-        }
+    let anonymous = Client::new(&base);
+    anonymous.register("kim", "correct horse").await.unwrap();
+    let token = anonymous.login("kim", "correct horse").await.unwrap().token;
+    let kim = anonymous.with_token(&token);
+    let pid = kim.add_passenger("金一", "PASSPORT", "E7654321").await.unwrap().passenger_id;
+    let order = kim.create_order(&g1_order("k1", pid), None).await.unwrap();
+    assert_eq!(order.status, 201, "{:?}", order.body);
+    let order_no = order.body.order_no;
+    let started = kim.pay(&order_no, "mockpay").await.unwrap();
+    let notify = NotifyBody {
+        out_trade_no: started.payment_no.clone(),
+        payment_no: started.payment_no,
+        amount_fen: order.body.amount_fen,
+        status: "SUCCESS".into(),
+        txn_id: "T1".into(),
+        ts: chrono::Utc::now().timestamp(),
+        nonce: "n1".into(),
     };
-    let creds = json!({"username": "kim", "password": "correct horse"});
-    assert_eq!(call("POST", "/api/v1/auth/register".into(), None, creds.clone()).await.0, 201);
-    let token = call("POST", "/api/v1/auth/login".into(), None, creds).await.1["token"].as_str().unwrap().to_string();
-    let t = || Some(token.clone());
-    let passenger = json!({"name": "金一", "id_type": "PASSPORT", "id_no": "E7654321"});
-    let pid = call("POST", "/api/v1/passengers".into(), t(), passenger).await.1["passenger_id"].as_i64().unwrap();
-    let tomorrow = chrono::Utc::now().with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap()).date_naive()
-        + chrono::Days::new(1);
-    let run = format!("G1-{}", tomorrow.format("%Y%m%d"));
-    let order = json!({"idempotency_key": "k1", "legs": [{"run_id": run, "from": "VNP", "to": "AOH", "class": "SECOND", "passenger_ids": [pid]}]});
-    let (status, order) = call("POST", "/api/v1/orders".into(), t(), order).await;
-    assert_eq!(status, 201, "{order}");
-    let order_no = order["order_no"].as_str().unwrap().to_string();
-    let (_, started) =
-        call("POST", format!("/api/v1/orders/{order_no}/payments"), t(), json!({"channel": "mockpay"})).await;
-    let payment_no = started["payment_no"].as_str().unwrap();
-    let body = json!({"out_trade_no": payment_no, "payment_no": payment_no, "amount_fen": order["amount_fen"],
-        "status": "SUCCESS", "txn_id": "T1", "ts": chrono::Utc::now().timestamp(), "nonce": "n1"})
-    .to_string();
-    let signature = chepiao_flow::channels::sign(secret.as_bytes(), body.as_bytes());
-    let r = http
-        .post(format!("{base}/api/v1/payments/notify/mockpay"))
-        .header("content-type", "application/json")
-        .header("x-chepiao-signature", signature)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200, "the payment is acknowledged");
-    let (_, o) = call("GET", format!("/api/v1/orders/{order_no}"), t(), Value::Null).await;
-    assert_eq!(o["status"], "PAID");
+    let body = serde_json::to_vec(&notify).unwrap();
+    let signature = chepiao_flow::channels::sign(secret.as_bytes(), &body);
+    assert_eq!(anonymous.notify("mockpay", &body, &signature).await.unwrap().result, "PAID", "acknowledged");
+    assert_eq!(kim.order(&order_no).await.unwrap().status, "PAID");
 
     Command::new("kill").args(["-KILL", &child.id().to_string()]).status().unwrap();
     child.wait().unwrap();
@@ -169,15 +150,16 @@ async fn a_paid_order_is_ticketed_after_sigkill() {
             ("CHEPIAO_TICKET_VALID_BEFORE_S", "259200"),
         ],
     );
+    let kim = kim.with_base(&base2);
     let mut qr = String::new();
-    let mut status = Value::Null;
+    let mut status = String::new();
     for _ in 0..200 {
-        let r = http.get(format!("{base2}/api/v1/orders/{order_no}")).bearer_auth(&token).send().await.unwrap();
-        let o: Value = r.json().await.unwrap();
-        status = o["status"].clone();
+        let o = kim.order(&order_no).await.unwrap();
+        status = o.status.clone();
         if status == "TICKETED" {
-            assert_eq!(o["tickets"].as_array().unwrap().len(), 1);
-            qr = o["tickets"][0]["qr"].as_str().unwrap().to_string();
+            let tickets = o.tickets.unwrap();
+            assert_eq!(tickets.len(), 1);
+            qr = tickets[0].qr.clone();
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -319,6 +301,19 @@ async fn kill_9_during_a_rush_leaves_no_seat_held_without_an_order() {
     Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     child.wait().unwrap();
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// One second-class seat on G1 tomorrow, 北京南 → 上海虹桥, for passenger `pid`.
+fn g1_order(key: &str, pid: i64) -> chepiao_api::orders::OrderRequest {
+    let leg = chepiao_api::orders::LegBody {
+        run_id: format!("G1-{}", tomorrow().format("%Y%m%d")),
+        from: "VNP".into(),
+        to: "AOH".into(),
+        class: chepiao_domain::SeatClass::Second,
+        passenger_ids: vec![pid],
+        seat_prefs: None,
+    };
+    chepiao_api::orders::OrderRequest { idempotency_key: key.into(), legs: vec![leg] }
 }
 
 fn tomorrow() -> chrono::NaiveDate {

@@ -47,6 +47,9 @@ pub enum FlowError {
     NotRefundable(String),
     #[error("{0}")]
     NotRebookable(String),
+    /// A rebook issued the ticket, and a ticket is rebooked once.
+    #[error("{0}")]
+    RebookedOnce(String),
     /// The user has an unpaid order (one at a time).
     #[error("{0}")]
     UnpaidOrder(String),

@@ -205,7 +205,7 @@ impl Issuer {
         let payment = funding_payment(self.store.as_ref(), &old_order).await.map_err(err)?;
         let new_price: i64 = leg.seats.iter().map(|s| s.price_fen).sum();
         let refund = TicketRefundRecord {
-            refund_no: new_number('R'),
+            refund_no: new_number('R', self.now_ms()),
             ticket_sn: old_sn.to_string(),
             order_no: old.order_no.clone(),
             payment_no: payment.payment_no,

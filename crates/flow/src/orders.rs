@@ -246,7 +246,7 @@ pub(crate) async fn place_legs(
     let now_ms = flow.now_ms();
     let passengers: Vec<usize> = bodies.iter().map(|b| b.passenger_ids.len()).collect();
     let order = NewOrder {
-        order_no: new_number('E'),
+        order_no: new_number('E', flow.now_ms()),
         user_id,
         idem_key: idem_key.to_string(),
         request_hash: request_hash.clone(),
@@ -404,7 +404,7 @@ pub async fn start_payment(
         return Err(FlowError::NotPayable(format!("order {order_no} is {}", order.status)));
     }
     let p = NewPayment {
-        payment_no: new_number('P'),
+        payment_no: new_number('P', flow.now_ms()),
         order_no: order.order_no.clone(),
         channel: ch.name().to_string(),
         amount_fen: order.amount_fen,

@@ -33,7 +33,7 @@ pub async fn rebook(flow: &Flow, user_id: i64, ticket_sn: &str, req: &RebookRequ
     if flow.config.rules.one_rebook_per_ticket
         && legs_of(&order)?.get(ticket.leg as usize).is_some_and(|l| l.replaces.is_some())
     {
-        return Err(FlowError::NotRebookable(format!(
+        return Err(FlowError::RebookedOnce(format!(
             "ticket {ticket_sn} was issued by a rebook; a ticket is rebooked once"
         )));
     }

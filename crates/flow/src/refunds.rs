@@ -34,7 +34,7 @@ pub async fn refund(flow: &Flow, user_id: i64, ticket_sn: &str) -> Result<Ticket
     let payment = funding_payment(flow.store.as_ref(), &order).await?;
     let fee_fen = refund_fee(ticket.price_fen, left_s, &flow.config.refund_fee_tiers);
     let r = TicketRefundRecord {
-        refund_no: new_number('R'),
+        refund_no: new_number('R', flow.now_ms()),
         ticket_sn: ticket.ticket_sn.clone(),
         order_no: order.order_no.clone(),
         payment_no: payment.payment_no,

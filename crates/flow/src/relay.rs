@@ -13,13 +13,24 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chepiao_engine::Clock;
-use chepiao_store::{OutboxFailure, RetryPolicy, Store};
+use chepiao_store::{AuditEntry, OutboxFailure, OutboxRow, OutboxState, RetryPolicy, Store, StoreError};
 use tokio::sync::Notify;
 
 use crate::bus::{Delivery, EventBus};
 
 /// Rows per batch.
 pub const RELAY_BATCH_MAX: u32 = 512;
+
+/// What an operator's retry of an outbox event did.
+#[derive(Debug)]
+pub enum Retried {
+    /// The DEAD event is due again now, its attempts counted from zero (audited).
+    Now(OutboxRow),
+    /// The event is not DEAD (it is retried on its own): left as it is.
+    NotDead(OutboxRow),
+    /// No such event (or handled and deleted).
+    Unknown,
+}
 
 pub struct Relay {
     store: Arc<dyn Store>,
@@ -66,6 +77,32 @@ impl Relay {
 
     fn now_ms(&self) -> i64 {
         (self.clock)() as i64
+    }
+
+    /// An operator's retry of DEAD event `id`: due now, its attempts counted from zero, the
+    /// retry in the audit log, and the relay woken.
+    pub async fn retry_dead(&self, id: i64) -> Result<Retried, StoreError> {
+        let now_ms = self.clock.as_ref()() as i64;
+        let Some(row) = self.store.outbox_retry(id, now_ms).await? else {
+            return Ok(self.find(id).await?.map_or(Retried::Unknown, Retried::NotDead));
+        };
+        let detail = format!("{} {}", row.event.kind(), row.event.subject());
+        let entry = AuditEntry { at_ms: now_ms, kind: "event.retry".into(), subject: id.to_string(), detail };
+        self.store.audit_append(&entry).await?;
+        self.wake();
+        Ok(Retried::Now(row))
+    }
+
+    /// Event `id` in whatever state it is (None once handled and deleted).
+    async fn find(&self, id: i64) -> Result<Option<OutboxRow>, StoreError> {
+        for which in OutboxState::ALL {
+            // Ids start at 1: `id - 1` of any id the caller sends, without overflow.
+            let rows = self.store.outbox_list(*which, id.saturating_sub(1), 1).await?;
+            if let Some(r) = rows.into_iter().find(|r| r.id == id) {
+                return Ok(Some(r));
+            }
+        }
+        Ok(None)
     }
 
     /// New rows were committed.

@@ -88,11 +88,12 @@ pub async fn check(
 fn refusal(rules: &PurchaseRules, facts: &PurchaseFacts, idem_key: &str, kind: OrderKind) -> Option<FlowError> {
     if rules.one_unpaid_order
         && kind != OrderKind::Wish
-        && let Some((order_no, key)) = &facts.unpaid
-        && key != idem_key
+        && let Some(unpaid) = &facts.unpaid
+        && unpaid.idem_key != idem_key
     {
         return Some(FlowError::UnpaidOrder(format!(
-            "order {order_no} is waiting for payment: pay or cancel it first"
+            "order {} is waiting for payment: pay or cancel it first",
+            unpaid.order_no
         )));
     }
     let max = rules.cancellations_per_day_max;
@@ -102,7 +103,10 @@ fn refusal(rules: &PurchaseRules, facts: &PurchaseFacts, idem_key: &str, kind: O
             facts.cancelled_today
         )));
     }
-    let (passenger, order_no) = facts.overlaps.first()?;
-    let which = if order_no.is_empty() { "booked on another account".to_string() } else { format!("order {order_no}") };
-    Some(FlowError::TripOverlap(format!("passenger {passenger} already travels then ({which})")))
+    let overlap = facts.overlaps.first()?;
+    let which = match overlap.order_no.as_str() {
+        "" => "booked on another account".to_string(),
+        order_no => format!("order {order_no}"),
+    };
+    Some(FlowError::TripOverlap(format!("passenger {} already travels then ({which})", overlap.passenger_id)))
 }

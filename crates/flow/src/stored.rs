@@ -101,18 +101,17 @@ pub fn engine_key(parts: &[&[u8]]) -> IdemKey {
 /// A fresh order, payment, refund or wish number: a letter, 16 hex digits that grow with time,
 /// then 64 random bits in hex.
 ///
-/// The growing part is the wall clock's milliseconds times 2^16 plus a counter, never repeated
-/// in this process. It is there for the tables: a key that grows lands at the end of its
+/// The growing part is `now_ms` (the flow's clock) times 2^16 plus a counter, never repeated
+/// in this process, also when the clock steps back. It is there for the tables: a key that grows lands at the end of its
 /// B-tree, so recording an order touches the last leaf page of the orders, trips and
 /// statistics indexes instead of a random page of each, and the SQLite writer writes a few
-/// pages per batch instead of several per order (docs/BENCHMARKS.md, issue 17). The clock is
-/// read only for that order, never for a decision. The random tail keeps numbers unguessable
+/// pages per batch instead of several per order (docs/BENCHMARKS.md, issue 17). The time only
+/// orders the numbers; no decision is made from it. The random tail keeps numbers unguessable
 /// (mockpay's pay page is reached by its payment's number) and distinct across nodes.
-pub fn new_number(prefix: char) -> String {
+pub fn new_number(prefix: char, now_ms: i64) -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static LAST: AtomicU64 = AtomicU64::new(0);
-    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-    let floor = now_ms << 16;
+    let floor = (now_ms.max(0) as u64) << 16;
     let previous = LAST
         .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| Some(floor.max(last + 1)))
         .expect("the update always answers");
@@ -195,8 +194,9 @@ mod tests {
     #[test]
     fn numbers_grow_never_repeat_and_end_unguessably() {
         // Four threads at once: every number distinct, each thread's in increasing order.
-        let threads: Vec<_> =
-            (0..4).map(|_| std::thread::spawn(|| (0..20_000).map(|_| new_number('E')).collect::<Vec<_>>())).collect();
+        let threads: Vec<_> = (0..4)
+            .map(|_| std::thread::spawn(|| (0..20_000).map(|_| new_number('E', 1_700_000_000_000)).collect::<Vec<_>>()))
+            .collect();
         let mut all = std::collections::HashSet::new();
         for t in threads {
             let numbers = t.join().unwrap();
@@ -207,9 +207,11 @@ mod tests {
                 assert!(all.insert(n), "a number was handed out twice");
             }
         }
-        // Two numbers in a row share their growing part's high digits, never their random tail.
-        let (a, b) = (new_number('P'), new_number('P'));
+        // Two numbers in a row share their growing part's high digits, never their random tail;
+        // a clock that stepped back a second still gives a later number.
+        let (a, b) = (new_number('P', 1_700_000_000_000), new_number('P', 1_699_999_999_000));
         assert_eq!(a[..9], b[..9]);
+        assert!(a[1..17] < b[1..17], "{a} {b}");
         assert_ne!(a[17..], b[17..]);
     }
 }

@@ -522,4 +522,25 @@ mod tests {
         assert!(c.validate().is_err());
         assert!(Config::default().database_url().starts_with("sqlite://"));
     }
+
+    #[test]
+    fn secrets_shorter_than_the_minimum_are_refused() {
+        let short = Secret("x".repeat(SECRET_LEN_MIN - 1));
+        let long = Secret("x".repeat(SECRET_LEN_MIN));
+        for (name, c) in [
+            ("admin_key", Config { admin_key: Some(short.clone()), ..Config::default() }),
+            ("gates", Config { gates: vec![Secret(format!("g1={}", short.0))], ..Config::default() }),
+            ("mockpay_secret", Config { mockpay_secret: Some(short.clone()), ..Config::default() }),
+        ] {
+            let refused = c.validate().unwrap_err();
+            assert!(refused.contains(name), "{name}: {refused}");
+        }
+        let c = Config {
+            admin_key: Some(long.clone()),
+            gates: vec![Secret(format!("g1={}", long.0))],
+            mockpay_secret: Some(long),
+            ..Config::default()
+        };
+        assert!(c.validate().is_ok());
+    }
 }

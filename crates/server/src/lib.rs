@@ -5,7 +5,8 @@
 //! How the parts fit:
 //! - [`App::build`] opens the seat engine (recovering its log), loads the network from the
 //!   store, and builds the [`chepiao_flow::Flow`] and this layer's own parts ([`state`]);
-//! - [`routes`]: one module per resource, and the router that puts them under the middleware;
+//! - [`routes`]: one module per resource (the operator's in `routes/admin/`), and the router
+//!   that puts them under the middleware;
 //! - [`http`]: the error model, request ids, extractors, middleware, metrics, OpenAPI;
 //! - [`hotsale`]: hot-sale protection (waiting room, risk checks, IP limits, shedding);
 //! - [`security`]: passwords and tokens, passenger PII, secrets, gate and admin keys;
@@ -13,7 +14,9 @@
 //! - [`live`]: the operator's live figures of this node (orders/s, the hottest runs);
 //! - [`config`]: the configuration's shape, defaults and checks (the binary reads it);
 //! - [`node`]: this node's claim on its database (one seat engine per database, or one
-//!   cluster's), and the duties lease of a cluster.
+//!   cluster's), and the duties lease of a cluster;
+//! - [`start`]: why the server would not start ([`start::StartError`]);
+//! - [`fuzzing`]: entry points of the fuzz targets (`fuzz/`) and of their corpora's replay.
 //!
 //! With `cluster = true` the engine is a replica of a log shared through NATS JetStream
 //! (`chepiao-cluster`, docs/CLUSTER.md): [`App::build`] opens it from a snapshot and replays the

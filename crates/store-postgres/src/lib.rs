@@ -5,7 +5,8 @@
 //!   turn (PostgreSQL runs transactions side by side, and one connection's round trips would
 //!   otherwise bound every write; appends to the audit chain still serialise on its head row);
 //! - one module per aggregate (`network`, `users`, `orders`, `payments`, `outbox`, `tickets`,
-//!   `audit`, `after_sale`): plain async functions over a connection or the pool; multi-row
+//!   `audit`, `after_sale`, `stats` for the sales statistics, `lease` for a cluster's duties
+//!   lease): plain async functions over a connection or the pool; multi-row
 //!   writes are one statement with `UNNEST` over arrays; the decisions they apply are
 //!   `chepiao_store`'s, shared with SQLite;
 //! - `row`: reading chepiao's values out of rows;

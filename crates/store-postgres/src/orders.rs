@@ -1,8 +1,8 @@
 //! Orders in PostgreSQL.
 
 use chepiao_store::{
-    AUDIT_PAGE_MAX, CreateOrder, NewOrder, OrderLine, OrderPage, OrderRecord, OrderStatus, PageQuery, PurchaseFacts,
-    PurchaseQuery, Transition, Trip,
+    AUDIT_PAGE_MAX, CreateOrder, NewOrder, OrderLine, OrderPage, OrderRecord, OrderStatus, Overlap, PageQuery,
+    PurchaseFacts, PurchaseQuery, Transition, Trip, UnpaidOrder,
 };
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgExecutor, Row};
@@ -185,6 +185,8 @@ pub async fn purchase_facts(c: &sqlx::PgPool, q: &PurchaseQuery) -> sqlx::Result
     .bind(q.user_id)
     .fetch_all(c)
     .await?;
+    let unpaid = unpaid.map(|(order_no, idem_key)| UnpaidOrder { order_no, idem_key });
+    let overlaps = overlaps.into_iter().map(|(passenger_id, order_no)| Overlap { passenger_id, order_no }).collect();
     Ok(PurchaseFacts { unpaid, cancelled_today: cancelled as u32, overlaps })
 }
 

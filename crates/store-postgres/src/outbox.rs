@@ -23,10 +23,12 @@ pub(crate) async fn insert(c: &mut PgConnection, events: &[OutboxEvent], now_ms:
     Ok(())
 }
 
+/// [`OUTBOX_COLUMNS`] as sqlx decodes them.
 type Row = (i64, String, String, i64, String, i32, i64, Option<String>);
 
 fn raw(r: Row) -> RawOutboxRow {
-    (r.0, r.1, r.2, r.3, r.4, i64::from(r.5), r.6, r.7)
+    let (id, kind, subject, created_at_ms, state, attempts, next_at_ms, last_error) = r;
+    RawOutboxRow { id, kind, subject, created_at_ms, state, attempts: i64::from(attempts), next_at_ms, last_error }
 }
 
 /// Rows due at `now_ms`, earliest first; decoded by the caller.

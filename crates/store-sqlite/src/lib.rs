@@ -9,7 +9,8 @@
 //!   the reader threads, each with a read-only connection (WAL lets them read beside the
 //!   writer), and the checkpointer, which copies the WAL into the database beside the writer;
 //! - one module per aggregate (`network`, `users`, `orders`, `payments`, `outbox`, `tickets`,
-//!   `audit`, `after_sale`, `stats`): plain functions over a `rusqlite::Connection`, run on those
+//!   `audit`, `after_sale`, `stats` for the sales statistics, `lease` for the duties lease):
+//!   plain functions over a `rusqlite::Connection`, run on those
 //!   threads; the decisions they apply are `chepiao_store`'s, shared with PostgreSQL;
 //! - `row`: reading chepiao's values out of rows (a spelling it never writes is a corrupt row);
 //! - `schema`: the migrations in `migrations/`, embedded in the binary.

@@ -1,8 +1,8 @@
 //! Orders in SQLite.
 
 use chepiao_store::{
-    CreateOrder, NewOrder, OrderLine, OrderPage, OrderRecord, OrderStatus, PageQuery, PurchaseFacts, PurchaseQuery,
-    Transition, Trip,
+    CreateOrder, NewOrder, OrderLine, OrderPage, OrderRecord, OrderStatus, Overlap, PageQuery, PurchaseFacts,
+    PurchaseQuery, Transition, Trip, UnpaidOrder,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
@@ -120,7 +120,7 @@ pub fn purchase_facts(c: &Connection, q: &PurchaseQuery) -> rusqlite::Result<Pur
             "SELECT order_no, idem_key FROM orders INDEXED BY orders_by_user
              WHERE user_id = ?1 AND created_at_ms >= ?2 AND status = 'PENDING_PAYMENT' AND kind <> 'wish' LIMIT 1",
         )?
-        .query_row(params![q.user_id, q.since_ms], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row(params![q.user_id, q.since_ms], |r| Ok(UnpaidOrder { order_no: r.get(0)?, idem_key: r.get(1)? }))
         .optional()?;
     let cancelled_today = c
         .prepare_cached(
@@ -143,7 +143,7 @@ pub fn purchase_facts(c: &Connection, q: &PurchaseQuery) -> rusqlite::Result<Pur
         let found: Option<String> = overlapping
             .query_row(params![trip.person, trip.departs_at_ms, trip.arrives_at_ms, q.user_id, ignore], |r| r.get(0))
             .optional()?;
-        overlaps.extend(found.map(|order_no| (trip.passenger_id, order_no)));
+        overlaps.extend(found.map(|order_no| Overlap { passenger_id: trip.passenger_id, order_no }));
     }
     Ok(PurchaseFacts { unpaid, cancelled_today, overlaps })
 }

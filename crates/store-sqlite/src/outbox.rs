@@ -19,7 +19,16 @@ pub(crate) fn insert(c: &Connection, events: &[OutboxEvent], now_ms: i64) -> rus
 }
 
 fn raw(r: &Row) -> rusqlite::Result<RawOutboxRow> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
+    Ok(RawOutboxRow {
+        id: r.get(0)?,
+        kind: r.get(1)?,
+        subject: r.get(2)?,
+        created_at_ms: r.get(3)?,
+        state: r.get(4)?,
+        attempts: r.get(5)?,
+        next_at_ms: r.get(6)?,
+        last_error: r.get(7)?,
+    })
 }
 
 /// Rows due at `now_ms`, earliest first; decoded by the caller.

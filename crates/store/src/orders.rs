@@ -111,12 +111,30 @@ pub struct PurchaseQuery {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PurchaseFacts {
-    /// The user's unpaid order (not a wish's): (order_no, idempotency key).
-    pub unpaid: Option<(String, String)>,
+    /// The user's unpaid order (not a wish's).
+    pub unpaid: Option<UnpaidOrder>,
     /// Orders the user cancelled since `day_start_ms`.
     pub cancelled_today: u32,
-    /// Live trips overlapping the new ones: (passenger id, order_no).
-    pub overlaps: Vec<(i64, String)>,
+    /// Live trips overlapping the new ones, one per passenger at most.
+    pub overlaps: Vec<Overlap>,
+}
+
+/// A user's order waiting for payment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnpaidOrder {
+    pub order_no: String,
+    /// Its idempotency key: a retry of that very order is not refused by it.
+    pub idem_key: String,
+}
+
+/// A live trip that overlaps one of a new order's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Overlap {
+    /// The new order's passenger (an entry of the caller's list).
+    pub passenger_id: i64,
+    /// The order the overlapping trip belongs to; empty when it is another account's (not
+    /// named to this user).
+    pub order_no: String,
 }
 
 /// Trips one [`PurchaseQuery`] may carry.

@@ -102,15 +102,25 @@ pub struct OutboxCounts {
 /// Outbox rows one call hands out.
 pub const OUTBOX_BATCH_MAX: u32 = 1_024;
 
-/// An outbox row as a backend reads it, columns in the order of [`OUTBOX_COLUMNS`].
-pub type RawOutboxRow = (i64, String, String, i64, String, i64, i64, Option<String>);
+/// An outbox row as a backend reads it ([`OUTBOX_COLUMNS`]), before [`outbox_row`] checks it.
+#[derive(Debug, Clone)]
+pub struct RawOutboxRow {
+    pub id: i64,
+    pub kind: String,
+    pub subject: String,
+    pub created_at_ms: i64,
+    pub state: String,
+    pub attempts: i64,
+    pub next_at_ms: i64,
+    pub last_error: Option<String>,
+}
 
 /// The columns a backend selects for [`outbox_row`].
 pub const OUTBOX_COLUMNS: &str = "id, kind, subject, created_at_ms, state, attempts, next_at_ms, last_error";
 
 /// An outbox row as a backend reads it: its kind and state must be ones chepiao writes.
 pub fn outbox_row(raw: RawOutboxRow) -> Result<OutboxRow> {
-    let (id, kind, subject, created_at_ms, state, attempts, next_at_ms, last_error) = raw;
+    let RawOutboxRow { id, kind, subject, created_at_ms, state, attempts, next_at_ms, last_error } = raw;
     let corrupt = |detail: String| crate::error::StoreError::Corrupt { table: "outbox", detail };
     let event = OutboxEvent::from_parts(&kind, &subject).ok_or_else(|| corrupt(format!("kind {kind:?}")))?;
     let state = OutboxState::parse(&state).ok_or_else(|| corrupt(format!("state {state:?}")))?;

@@ -3918,7 +3918,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description sold out (40903) or not rebookable (40910) */
+            /** @description sold out (40903), not rebookable (40910), a passenger's journeys overlap (40914), too many cancellations today (40915), or a rebook issued the ticket (40916) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -4479,7 +4479,7 @@ export interface operations {
                     "application/json": components["schemas"]["MockpayPressed"];
                 };
             };
-            /** @description a malformed parameter, header or body (see `code`) */
+            /** @description a `result` other than SUCCESS or FAILED */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4497,6 +4497,15 @@ export interface operations {
                 };
             };
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description too many notifies in flight (50303), or not serving yet */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -21,7 +21,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chepiao_api::Client;
-use serde_json::{Value, json};
+use chepiao_api::stats::ShardReplica;
 
 use super::{chepiao, temp_dir};
 
@@ -218,26 +218,18 @@ fn node_env(db: &str, nats: &str, redis: &str, tag: &str) -> Vec<(String, String
     .collect()
 }
 
-async fn admin_get(url: &str, path: &str) -> Value {
-    let r = reqwest::Client::new().get(format!("{url}{path}")).header("X-Admin-Key", ADMIN_KEY).send().await.unwrap();
-    assert_eq!(r.status(), 200, "{url}{path}");
-    r.json().await.unwrap()
-}
-
 /// Every replica at the same log position holds the same state: read the three until their
 /// positions agree (ticks move them once a second), then compare the digests.
 async fn replicas_agree(nodes: &[Node]) {
     for _ in 0..100 {
         let mut seen = Vec::new();
         for n in nodes {
-            seen.push(admin_get(&n.url(), "/api/v1/admin/engine").await["shards"].clone());
+            seen.push(Client::new(&n.url()).admin_engine(ADMIN_KEY).await.unwrap().shards);
         }
         // (position, digest) are read together on each shard's thread; the other fields (live
         // holds, snapshot) are read apart from them and may be a moment later, or per node.
-        let at = |s: &Value| s.as_array().unwrap().iter().map(|x| x["applied"].as_u64()).collect::<Vec<_>>();
-        let state = |s: &Value| {
-            s.as_array().unwrap().iter().map(|x| (x["applied"].as_u64(), x["digest"].clone())).collect::<Vec<_>>()
-        };
+        let at = |s: &[ShardReplica]| s.iter().map(|x| x.applied).collect::<Vec<_>>();
+        let state = |s: &[ShardReplica]| s.iter().map(|x| (x.applied, x.digest.clone())).collect::<Vec<_>>();
         if seen.iter().all(|s| at(s) == at(&seen[0])) {
             assert!(seen.iter().all(|s| state(s) == state(&seen[0])), "replicas differ at one log position: {seen:#?}");
             eprintln!("cluster: the three replicas agree: {:?}", state(&seen[0]));
@@ -276,12 +268,13 @@ async fn buyer(url: &str, tag: &str) -> (Client, i64, i64) {
 /// An operator blocks a user through one node: the others refuse the user within seconds
 /// (the lists are shared through Redis); unblocked, the user buys again.
 async fn a_block_reaches_every_node(nodes: &[Node], api: &Client, pid: i64, uid: i64) {
-    let path = format!("/api/v1/admin/risk/block/user/{uid}");
-    let http = reqwest::Client::new();
-    let admin = |method: reqwest::Method, node: usize| {
-        http.request(method, format!("{}{path}", nodes[node].url())).header("X-Admin-Key", ADMIN_KEY).send()
+    let uid = uid.to_string();
+    let block = |node: usize, on: bool| {
+        let operator = Client::new(&nodes[node].url());
+        let uid = uid.clone();
+        async move { operator.admin_risk_set(ADMIN_KEY, "block", "user", &uid, on).await }
     };
-    assert_eq!(admin(reqwest::Method::PUT, 0).await.unwrap().status(), 200);
+    assert!(block(0, true).await.unwrap().values.contains(&uid));
     let started = Instant::now();
     loop {
         match api.with_base(&nodes[2].url()).create_order(&order_req("blocked", pid), None).await {
@@ -295,16 +288,14 @@ async fn a_block_reaches_every_node(nodes: &[Node], api: &Client, pid: i64, uid:
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     eprintln!("cluster: a block made on node 0 refused the user on node 2 after {:?}", started.elapsed());
-    assert_eq!(admin(reqwest::Method::DELETE, 1).await.unwrap().status(), 200);
+    assert!(!block(1, false).await.unwrap().values.contains(&uid));
     tokio::time::sleep(Duration::from_secs(3)).await;
     let answer = api.with_base(&nodes[0].url()).create_order(&order_req("unblocked", pid), None).await;
     assert!(answer.is_ok(), "unblocked on node 1, still refused on node 0: {:?}", answer.err());
 }
 
 fn order_req(key: &str, pid: i64) -> chepiao_api::orders::OrderRequest {
-    let run = format!("G1-{}", super::tomorrow().format("%Y%m%d"));
-    let body = json!({"idempotency_key": key, "legs": [{"run_id": run, "from": "VNP", "to": "AOH", "class": "SECOND", "passenger_ids": [pid]}]});
-    serde_json::from_value(body).unwrap()
+    super::g1_order(key, pid)
 }
 
 async fn status_becomes(api: &Client, order_no: &str, want: &str, within: Duration) {

@@ -122,6 +122,11 @@ impl QueueBackend for MemoryQueue {
         Ok(())
     }
 
+    async fn spent(&self, token_id: &str, now_ms: i64) -> Result<bool, QueueError> {
+        let spent = self.spent.lock().expect("never poisoned");
+        Ok(spent.get(token_id).is_some_and(|(_, until)| *until > now_ms))
+    }
+
     async fn join(&self, sale: &str, user: i64, lane_offset: u64, slow: bool) -> Result<Place, QueueError> {
         Ok(self.with(sale, |q| {
             if let Some(p) = q.place(user) {

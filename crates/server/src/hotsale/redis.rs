@@ -109,6 +109,13 @@ impl QueueBackend for RedisQueue {
         Ok(())
     }
 
+    async fn spent(&self, token_id: &str, _now_ms: i64) -> Result<bool, QueueError> {
+        // The key expires with the token (`PX` in `spend`).
+        let k = format!("{}:spent:{token_id}", self.prefix);
+        let n: i64 = redis::cmd("EXISTS").arg(&k).query_async(&mut self.conn.clone()).await.map_err(err)?;
+        Ok(n == 1)
+    }
+
     async fn join(&self, sale: &str, user: i64, lane_offset: u64, slow: bool) -> Result<Place, QueueError> {
         let [wait, admitted, seq, _] = self.keys(sale);
         let (kind, value): (i64, i64) = self

@@ -80,6 +80,9 @@ pub trait QueueBackend: Send + Sync + 'static {
     async fn spend(&self, token_id: &str, key: &str, until_ms: i64, now_ms: i64) -> Result<bool, QueueError>;
     /// Give a token back: the order it admitted was refused and made nothing.
     async fn unspend(&self, token_id: &str, key: &str) -> Result<(), QueueError>;
+    /// Whether token `token_id` admitted an order (spent, and not given back) and has not
+    /// expired by `now_ms`.
+    async fn spent(&self, token_id: &str, now_ms: i64) -> Result<bool, QueueError>;
 }
 
 /// A sale as configured.
@@ -175,18 +178,23 @@ impl WaitingRoom {
         self.by_run.get(run_id).map(|&i| &self.sales[i])
     }
 
+    /// Join `sale`'s queue, or find the user's place. An admission that lapsed, or whose token
+    /// admitted an order already (a token admits one), is over: the user joins again, at the back.
     pub async fn join(&self, sale: &Sale, user: i64, lane: Lane, now_ms: i64) -> Result<Status, QueueError> {
         let offset = if lane == Lane::Slow { self.slow_lane_offset } else { 0 };
         let place = self.backend.join(&sale.sale_id, user, offset, lane == Lane::Slow).await?;
-        match self.status_of(sale, user, Some(place), now_ms) {
-            // Admitted long ago and lapsed: join again, at the back.
-            None => {
-                self.backend.forget(&sale.sale_id, user).await?;
-                let place = self.backend.join(&sale.sale_id, user, offset, lane == Lane::Slow).await?;
-                Ok(self.status_of(sale, user, Some(place), now_ms).unwrap_or(Status::NotJoined))
-            }
-            Some(s) => Ok(s),
+        let status = self.status_of(sale, user, Some(place), now_ms);
+        let over = match &status {
+            None => true,
+            Some(Status::Admitted { token, .. }) => self.backend.spent(QueueTokens::id(token), now_ms).await?,
+            Some(_) => false,
+        };
+        if let (false, Some(status)) = (over, status) {
+            return Ok(status);
         }
+        self.backend.forget(&sale.sale_id, user).await?;
+        let place = self.backend.join(&sale.sale_id, user, offset, lane == Lane::Slow).await?;
+        Ok(self.status_of(sale, user, Some(place), now_ms).unwrap_or(Status::NotJoined))
     }
 
     pub async fn status(&self, sale: &Sale, user: i64, now_ms: i64) -> Result<Status, QueueError> {
@@ -246,6 +254,7 @@ pub mod suite {
         join_is_idempotent_and_fifo(b, &format!("{prefix}-fifo")).await;
         admission_follows_join_order_and_rate(b, &format!("{prefix}-rate")).await;
         slow_lane_is_admitted_later(b, &format!("{prefix}-slow")).await;
+        tokens_are_spent_once(b, &format!("{prefix}-token")).await;
     }
 
     async fn join_is_idempotent_and_fifo(b: &dyn QueueBackend, sale: &str) {
@@ -287,5 +296,19 @@ pub mod suite {
         b.admit(sale, 1000, 1000, 0).await.unwrap();
         let order = b.admit(sale, 1000, 1000, 6).await.unwrap();
         assert_eq!(order, [2, 3, 4, 1, 5, 6], "{name}: the slow joiner goes after the next three");
+    }
+
+    async fn tokens_are_spent_once(b: &dyn QueueBackend, token: &str) {
+        let name = b.name();
+        assert!(!b.spent(token, 1_000).await.unwrap(), "{name}: not spent yet");
+        assert!(b.spend(token, "k1", 60_000, 1_000).await.unwrap(), "{name}");
+        assert!(b.spend(token, "k1", 60_000, 1_001).await.unwrap(), "{name}: a retry of the same order");
+        assert!(!b.spend(token, "k2", 60_000, 1_002).await.unwrap(), "{name}: another order");
+        assert!(b.spent(token, 1_003).await.unwrap(), "{name}");
+        b.unspend(token, "k2").await.unwrap();
+        assert!(b.spent(token, 1_004).await.unwrap(), "{name}: only its own order gives it back");
+        b.unspend(token, "k1").await.unwrap();
+        assert!(!b.spent(token, 1_005).await.unwrap(), "{name}: given back");
+        assert!(b.spend(token, "k2", 60_000, 1_006).await.unwrap(), "{name}: usable again");
     }
 }

@@ -81,12 +81,13 @@ codes! {
     notify_replayed = 40907, CONFLICT, "payment notify replayed (its nonce was seen before)";
     already_checked_in = 40908, CONFLICT, "the ticket was checked in already";
     not_refundable = 40909, CONFLICT, "the ticket was checked in or rebooked: it cannot be refunded";
-    not_rebookable = 40910, CONFLICT, "the ticket was checked in, refunded or rebooked, or a rebook issued it (a ticket is rebooked once)";
+    not_rebookable = 40910, CONFLICT, "the ticket was checked in, refunded or rebooked: it cannot be rebooked";
     wish_not_cancellable = 40911, CONFLICT, "the wish was fulfilled or has ended: it cannot be cancelled";
     event_not_dead = 40912, CONFLICT, "the outbox event is not DEAD: it is retried on its own";
     unpaid_order = 40913, CONFLICT, "the user has an unpaid order: pay or cancel it first (one at a time)";
     trip_overlap = 40914, CONFLICT, "a passenger already has a ticket or a hold on a journey at that time";
     too_many_cancellations = 40915, CONFLICT, "the user cancelled too many orders today: ordering opens again tomorrow";
+    rebooked_once = 40916, CONFLICT, "a rebook issued this ticket: a ticket is rebooked once";
     ticket_revoked = 41001, GONE, "the ticket was refunded or rebooked: it is revoked";
     bad_ticket_code = 42201, UNPROCESSABLE_ENTITY, "the ticket code is malformed or its signature does not verify";
     wrong_station = 42202, UNPROCESSABLE_ENTITY, "the ticket does not board at this station";
@@ -172,6 +173,7 @@ impl From<FlowError> for ApiError {
             UnknownTicket(m) => ApiError::unknown_ticket(m),
             NotRefundable(m) => ApiError::not_refundable(m),
             NotRebookable(m) => ApiError::not_rebookable(m),
+            RebookedOnce(m) => ApiError::rebooked_once(m),
             UnpaidOrder(m) => ApiError::unpaid_order(m),
             TripOverlap(m) => ApiError::trip_overlap(m),
             TooManyCancellations(m) => ApiError::too_many_cancellations(m),

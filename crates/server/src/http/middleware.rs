@@ -27,22 +27,10 @@ pub async fn request_context(State(limits): State<Limits>, req: Request, next: N
     let started = Instant::now();
     let mut response = REQUEST_ID
         .scope(id.clone(), async move {
-            let declared = req
-                .headers()
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok());
-            if declared.is_some_and(|n| n > limits.body_len_max as u64) {
-                // Read (and drop) what the client is still sending before answering, as nginx's
-                // lingering close does: closing with unread bytes makes the kernel reset the
-                // connection, and the client never sees the 413.
-                drain(req.into_body()).await;
-                let mut r =
-                    ApiError::body_too_large(format!("body exceeds {} bytes", limits.body_len_max)).into_response();
-                r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-                return r;
+            match within_body_limit(req, limits).await {
+                Ok(req) => within(limits.request_timeout, next, req).await,
+                Err(refused) => refused,
             }
-            within(limits.request_timeout, next, req).await
         })
         .await;
     let status = response.status().as_u16();
@@ -54,13 +42,58 @@ pub async fn request_context(State(limits): State<Limits>, req: Request, next: N
     response
 }
 
+/// The request, when its body fits in `limits.body_len_max` bytes; otherwise the answer. A
+/// body whose length is not declared (chunked) is read here, up to the limit and within the
+/// time limit, so that it too is refused in a way the client can read. Past the limit, what the
+/// client is still sending is read and dropped before answering, as nginx's lingering close
+/// does: closing with unread bytes makes the kernel reset the connection, and the client never
+/// sees the 413.
+async fn within_body_limit(req: Request, limits: Limits) -> Result<Request, Response> {
+    let len_max = limits.body_len_max;
+    let declared =
+        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > len_max as u64) {
+        drain(req.into_body().into_data_stream()).await;
+        return Err(too_large(len_max));
+    }
+    if declared.is_some() || !req.headers().contains_key(header::TRANSFER_ENCODING) {
+        return Ok(req);
+    }
+    let (parts, body) = req.into_parts();
+    match tokio::time::timeout(limits.request_timeout, read_chunked(body.into_data_stream(), len_max)).await {
+        Ok(Ok(read)) => Ok(Request::from_parts(parts, axum::body::Body::from(read))),
+        Ok(Err(refused)) => Err(refused),
+        Err(_) => Err(ApiError::timeout("the body was not sent within the time limit").into_response()),
+    }
+}
+
+/// A chunked body, whole, when it fits in `len_max` bytes.
+async fn read_chunked(mut stream: axum::body::BodyDataStream, len_max: usize) -> Result<Vec<u8>, Response> {
+    use futures_util::StreamExt;
+    let mut read = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| ApiError::malformed_body("the body could not be read").into_response())?;
+        if read.len() + chunk.len() > len_max {
+            drain(stream).await;
+            return Err(too_large(len_max));
+        }
+        read.extend_from_slice(&chunk);
+    }
+    Ok(read)
+}
+
+fn too_large(len_max: usize) -> Response {
+    let mut r = ApiError::body_too_large(format!("body exceeds {len_max} bytes")).into_response();
+    r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
 /// Bytes of a refused body read and dropped at most, and for how long.
 const DRAIN_LEN_MAX: usize = 8 * 1024 * 1024;
 const DRAIN_TIME_MAX: Duration = Duration::from_secs(2);
 
-async fn drain(body: axum::body::Body) {
+async fn drain(mut stream: axum::body::BodyDataStream) {
     use futures_util::StreamExt;
-    let mut stream = body.into_data_stream();
     let mut read = 0;
     let _ = tokio::time::timeout(DRAIN_TIME_MAX, async {
         while let Some(Ok(chunk)) = stream.next().await {

@@ -8,7 +8,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::http::error::{CODES, ErrorBody};
-use crate::routes::{admin, checkin, figures, health, network, orders, payments, queue, tickets, users, waitlist};
+use crate::routes::admin::{self, figures};
+use crate::routes::{checkin, health, network, orders, payments, queue, tickets, users, waitlist};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -86,6 +87,120 @@ impl Modify for CommonAnswers {
     }
 }
 
+/// Links between operations (OpenAPI's Link Objects): what a client does next with an answer,
+/// the placed order's number to pay it, say. Schemathesis follows them in its stateful phase,
+/// so sequences such as order → pay → pay page → cancel are generated, not only single calls.
+/// They are written into the JSON (utoipa 5 spells a link's fields in snake case, where the
+/// specification has `operationRef`).
+///
+/// (from path, method, status) → (to path, method, parameter, where its value comes from).
+const LINKS: &[(&str, &str, &str, &str, &str, &str, &str)] = &[
+    ("/api/v1/orders", "post", "201", "/api/v1/orders/{order_no}", "get", "order_no", "$response.body#/order_no"),
+    (
+        "/api/v1/orders",
+        "post",
+        "201",
+        "/api/v1/orders/{order_no}/payments",
+        "post",
+        "order_no",
+        "$response.body#/order_no",
+    ),
+    (
+        "/api/v1/orders",
+        "post",
+        "201",
+        "/api/v1/orders/{order_no}/cancel",
+        "post",
+        "order_no",
+        "$response.body#/order_no",
+    ),
+    (
+        "/api/v1/orders/{order_no}/payments",
+        "post",
+        "201",
+        "/mockpay/pay/{payment_no}",
+        "post",
+        "payment_no",
+        "$response.body#/payment_no",
+    ),
+    (
+        "/api/v1/orders/{order_no}",
+        "get",
+        "200",
+        "/api/v1/tickets/{ticket_sn}",
+        "get",
+        "ticket_sn",
+        "$response.body#/tickets/0/ticket_sn",
+    ),
+    (
+        "/api/v1/orders/{order_no}",
+        "get",
+        "200",
+        "/api/v1/tickets/{ticket_sn}/refund",
+        "post",
+        "ticket_sn",
+        "$response.body#/tickets/0/ticket_sn",
+    ),
+    (
+        "/api/v1/orders/{order_no}",
+        "get",
+        "200",
+        "/api/v1/tickets/{ticket_sn}/rebook",
+        "post",
+        "ticket_sn",
+        "$response.body#/tickets/0/ticket_sn",
+    ),
+    (
+        "/api/v1/waitlist",
+        "post",
+        "201",
+        "/api/v1/waitlist/{waitlist_id}",
+        "get",
+        "waitlist_id",
+        "$response.body#/waitlist_id",
+    ),
+    (
+        "/api/v1/waitlist",
+        "post",
+        "201",
+        "/api/v1/waitlist/{waitlist_id}/payments",
+        "post",
+        "waitlist_id",
+        "$response.body#/waitlist_id",
+    ),
+    (
+        "/api/v1/waitlist",
+        "post",
+        "201",
+        "/api/v1/waitlist/{waitlist_id}/cancel",
+        "post",
+        "waitlist_id",
+        "$response.body#/waitlist_id",
+    ),
+    (
+        "/api/v1/queue/{sale_id}/join",
+        "post",
+        "200",
+        "/api/v1/queue/{sale_id}/status",
+        "get",
+        "sale_id",
+        "$request.path.sale_id",
+    ),
+];
+
+/// Write [`LINKS`] into the document's JSON.
+fn add_links(doc: &mut serde_json::Value) {
+    for &(from, method, status, to, to_method, name, value) in LINKS {
+        assert!(doc["paths"][to][to_method].is_object(), "a link to {to_method} {to}, which the API does not have");
+        let answer = &mut doc["paths"][from][method]["responses"][status];
+        assert!(answer.is_object(), "a link from the {status} answer of {method} {from}, which it does not give");
+        // A JSON pointer to the operation: `/` in the path is written `~1`.
+        let target = format!("#/paths/{}/{to_method}", to.replace('~', "~0").replace('/', "~1"));
+        let link = serde_json::json!({ "operationRef": target, "parameters": { name: value } });
+        answer["links"][format!("{to_method} {to}")] = link;
+    }
+}
+
 /// Every operation of a path item.
 fn operations(item: &mut utoipa::openapi::PathItem) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
     [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch, &mut item.head]
@@ -103,7 +218,9 @@ pub fn json() -> &'static str {
             table += &format!("| {code} | {status} | {meaning} |\n");
         }
         doc.info.description = Some(doc.info.description.unwrap_or_default() + &table);
-        doc.to_json().expect("the OpenAPI document serialises")
+        let mut doc = serde_json::to_value(&doc).expect("the OpenAPI document serialises");
+        add_links(&mut doc);
+        doc.to_string()
     })
 }
 

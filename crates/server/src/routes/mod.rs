@@ -1,9 +1,9 @@
-//! HTTP handlers, one module per resource of the API (the admin routes in their own), and the
-//! router that puts them under the middleware.
+//! HTTP handlers, one module per resource of the API (the operator's routes in `admin/`: the
+//! risk lists and outbox events, and the figures), and the router that puts them under the
+//! middleware.
 
 pub mod admin;
 pub mod checkin;
-pub mod figures;
 pub mod health;
 pub mod network;
 pub mod orders;
@@ -72,11 +72,11 @@ fn api_routes(state: &AppState) -> Router<AppState> {
         .route("/api/v1/admin/risk/{list}/{kind}/{value}", put(admin::risk_put).delete(admin::risk_delete))
         .route("/api/v1/admin/events", get(admin::events))
         .route("/api/v1/admin/events/{id}/retry", post(admin::retry_event))
-        .route("/api/v1/admin/stats/sales", get(figures::sales))
-        .route("/api/v1/admin/live", get(figures::live))
-        .route("/api/v1/admin/engine", get(figures::engine))
-        .route("/api/v1/admin/audit/verify", get(figures::audit_verify))
-        .route("/api/v1/admin/sales/{sale_id}/room", get(figures::room))
+        .route("/api/v1/admin/stats/sales", get(admin::figures::sales))
+        .route("/api/v1/admin/live", get(admin::figures::live))
+        .route("/api/v1/admin/engine", get(admin::figures::engine))
+        .route("/api/v1/admin/audit/verify", get(admin::figures::audit_verify))
+        .route("/api/v1/admin/sales/{sale_id}/room", get(admin::figures::room))
         .route_layer(from_fn_with_state(state.ip_limits.clone(), ip_rate_limit))
 }
 

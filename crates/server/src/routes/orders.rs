@@ -132,6 +132,7 @@ fn made_nothing(e: &chepiao_flow::FlowError) -> bool {
             | OutsideSaleWindow(_)
             | UnknownTicket(_)
             | NotRebookable(_)
+            | RebookedOnce(_)
     )
 }
 

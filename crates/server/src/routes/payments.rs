@@ -37,7 +37,9 @@ pub async fn notify(
 /// notify is sent asynchronously, signed, as a real provider would.
 #[utoipa::path(post, path = "/mockpay/pay/{payment_no}", tag = "payments",
     params(("payment_no" = String, Path), ("result" = Option<String>, Query, description = "SUCCESS (default) or FAILED")),
-    responses((status = 202, body = MockpayPressed), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 202, body = MockpayPressed), (status = 400, body = ErrorBody, description = "a `result` other than SUCCESS or FAILED"),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 503, body = ErrorBody, description = "too many notifies in flight (50303), or not serving yet")))]
 pub async fn mockpay_pay(
     State(state): State<AppState>,
     payment_no: Result<Path<String>, PathRejection>,

@@ -92,7 +92,7 @@ pub async fn refund(
     responses((status = 201, body = OrderOut), (status = 200, body = OrderOut, description = "a replay"),
               (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody),
-              (status = 409, body = ErrorBody, description = "sold out (40903) or not rebookable (40910)"),
+              (status = 409, body = ErrorBody, description = "sold out (40903), not rebookable (40910), a passenger's journeys overlap (40914), too many cancellations today (40915), or a rebook issued the ticket (40916)"),
               (status = 429, body = ErrorBody)))]
 pub async fn rebook(
     State(state): State<AppState>,

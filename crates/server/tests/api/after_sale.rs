@@ -13,9 +13,10 @@ use chepiao_api::tickets::RebookRequest;
 use chepiao_api::waitlist::{WishOut, WishRequest};
 use chepiao_domain::SeatClass;
 
-use crate::app::{Backend, Buyer, GATE, GATE_KEY, GATE_TWO, GATE_TWO_KEY, TestApp, code, g1, wait_until};
-use crate::checkin::scan;
-use crate::refund::spawn;
+use crate::app::{
+    Backend, Buyer, GATE, GATE_KEY, GATE_TWO, GATE_TWO_KEY, TestApp, after_sale, code, g1, restart_app_with, scan,
+    spawn_after_sale, wait_until,
+};
 
 /// Buy every place of `class` on G1 (VNP → AOH), ticketed: `b` first, then new buyers named
 /// after it (a passenger travels on one journey at a time); returns the tickets.
@@ -44,7 +45,7 @@ fn rebook_to(class: SeatClass) -> RebookRequest {
 }
 
 async fn rebook(backend: Backend) {
-    let app = spawn(backend).await;
+    let app = spawn_after_sale(backend).await;
     let (alice, done) = app.ticketed("alice", 1).await;
     let old = done.tickets.unwrap()[0].clone();
     let second_free = app.free_seats(SeatClass::Second).await;
@@ -82,7 +83,7 @@ async fn rebook(backend: Backend) {
 
     // A ticket a rebook issued is not rebooked again (one 改签 per ticket, as on 12306).
     let once = code(alice.api.rebook(&new.ticket_sn, &rebook_to(SeatClass::Second)).await);
-    assert_eq!(once, (409, 40910));
+    assert_eq!(once, (409, 40916));
     // The new ticket was paid in two parts (the first fare, then the difference to first
     // class): its refund is split across both payments, and it is revoked.
     let r = alice.api.refund(&new.ticket_sn).await.unwrap();
@@ -148,7 +149,7 @@ async fn wait_wish(b: &Buyer, id: &str, want: &str) -> WishOut {
 }
 
 async fn waitlist(backend: Backend) {
-    let app = spawn(backend).await;
+    let app = spawn_after_sale(backend).await;
     let alice = app.buyer("alice", 5).await;
     let tickets = buy_all(&app, &alice, SeatClass::Business).await;
     assert!(tickets.len() >= 4, "G1 has at least 4 business places");
@@ -211,6 +212,45 @@ async fn waitlist(backend: Backend) {
 
 crate::on_both_backends!(waitlist, waitlist_sqlite, waitlist_postgres);
 
+/// A wish on a run that a sale guards is matched only once the sale opens: a wish placed before
+/// the run was put on sale (the operator added the sale later) does not get past the waiting
+/// room's opening.
+#[tokio::test]
+async fn wishes_on_a_sales_run_wait_for_its_opening() {
+    let app = spawn_after_sale(Backend::Sqlite).await;
+    let alice = app.buyer("alice", 5).await;
+    let tickets = buy_all(&app, &alice, SeatClass::Business).await;
+    let bob = app.buyer("bob", 1).await;
+    let (bob_wish, _) = join(&app, &bob, 1, 3 * 3600).await;
+    wait_wish(&bob, &bob_wish, "WAITING").await;
+    // The operator puts G1 on sale, opening in an hour, and restarts the server.
+    let sale = chepiao_server::hotsale::room::SaleConfig {
+        sale_id: "later".into(),
+        opens_at: (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339(),
+        run_ids: vec![g1()],
+        admit_per_s: 100,
+    };
+    let app = restart_app_with(app.stop().await, |c| {
+        after_sale(c);
+        c.sales = vec![sale];
+    })
+    .await;
+    let (alice, bob) = (app.again(&alice).await, app.again(&bob).await);
+    alice.refund(&tickets[0].ticket_sn).await.unwrap();
+    wait_until("the seat back on sale", || async { app.free_seats(SeatClass::Business).await == 1 }).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await; // rounds of the matcher go by
+    assert_eq!(bob.wish(&bob_wish).await.unwrap().status, "WAITING", "matched before the sale opened");
+    app.advance(Duration::from_secs(3_601));
+    for _ in 0..300 {
+        if bob.wish(&bob_wish).await.unwrap().status == "FULFILLED" {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the wish was not matched after the sale opened: {:?}", bob.wish(&bob_wish).await);
+}
+
+/// An offline gate's own clock (a device's, not the server's).
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
@@ -234,7 +274,7 @@ fn refused(v: Verdict) -> &'static str {
 }
 
 async fn offline_gate(backend: Backend) {
-    let app = spawn(backend).await;
+    let app = spawn_after_sale(backend).await;
     let (alice, done) = app.ticketed("alice", 2).await;
     let tickets = done.tickets.unwrap();
     let (t0, t1) = (&tickets[0], &tickets[1]);

@@ -200,9 +200,36 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -
 
 /// Start a server again on the data directory of a stopped one (SQLite backend).
 pub async fn restart_app(dir: std::path::PathBuf) -> TestApp {
+    restart_app_with(dir, |_| {}).await
+}
+
+/// [`restart_app`] with a configuration of its own (a sale added, say).
+pub async fn restart_app_with(dir: std::path::PathBuf, tweak: impl FnOnce(&mut Config)) -> TestApp {
     let url = dir.join("chepiao.db");
     let store: Arc<dyn Store> = Arc::new(chepiao_store_sqlite::SqliteStore::open(url.to_str().unwrap()).await.unwrap());
-    start(store, dir, None, |_| {}).await
+    start(store, dir, None, tweak).await
+}
+
+/// The refund fee tier of the after-sale servers: one flat tier keeps the expected fee
+/// independent of the hour the test runs at.
+pub const REFUND_TIER: chepiao_flow::FeeTier = chepiao_flow::FeeTier { hours_before: 0, percent: 10 };
+
+/// What the after-sale tests change: tickets valid from three days before departure (so the
+/// gates take them today), [`REFUND_TIER`], wishes with deadlines a second away.
+pub fn after_sale(c: &mut Config) {
+    c.ticket_valid_before_s = 3 * 24 * 3600;
+    c.refund_fee_tiers = vec![REFUND_TIER];
+    c.wish_deadline_min_s = 1;
+}
+
+/// A server for the after-sale tests ([`after_sale`]).
+pub async fn spawn_after_sale(backend: Backend) -> TestApp {
+    spawn_app_with(backend, after_sale).await
+}
+
+/// A gate's online check-in of ticket code `qr` at `station`.
+pub fn scan(qr: &str, station: &str) -> chepiao_api::checkin::CheckInRequest {
+    chepiao_api::checkin::CheckInRequest { qr: qr.into(), station: station.into(), gate_id: GATE.into() }
 }
 
 /// The configuration every test server starts from.
@@ -325,6 +352,11 @@ impl TestApp {
     }
 
     /// Register `name` and log in; a client calling as them.
+    /// A client calling as `b`, who registered on an earlier server on this data directory.
+    pub async fn again(&self, b: &Buyer) -> Client {
+        self.api.with_token(&self.api.login(&b.name, PASSWORD).await.unwrap().token)
+    }
+
     pub async fn user(&self, name: &str) -> (Client, String, i64) {
         let registered = self.api.register(name, PASSWORD).await.unwrap();
         let token = self.api.login(name, PASSWORD).await.unwrap().token;
@@ -402,7 +434,14 @@ impl TestApp {
 
 /// A provider's notify body for `payment_no` (sign it with [`TestApp::notify`]).
 pub fn notify_body(payment_no: &str, amount_fen: i64, status: &str, nonce: &str, ts: i64) -> String {
-    serde_json::json!({"out_trade_no": payment_no, "payment_no": payment_no, "amount_fen": amount_fen, "status": status,
-           "txn_id": format!("T{nonce}"), "ts": ts, "nonce": nonce})
-    .to_string()
+    let body = chepiao_api::payments::NotifyBody {
+        out_trade_no: payment_no.into(),
+        payment_no: payment_no.into(),
+        amount_fen,
+        status: status.into(),
+        txn_id: format!("T{nonce}"),
+        ts,
+        nonce: nonce.into(),
+    };
+    serde_json::to_string(&body).unwrap()
 }

@@ -1,17 +1,12 @@
 //! Online check-in over HTTP: gates only, signature, station and date checked, and a ticket
 //! checks in once, ever, even when many gates scan it at once (I5).
 
-use chepiao_api::checkin::CheckInRequest;
 use chepiao_api::orders::TicketOut;
 
-use crate::app::{Backend, GATE, GATE_KEY, TestApp, code, spawn_app_with};
+use crate::app::{Backend, GATE_KEY, TestApp, code, scan, spawn_app_with};
 
 async fn spawn(backend: Backend, valid_before_s: u64) -> TestApp {
     spawn_app_with(backend, |c| c.ticket_valid_before_s = valid_before_s).await
-}
-
-pub fn scan(qr: &str, station: &str) -> CheckInRequest {
-    CheckInRequest { qr: qr.into(), station: station.into(), gate_id: GATE.into() }
 }
 
 /// `n` tickets on G1 tomorrow (北京南 → 上海虹桥): the buyer's client and the tickets.

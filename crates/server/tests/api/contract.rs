@@ -93,9 +93,8 @@ crate::on_both_backends!(
 );
 
 /// Logins are throttled per username whatever the address: past ten tries at once, 429.
-#[tokio::test]
-async fn logins_are_throttled_per_username() {
-    let app = spawn_app(Backend::Sqlite).await;
+async fn logins_are_throttled_per_username(backend: Backend) {
+    let app = spawn_app(backend).await;
     app.user("alice").await;
     let mut codes = Vec::new();
     for i in 0..12 {
@@ -108,6 +107,12 @@ async fn logins_are_throttled_per_username() {
     // Another user is not slowed down by it.
     app.user("bob").await;
 }
+
+crate::on_both_backends!(
+    logins_are_throttled_per_username,
+    logins_are_throttled_per_username_sqlite,
+    logins_are_throttled_per_username_postgres
+);
 
 /// 12306's rules: one unpaid order; no passenger on two overlapping journeys; three
 /// cancellations a day. Each is refused with its code, and allowed again once its reason is
@@ -126,9 +131,20 @@ async fn purchase_rules_refuse_and_allow_again(backend: Backend) {
     app.pay(&b, &first).await;
     app.wait_status(&b, &first, "TICKETED").await;
 
-    // Passenger 0 travels on G1 tomorrow: another journey that overlaps it is refused, one on
-    // another day is not.
+    // Passenger 0 travels on G1 tomorrow: another journey that overlaps it is refused (on G1
+    // itself, or on another train under way at the same time), one on another day is not.
     assert_eq!(code(b.api.create_order(&on("r3", &g1(), "JGK", &p[0..1]), None).await), (409, 40914));
+    let trains = app.api.trains("VNP", "AOH", &tomorrow().to_string()).await.unwrap();
+    let g1_trip = trains.iter().find(|t| t.train_code == "G1").unwrap();
+    let (leaves, arrives) = (g1_trip.from.departs_at.to_string(), g1_trip.to.arrives_at.to_string());
+    let meanwhile = trains
+        .iter()
+        .find(|t| {
+            t.train_code != "G1" && t.from.departs_at.to_string() > leaves && t.from.departs_at.to_string() < arrives
+        })
+        .expect("another train leaves 北京南 for 上海虹桥 while G1 is under way");
+    let run = meanwhile.run_id.to_string();
+    assert_eq!(code(b.api.create_order(&on("r3b", &run, "AOH", &p[0..1]), None).await), (409, 40914), "{run}");
     let second = b.api.create_order(&on("r4", &day2, "AOH", &p[0..1]), None).await.unwrap().body.order_no;
     // A cancelled order frees its passengers.
     b.api.cancel(&second).await.unwrap();
@@ -213,27 +229,55 @@ async fn mockpay_is_off_on_postgres_by_default() {
 /// The pay page's notify goes to the server itself (or `public_url`), never where the
 /// request's `Host` header points: a listener at the forged address hears nothing, and the
 /// payment still lands.
-#[tokio::test]
-async fn the_pay_page_ignores_a_forged_host() {
-    let app = spawn_app(Backend::Sqlite).await;
+async fn the_pay_page_ignores_a_forged_host(backend: Backend) {
+    let app = spawn_app(backend).await;
     let trap = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let forged = trap.local_addr().unwrap().to_string();
     let b = app.buyer("alice", 1).await;
-    let req = order_req("k", &g1(), "VNP", "AOH", SeatClass::Second, &b.passengers);
-    let order = b.api.create_order(&req, None).await.unwrap().body.order_no;
-    let started = b.api.pay(&order, "mockpay").await.unwrap();
-    let pressed =
-        app.api.request(reqwest::Method::POST, &started.pay_url).header("host", &forged).send().await.unwrap();
-    assert_eq!(pressed.status(), 202);
+    let order = press_pay_with_host(&app, &b, &forged).await;
     app.wait_status(&b, &order, "TICKETED").await;
     let heard = tokio::time::timeout(Duration::from_millis(500), trap.accept()).await;
     assert!(heard.is_err(), "the notify went to the forged Host");
 }
 
+crate::on_both_backends!(
+    the_pay_page_ignores_a_forged_host,
+    the_pay_page_ignores_a_forged_host_sqlite,
+    the_pay_page_ignores_a_forged_host_postgres
+);
+
+/// With `public_url` set, the notify goes there (a listener standing for the public address
+/// hears it), and still not where the request's `Host` points.
+#[tokio::test]
+async fn the_pay_page_notifies_public_url() {
+    let public = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let public_url = format!("http://{}", public.local_addr().unwrap());
+    let trap = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let forged = trap.local_addr().unwrap().to_string();
+    let app = spawn_app_with(Backend::Sqlite, |c| c.public_url = Some(public_url)).await;
+    let b = app.buyer("alice", 1).await;
+    press_pay_with_host(&app, &b, &forged).await;
+    let heard = tokio::time::timeout(Duration::from_secs(10), public.accept()).await;
+    assert!(heard.is_ok(), "the notify never reached public_url");
+    let forged_heard = tokio::time::timeout(Duration::from_millis(500), trap.accept()).await;
+    assert!(forged_heard.is_err(), "the notify went to the forged Host");
+}
+
+/// `b` orders a seat on G1 and presses mockpay's pay page (at the server itself, whatever
+/// address the pay URL names) with a forged `Host`; the order.
+async fn press_pay_with_host(app: &TestApp, b: &crate::app::Buyer, host: &str) -> String {
+    let req = order_req("k", &g1(), "VNP", "AOH", SeatClass::Second, &b.passengers);
+    let order = b.api.create_order(&req, None).await.unwrap().body.order_no;
+    let started = b.api.pay(&order, "mockpay").await.unwrap();
+    let page = &started.pay_url[started.pay_url.find("/mockpay/").expect("a mockpay pay URL")..];
+    let pressed = app.api.request(reqwest::Method::POST, page).header("host", host).send().await.unwrap();
+    assert_eq!(pressed.status(), 202);
+    order
+}
+
 /// `X-Real-IP` counts only from a trusted proxy: from anyone else each request is the peer's,
 /// however many addresses it claims.
-#[tokio::test]
-async fn a_spoofed_real_ip_is_ignored() {
+async fn a_spoofed_real_ip_is_ignored(backend: Backend) {
     let limited = |trusted: Vec<String>| {
         move |c: &mut Config| {
             c.ip_rate_per_s = 1;
@@ -249,8 +293,14 @@ async fn a_spoofed_real_ip_is_ignored() {
         }
         out
     };
-    let untrusted = statuses(spawn_app_with(Backend::Sqlite, limited(Vec::new())).await).await;
+    let untrusted = statuses(spawn_app_with(backend, limited(Vec::new())).await).await;
     assert_eq!(untrusted.iter().filter(|&&s| s == 429).count(), 3, "one address: {untrusted:?}");
-    let trusted = statuses(spawn_app_with(Backend::Sqlite, limited(vec!["127.0.0.1".into()])).await).await;
+    let trusted = statuses(spawn_app_with(backend, limited(vec!["127.0.0.1".into()])).await).await;
     assert!(trusted.iter().all(|&s| s == 200), "six addresses behind a trusted proxy: {trusted:?}");
 }
+
+crate::on_both_backends!(
+    a_spoofed_real_ip_is_ignored,
+    a_spoofed_real_ip_is_ignored_sqlite,
+    a_spoofed_real_ip_is_ignored_postgres
+);

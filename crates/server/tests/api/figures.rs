@@ -44,7 +44,7 @@ fn days() -> String {
 }
 
 async fn sales_statistics_follow_the_orders(backend: Backend) {
-    let app = crate::refund::spawn(backend).await;
+    let app = crate::app::spawn_after_sale(backend).await;
     // Alice (web): two second-class seats, paid, ticketed, one refunded.
     let alice = buyer_from(&app, "alice", 2, Some("web")).await;
     let done = app.buy(&alice, "a-1", SeatClass::Second, 2).await;

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use chepiao_api::headers;
-use chepiao_api::queue::{QueueStatus, RiskList};
+use chepiao_api::queue::QueueStatus;
 use chepiao_domain::SeatClass;
 use chepiao_server::hotsale::memory::MemoryQueue;
 use chepiao_server::hotsale::redis::RedisQueue;
@@ -67,7 +67,14 @@ impl Room {
     }
 }
 
-async fn room(redis: bool, admit_per_s: u32, tweak: impl FnOnce(&mut chepiao_server::Config)) -> Room {
+/// A server on `backend` with one sale on G1 tomorrow, open since a second ago, its waiting room
+/// in Redis when `redis`.
+async fn room(
+    backend: Backend,
+    redis: bool,
+    admit_per_s: u32,
+    tweak: impl FnOnce(&mut chepiao_server::Config),
+) -> Room {
     let sale = format!("s{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     let config = SaleConfig {
         sale_id: sale.clone(),
@@ -76,7 +83,7 @@ async fn room(redis: bool, admit_per_s: u32, tweak: impl FnOnce(&mut chepiao_ser
         admit_per_s,
     };
     let url = if redis { redis_url() } else { None };
-    let app = spawn_app_with(Backend::Sqlite, |c| {
+    let app = spawn_app_with(backend, |c| {
         c.sales = vec![config];
         c.redis_url = url;
         c.slow_lane_offset = 2;
@@ -88,7 +95,7 @@ async fn room(redis: bool, admit_per_s: u32, tweak: impl FnOnce(&mut chepiao_ser
 
 async fn admission_follows_join_order(redis: bool) {
     // 10 a second: one user every 100 ms, slow enough to watch the order.
-    let r = room(redis, 10, |_| {}).await;
+    let r = room(Backend::Sqlite, redis, 10, |_| {}).await;
     let sales = r.app.api.sales().await.unwrap();
     assert!(sales.iter().any(|s| s.sale_id == r.sale && s.run_ids[0] == g1()));
     let mut buyers = Vec::new();
@@ -137,8 +144,8 @@ async fn admission_follows_join_order_redis() {
     }
 }
 
-async fn orders_need_a_valid_token(redis: bool) {
-    let r = room(redis, 1000, |_| {}).await;
+async fn orders_need_a_valid_token(backend: Backend, redis: bool) {
+    let r = room(backend, redis, 1000, |_| {}).await;
     let alice = r.app.buyer("alice", 1).await;
     let bob = r.app.buyer("bob", 1).await;
     let place = |key: &str, who: &Buyer, token: Option<String>| {
@@ -156,27 +163,42 @@ async fn orders_need_a_valid_token(redis: bool) {
     assert_eq!(code(place("k1", &bob, Some(token.clone())).await), (403, 40305), "another user's token");
     let expired = r.app.state.room.tokens.issue(&r.sale, alice.user_id, r.app.state.flow.now_ms() - 1);
     assert_eq!(code(place("k1", &alice, Some(expired)).await), (403, 40304), "expired");
+    // Runs outside the sale need no token.
+    let other = run_on("G1", crate::app::tomorrow().add_days(1));
+    let req = order_req("k0", &other, "VNP", "AOH", SeatClass::Second, &alice.passengers);
+    let unpaid = alice.api.with_header(headers::DEVICE_ID, "d-a").create_order(&req, None).await.unwrap();
+    assert_eq!(unpaid.status, 201);
+    // A placement a purchase rule refuses made nothing: it gives the token back.
+    assert_eq!(code(place("k1", &alice, Some(token.clone())).await), (409, 40913), "one unpaid order at a time");
+    alice.api.cancel(&unpaid.body.order_no).await.unwrap();
     let placed = place("k1", &alice, Some(token.clone())).await.unwrap();
-    assert_eq!(placed.status, 201);
+    assert_eq!(placed.status, 201, "the refused placement did not spend the token");
     // The order spent the token; its retry still answers.
     assert_eq!(place("k1", &alice, Some(token.clone())).await.unwrap().status, 200, "a retry");
     alice.api.cancel(&placed.body.order_no).await.unwrap();
-    assert_eq!(code(place("k3", &alice, Some(token)).await), (403, 40306), "a spent token");
-    // Runs outside the sale need no token.
-    let other = run_on("G1", crate::app::tomorrow().add_days(1));
-    let req = order_req("k2", &other, "VNP", "AOH", SeatClass::Second, &alice.passengers);
-    assert_eq!(alice.api.with_header(headers::DEVICE_ID, "d-a").create_order(&req, None).await.unwrap().status, 201);
+    assert_eq!(code(place("k3", &alice, Some(token.clone())).await), (403, 40306), "a spent token");
+    // The spent token ended the admission: joining again queues for a new one.
+    let again = r.wait_admitted(&alice, "d-a").await;
+    assert_ne!(again, token, "a new admission, a new token");
+    assert_eq!(place("k3", &alice, Some(again)).await.unwrap().status, 201);
 }
 
 #[tokio::test]
 async fn orders_need_a_valid_token_memory() {
-    orders_need_a_valid_token(false).await;
+    orders_need_a_valid_token(Backend::Sqlite, false).await;
 }
 
 #[tokio::test]
 async fn orders_need_a_valid_token_redis() {
     if with_redis("orders_need_a_valid_token_redis") {
-        orders_need_a_valid_token(true).await;
+        orders_need_a_valid_token(Backend::Sqlite, true).await;
+    }
+}
+
+#[tokio::test]
+async fn orders_need_a_valid_token_postgres() {
+    if crate::app::available(Backend::Postgres, "orders_need_a_valid_token_postgres") {
+        orders_need_a_valid_token(Backend::Postgres, false).await;
     }
 }
 
@@ -192,28 +214,22 @@ async fn blocked_devices_are_refused_and_rates_are_limited_redis() {
     }
 }
 
-/// An admin call to the risk lists with `key`.
-async fn admin(app: &TestApp, method: Method, path: &str, key: &str) -> Result<RiskList, chepiao_api::ClientError> {
-    let req = app.api.request(method, path).header(headers::ADMIN_KEY, key);
-    chepiao_api::Client::send(req).await.map(|a| a.body)
-}
-
 async fn blocked_devices_are_refused_and_rates_are_limited(redis: bool) {
-    let r = room(redis, 1000, |c| {
+    let r = room(Backend::Sqlite, redis, 1000, |c| {
         c.risk_rate_per_s = 1;
         c.risk_burst = 3;
     })
     .await;
     let mallory = r.app.buyer("mallory", 1).await;
-    let path = "/api/v1/admin/risk/block/device/evil-phone";
-    assert_eq!(code(admin(&r.app, Method::PUT, path, "wrong").await).0, 401);
-    let list = admin(&r.app, Method::PUT, path, ADMIN_KEY).await.unwrap();
-    assert_eq!(list.values, ["evil-phone"]);
+    let block = |key: &'static str, on: bool| r.app.api.admin_risk_set(key, "block", "device", "evil-phone", on);
+    assert_eq!(code(block("wrong", true).await).0, 401);
+    assert_eq!(block(ADMIN_KEY, true).await.unwrap().values, ["evil-phone"]);
+    assert_eq!(r.app.api.admin_risk_list(ADMIN_KEY, "block", "device").await.unwrap().values, ["evil-phone"]);
     assert_eq!(code(r.join(&mallory, Some("evil-phone")).await), (403, 40301));
     let req = order_req("m1", &g1(), "VNP", "AOH", SeatClass::Second, &mallory.passengers);
     let evil = mallory.api.with_header(headers::DEVICE_ID, "evil-phone");
     assert_eq!(code(evil.create_order(&req, None).await), (403, 40301), "blocked before the token is even looked at");
-    admin(&r.app, Method::DELETE, path, ADMIN_KEY).await.unwrap();
+    assert!(block(ADMIN_KEY, false).await.unwrap().values.is_empty());
     // Per-user bucket: a burst of 3, then 429 with Retry-After.
     let carol = r.app.buyer("carol", 1).await;
     let mut answers = Vec::new();
@@ -253,7 +269,7 @@ async fn a_client_over_its_ip_rate_gets_429_before_any_work() {
 
 #[tokio::test]
 async fn queue_status_streams_as_server_sent_events_until_admitted() {
-    let r = room(false, 5, |_| {}).await;
+    let r = room(Backend::Sqlite, false, 5, |_| {}).await;
     let mut buyers = Vec::new();
     for i in 0..3 {
         let b = r.app.buyer(&format!("sse{i}"), 1).await;
@@ -275,11 +291,10 @@ async fn queue_status_streams_as_server_sent_events_until_admitted() {
 
 /// The waiting room cannot be bypassed: joining the waitlist for, or rebooking onto, a sale's
 /// run needs its queue token, as an order does.
-#[tokio::test]
-async fn waitlist_and_rebook_need_the_queue_token() {
+async fn waitlist_and_rebook_need_the_queue_token(backend: Backend) {
     use chepiao_api::tickets::RebookRequest;
     use chepiao_api::waitlist::WishRequest;
-    let r = room(false, 1000, |_| {}).await;
+    let r = room(backend, false, 1000, |_| {}).await;
     let alice = r.app.buyer("alice", 1).await;
     let deadline = (chrono::Utc::now() + chrono::Duration::minutes(10)).to_rfc3339();
     let wish = WishRequest {
@@ -307,12 +322,17 @@ async fn waitlist_and_rebook_need_the_queue_token() {
     assert_eq!(code(admitted.join_waitlist(&wish).await), (403, 40306), "the rebook spent the token");
 }
 
+crate::on_both_backends!(
+    waitlist_and_rebook_need_the_queue_token,
+    waitlist_and_rebook_need_the_queue_token_sqlite,
+    waitlist_and_rebook_need_the_queue_token_postgres
+);
+
 /// Server-Sent Events streams are bounded: one per user and sale (a new one ends the older),
 /// and at most `sse_streams_max` at once (503 beyond); a closed stream frees its place.
-#[tokio::test]
-async fn status_streams_are_capped() {
+async fn status_streams_are_capped(backend: Backend) {
     // The sale opens in an hour: everybody queues, nobody is admitted, the streams stay open.
-    let r = room(false, 1000, |c| {
+    let r = room(backend, false, 1000, |c| {
         c.sse_streams_max = 2;
         c.sales[0].opens_at = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
     })
@@ -339,5 +359,16 @@ async fn status_streams_are_capped() {
         open(&buyers[2]).await.unwrap().status() == 200
     })
     .await;
-    drop(newer);
+    // A shutdown ends the streams still open (the server does not wait on them forever).
+    let reading = tokio::spawn(newer.text());
+    let stopped = tokio::time::timeout(Duration::from_secs(10), r.app.stop()).await;
+    assert!(stopped.is_ok(), "the server stopped with a stream open");
+    let ended = tokio::time::timeout(Duration::from_secs(5), reading).await;
+    assert!(ended.is_ok(), "the open stream ended with the server");
 }
+
+crate::on_both_backends!(
+    status_streams_are_capped,
+    status_streams_are_capped_sqlite,
+    status_streams_are_capped_postgres
+);

@@ -5,26 +5,12 @@
 use std::time::Duration;
 
 use chepiao_domain::SeatClass;
-use chepiao_flow::FeeTier;
 use chepiao_store::RefundStatus;
 
-use crate::app::{Backend, GATE_KEY, TestApp, code, spawn_app_with, wait_until};
-use crate::checkin::scan;
-
-/// One flat tier keeps the expected fee independent of the hour the test runs at.
-const TIER: FeeTier = FeeTier { hours_before: 0, percent: 10 };
-
-pub async fn spawn(backend: Backend) -> TestApp {
-    spawn_app_with(backend, |c| {
-        c.ticket_valid_before_s = 3 * 24 * 3600;
-        c.refund_fee_tiers = vec![TIER];
-        c.wish_deadline_min_s = 1;
-    })
-    .await
-}
+use crate::app::{Backend, GATE_KEY, REFUND_TIER, code, scan, spawn_after_sale, wait_until};
 
 async fn refund_returns_the_seat_once_and_revokes_the_ticket(backend: Backend) {
-    let app = spawn(backend).await;
+    let app = spawn_after_sale(backend).await;
     let before = app.free_seats(SeatClass::Second).await;
     let (alice, done) = app.ticketed("alice", 2).await;
     assert_eq!(app.free_seats(SeatClass::Second).await, before - 2);
@@ -36,7 +22,7 @@ async fn refund_returns_the_seat_once_and_revokes_the_ticket(backend: Backend) {
     assert_eq!(code(bob.api.refund(sn).await).0, 404);
 
     let r = alice.api.refund(sn).await.unwrap();
-    let fee = chepiao_flow::refunds::refund_fee(t0.price_fen, 3600, &[TIER]);
+    let fee = chepiao_flow::refunds::refund_fee(t0.price_fen, 3600, &[REFUND_TIER]);
     assert_eq!((r.fee_fen, r.refund_fen), (fee, t0.price_fen - fee), "{r:?}");
     // Asking again answers the same refund.
     assert_eq!(alice.api.refund(sn).await.unwrap().refund_no, r.refund_no);
@@ -74,7 +60,7 @@ crate::on_both_backends!(
 
 #[tokio::test]
 async fn a_checked_in_ticket_cannot_be_refunded() {
-    let app = spawn(Backend::Sqlite).await;
+    let app = spawn_after_sale(Backend::Sqlite).await;
     let (alice, done) = app.ticketed("alice", 1).await;
     let t = &done.tickets.unwrap()[0];
     app.api.check_in(GATE_KEY, &scan(&t.qr, "VNP")).await.unwrap();

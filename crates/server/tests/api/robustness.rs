@@ -72,15 +72,58 @@ async fn malformed_requests_never_reach_a_500() {
     assert_error(get(&app, "/api/v1/nope").await, 404, 40401, "route").await;
     let r = app.api.request(Method::POST, "/api/v1/trains").body("{}").send().await.unwrap();
     assert_error(r, 405, 40501, "method").await;
-    // A body over the limit is refused before it is read.
+    // A body over the limit gets a 413 the client can read (not a reset connection), also while
+    // the client is still sending it, and when its length is not declared (chunked).
     let big = vec![b'x'; 1024 * 1024];
     let r = app.api.request(Method::POST, "/api/v1/trains").body(big).send().await.unwrap();
     assert_error(r, 413, 41301, "bytes").await;
+    for len in [100 * 1024, 1024 * 1024, 2 * 1024 * 1024] {
+        for chunked in [false, true] {
+            let answer = post_raw(&app, len, chunked).await;
+            assert!(answer.starts_with("HTTP/1.1 413"), "{len} bytes, chunked {chunked}: {answer}");
+            assert!(answer.contains("41301"), "{answer}");
+        }
+    }
     // Junk JSON to a GET route and a huge query string.
     let r = app.api.request(Method::GET, "/api/v1/stations?q=bj").body("{not json").send().await.unwrap();
     assert_eq!(r.status().as_u16(), 200);
     let long_q = "x".repeat(10_000);
     assert_error(get(&app, &format!("/api/v1/stations?q={long_q}")).await, 400, 40002, "`q`").await;
+}
+
+/// POST `len` bytes of junk to `/api/v1/orders` over a plain connection, as a client that goes
+/// on sending while the server answers; its length declared, or chunked. The whole answer, or
+/// what went wrong reading it (a reset connection).
+async fn post_raw(app: &TestApp, len: usize, chunked: bool) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = app.api.base().trim_start_matches("http://").to_string();
+    let (mut rd, mut wr) = tokio::net::TcpStream::connect(&addr).await.unwrap().into_split();
+    let length = if chunked { "Transfer-Encoding: chunked".to_string() } else { format!("Content-Length: {len}") };
+    let head =
+        format!("POST /api/v1/orders HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n{length}\r\n\r\n");
+    // The writer stops at the first error: the server may close once it has answered. It keeps
+    // its half of the connection open when done (as an HTTP client does), by returning it.
+    let _writer = tokio::spawn(async move {
+        wr.write_all(head.as_bytes()).await?;
+        let block = vec![b'x'; 8192];
+        for _ in 0..len / block.len() {
+            if chunked {
+                wr.write_all(b"2000\r\n").await?;
+            }
+            wr.write_all(&block).await?;
+            if chunked {
+                wr.write_all(b"\r\n").await?;
+            }
+        }
+        wr.write_all(if chunked { b"0\r\n\r\n" } else { b"" }).await?;
+        std::io::Result::Ok(wr)
+    });
+    let mut answer = Vec::new();
+    match tokio::time::timeout(std::time::Duration::from_secs(20), rd.read_to_end(&mut answer)).await {
+        Ok(Ok(_)) => String::from_utf8_lossy(&answer).into_owned(),
+        Ok(Err(e)) => format!("reading the answer failed: {e} (read: {})", String::from_utf8_lossy(&answer)),
+        Err(_) => format!("no end of the answer in 20 s (read: {})", String::from_utf8_lossy(&answer)),
+    }
 }
 
 #[tokio::test]
@@ -141,3 +184,24 @@ async fn operations_endpoints() {
         assert!(doc["paths"][path]["get"].is_object(), "{path} missing from the OpenAPI document");
     }
 }
+
+/// A store's error text (a table's name, the SQL, the driver's message) never reaches a client:
+/// the answer is the error model's 503, and the detail is in the log with the request id.
+async fn store_errors_are_not_shown_to_clients(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let b = app.buyer("alice", 1).await;
+    assert_eq!(b.api.orders(None, 1, 20).await.unwrap().total, 0);
+    app.sql("ALTER TABLE orders RENAME TO orders_elsewhere").await;
+    let e = b.api.orders(None, 1, 20).await.unwrap_err();
+    assert_eq!((e.status(), e.code()), (Some(503), Some(50301)), "{e}");
+    let told = e.to_string().to_lowercase();
+    for detail in ["orders", "relation", "table", "sql", "select"] {
+        assert!(!told.contains(detail), "the client was told {detail:?}: {told}");
+    }
+}
+
+crate::on_both_backends!(
+    store_errors_are_not_shown_to_clients,
+    store_errors_are_not_shown_to_clients_sqlite,
+    store_errors_are_not_shown_to_clients_postgres
+);

@@ -1,5 +1,8 @@
 //! The operator's endpoints (`X-Admin-Key`): the risk lists, and the outbox events (the DEAD
-//! ones to look at and retry). Every change is audited.
+//! ones to look at and retry), here; every change is audited. The read-only figures (sales
+//! statistics, live figures, the audit check, a sale's waiting room) are in [`figures`].
+
+pub mod figures;
 
 use axum::Json;
 use axum::extract::rejection::PathRejection;
@@ -7,6 +10,7 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use chepiao_api::ops::{EventPage, EventView};
 use chepiao_api::queue::RiskList;
+use chepiao_flow::relay::Retried;
 use chepiao_store::{OUTBOX_BATCH_MAX, OutboxRow, OutboxState};
 
 use crate::hotsale::risk::{ListKind, ListName};
@@ -147,29 +151,9 @@ pub async fn retry_event(
 ) -> Result<Json<EventView>, ApiError> {
     state.admin.check(&headers)?;
     let id = path(p)?;
-    let store = &state.flow.store;
-    let now = state.flow.now_ms();
-    let Some(row) = store.outbox_retry(id, now).await? else {
-        return Err(match find_event(&state, id).await? {
-            Some(r) => ApiError::event_not_dead(format!("event {id} is {}", r.state)),
-            None => ApiError::unknown_event(format!("no outbox event {id}")),
-        });
-    };
-    let detail = format!("{} {}", row.event.kind(), row.event.subject());
-    let entry = chepiao_store::AuditEntry { at_ms: now, kind: "event.retry".into(), subject: id.to_string(), detail };
-    store.audit_append(&entry).await?;
-    state.flow.relay.wake();
-    Ok(Json(event_view(&row)))
-}
-
-/// The event `id` in whatever state it is (None once handled and deleted).
-async fn find_event(state: &AppState, id: i64) -> Result<Option<OutboxRow>, ApiError> {
-    for which in OutboxState::ALL {
-        // Ids start at 1: `id - 1` of any id the caller sends, without overflow.
-        let rows = state.flow.store.outbox_list(*which, id.saturating_sub(1), 1).await?;
-        if let Some(r) = rows.into_iter().find(|r| r.id == id) {
-            return Ok(Some(r));
-        }
+    match state.flow.relay.retry_dead(id).await? {
+        Retried::Now(row) => Ok(Json(event_view(&row))),
+        Retried::NotDead(row) => Err(ApiError::event_not_dead(format!("event {id} is {}", row.state))),
+        Retried::Unknown => Err(ApiError::unknown_event(format!("no outbox event {id}"))),
     }
-    Ok(None)
 }
