@@ -246,7 +246,7 @@ pub(crate) async fn place_legs(
     let now_ms = flow.now_ms();
     let passengers: Vec<usize> = bodies.iter().map(|b| b.passenger_ids.len()).collect();
     let order = NewOrder {
-        order_no: new_number('E', flow.now_ms()),
+        order_no: new_number('E', now_ms),
         user_id,
         idem_key: idem_key.to_string(),
         request_hash: request_hash.clone(),

@@ -102,11 +102,11 @@ pub fn engine_key(parts: &[&[u8]]) -> IdemKey {
 /// then 64 random bits in hex.
 ///
 /// The growing part is `now_ms` (the flow's clock) times 2^16 plus a counter, never repeated
-/// in this process, also when the clock steps back. It is there for the tables: a key that grows lands at the end of its
-/// B-tree, so recording an order touches the last leaf page of the orders, trips and
-/// statistics indexes instead of a random page of each, and the SQLite writer writes a few
-/// pages per batch instead of several per order (docs/BENCHMARKS.md, issue 17). The time only
-/// orders the numbers; no decision is made from it. The random tail keeps numbers unguessable
+/// in this process, also when the clock steps back. It is there for the tables: a key that
+/// grows lands at the end of its B-tree, so recording an order touches the last leaf page of
+/// the orders, trips and statistics indexes instead of a random page of each, and the SQLite
+/// writer writes a few pages per batch instead of several per order (docs/BENCHMARKS.md, issue
+/// 17). The time only orders the numbers; no decision is made from it. The random tail keeps numbers unguessable
 /// (mockpay's pay page is reached by its payment's number) and distinct across nodes.
 pub fn new_number(prefix: char, now_ms: i64) -> String {
     use std::sync::atomic::{AtomicU64, Ordering};

@@ -115,7 +115,7 @@ pub struct PurchaseFacts {
     pub unpaid: Option<UnpaidOrder>,
     /// Orders the user cancelled since `day_start_ms`.
     pub cancelled_today: u32,
-    /// Live trips overlapping the new ones, one per passenger at most.
+    /// Live trips of the same people overlapping the new ones (the rules name the first).
     pub overlaps: Vec<Overlap>,
 }
 

@@ -171,8 +171,12 @@ impl QueueBackend for MemoryQueue {
         }))
     }
 
-    async fn forget(&self, sale: &str, user: i64) -> Result<(), QueueError> {
-        self.with(sale, |q| q.admitted.remove(&user));
+    async fn forget(&self, sale: &str, user: i64, at_ms: i64) -> Result<(), QueueError> {
+        self.with(sale, |q| {
+            if q.admitted.get(&user) == Some(&at_ms) {
+                q.admitted.remove(&user);
+            }
+        });
         Ok(())
     }
 

@@ -45,10 +45,18 @@ end
 return users
 ";
 
+/// Forget an admission only if it is the one made at ARGV[2] (a newer one stays).
+const FORGET: &str = r"
+local at = redis.call('HGET', KEYS[1], ARGV[1])
+if at and tonumber(at) == tonumber(ARGV[2]) then return redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 0
+";
+
 pub struct RedisQueue {
     conn: ConnectionManager,
     join: redis::Script,
     admit: redis::Script,
+    forget: redis::Script,
     prefix: String,
 }
 
@@ -61,7 +69,13 @@ impl RedisQueue {
     pub async fn connect(url: &str, prefix: &str) -> Result<RedisQueue, QueueError> {
         let client = redis::Client::open(url).map_err(err)?;
         let conn = ConnectionManager::new(client).await.map_err(err)?;
-        Ok(RedisQueue { conn, join: redis::Script::new(JOIN), admit: redis::Script::new(ADMIT), prefix: prefix.into() })
+        Ok(RedisQueue {
+            conn,
+            join: redis::Script::new(JOIN),
+            admit: redis::Script::new(ADMIT),
+            forget: redis::Script::new(FORGET),
+            prefix: prefix.into(),
+        })
     }
 
     fn keys(&self, sale: &str) -> [String; 4] {
@@ -166,9 +180,16 @@ impl QueueBackend for RedisQueue {
             .map_err(err)
     }
 
-    async fn forget(&self, sale: &str, user: i64) -> Result<(), QueueError> {
+    async fn forget(&self, sale: &str, user: i64, at_ms: i64) -> Result<(), QueueError> {
         let [_, admitted, _, _] = self.keys(sale);
-        redis::cmd("HDEL").arg(admitted).arg(user).query_async::<()>(&mut self.conn.clone()).await.map_err(err)
+        self.forget
+            .key(admitted)
+            .arg(user)
+            .arg(at_ms)
+            .invoke_async::<i64>(&mut self.conn.clone())
+            .await
+            .map(drop)
+            .map_err(err)
     }
 
     async fn waiting(&self, sale: &str) -> Result<u64, QueueError> {

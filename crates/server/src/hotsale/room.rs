@@ -68,8 +68,10 @@ pub trait QueueBackend: Send + Sync + 'static {
     /// Admit from the front at `per_s` users a second since the last admission (at most
     /// `burst` at once); returns the users admitted.
     async fn admit(&self, sale: &str, per_s: u32, burst: u32, now_ms: i64) -> Result<Vec<i64>, QueueError>;
-    /// Forget a lapsed admission (the user may join again, at the back).
-    async fn forget(&self, sale: &str, user: i64) -> Result<(), QueueError>;
+    /// Forget the user's admission made at `at_ms` (lapsed, or its token spent), so that the
+    /// user may join again, at the back. A newer admission stays: two joins at once that both
+    /// found the old one over must not end the new one the first of them queued for.
+    async fn forget(&self, sale: &str, user: i64, at_ms: i64) -> Result<(), QueueError>;
     /// Users waiting.
     async fn waiting(&self, sale: &str) -> Result<u64, QueueError>;
     /// Users admitted (and not since forgotten), on every node sharing the backend.
@@ -184,15 +186,16 @@ impl WaitingRoom {
         let offset = if lane == Lane::Slow { self.slow_lane_offset } else { 0 };
         let place = self.backend.join(&sale.sale_id, user, offset, lane == Lane::Slow).await?;
         let status = self.status_of(sale, user, Some(place), now_ms);
-        let over = match &status {
-            None => true,
-            Some(Status::Admitted { token, .. }) => self.backend.spent(QueueTokens::id(token), now_ms).await?,
-            Some(_) => false,
+        // The admission's time when it is over: lapsed (no status), or its token spent.
+        let over_since = match (&status, place) {
+            (None, Place::Admitted { at_ms }) => Some(at_ms),
+            (Some(Status::Admitted { token, .. }), Place::Admitted { at_ms }) => {
+                self.backend.spent(QueueTokens::id(token), now_ms).await?.then_some(at_ms)
+            }
+            _ => None,
         };
-        if let (false, Some(status)) = (over, status) {
-            return Ok(status);
-        }
-        self.backend.forget(&sale.sale_id, user).await?;
+        let Some(at_ms) = over_since else { return Ok(status.unwrap_or(Status::NotJoined)) };
+        self.backend.forget(&sale.sale_id, user, at_ms).await?;
         let place = self.backend.join(&sale.sale_id, user, offset, lane == Lane::Slow).await?;
         Ok(self.status_of(sale, user, Some(place), now_ms).unwrap_or(Status::NotJoined))
     }
@@ -282,7 +285,9 @@ pub mod suite {
         assert_eq!(b.join(sale, 2, 0, false).await.unwrap(), Place::Admitted { at_ms: 1_300 }, "{name}");
         // A long pause admits at most the burst.
         assert_eq!(b.admit(sale, 10, 2, 60_000).await.unwrap(), [4, 5], "{name}");
-        b.forget(sale, 1).await.unwrap();
+        b.forget(sale, 1, 1_299).await.unwrap();
+        assert_eq!(b.status(sale, 1).await.unwrap(), Some(Place::Admitted { at_ms: 1_300 }), "{name}: not that one");
+        b.forget(sale, 1, 1_300).await.unwrap();
         assert_eq!(b.status(sale, 1).await.unwrap(), None, "{name}");
         assert_eq!(b.join(sale, 1, 0, false).await.unwrap(), Place::Waiting { position: 5 }, "{name}: at the back");
     }

@@ -27,7 +27,7 @@ pub async fn request_context(State(limits): State<Limits>, req: Request, next: N
     let started = Instant::now();
     let mut response = REQUEST_ID
         .scope(id.clone(), async move {
-            match within_body_limit(req, limits).await {
+            match declared_within_limit(req, limits.body_len_max).await {
                 Ok(req) => within(limits.request_timeout, next, req).await,
                 Err(refused) => refused,
             }
@@ -42,33 +42,38 @@ pub async fn request_context(State(limits): State<Limits>, req: Request, next: N
     response
 }
 
-/// The request, when its body fits in `limits.body_len_max` bytes; otherwise the answer. A
-/// body whose length is not declared (chunked) is read here, up to the limit and within the
-/// time limit, so that it too is refused in a way the client can read. Past the limit, what the
-/// client is still sending is read and dropped before answering, as nginx's lingering close
-/// does: closing with unread bytes makes the kernel reset the connection, and the client never
-/// sees the 413.
-async fn within_body_limit(req: Request, limits: Limits) -> Result<Request, Response> {
-    let len_max = limits.body_len_max;
+/// The request, unless its declared length is over `len_max` bytes; then the 413, after reading
+/// and dropping what the client is still sending, as nginx's lingering close does: closing with
+/// unread bytes makes the kernel reset the connection, and the client never sees the 413.
+async fn declared_within_limit(req: Request, len_max: usize) -> Result<Request, Response> {
     let declared =
         req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > len_max as u64) {
         drain(req.into_body().into_data_stream()).await;
         return Err(too_large(len_max));
     }
-    if declared.is_some() || !req.headers().contains_key(header::TRANSFER_ENCODING) {
-        return Ok(req);
+    Ok(req)
+}
+
+/// A body whose length is not declared (chunked) is read here, up to `len_max` bytes, so that
+/// one over the limit is refused in a way the client can read, as a declared one is (the
+/// handler's own limit would answer before the client stopped sending). This layer sits inside
+/// load shedding and the time limit: a request shed is not read, and a slow body counts against
+/// the request's time.
+pub async fn chunked_body(State(len_max): State<usize>, req: Request, next: Next) -> Response {
+    if req.headers().contains_key(header::CONTENT_LENGTH) || !req.headers().contains_key(header::TRANSFER_ENCODING) {
+        return next.run(req).await;
     }
     let (parts, body) = req.into_parts();
-    match tokio::time::timeout(limits.request_timeout, read_chunked(body.into_data_stream(), len_max)).await {
-        Ok(Ok(read)) => Ok(Request::from_parts(parts, axum::body::Body::from(read))),
-        Ok(Err(refused)) => Err(refused),
-        Err(_) => Err(ApiError::timeout("the body was not sent within the time limit").into_response()),
+    match read_chunked(body.into_data_stream(), len_max).await {
+        Ok(read) => next.run(Request::from_parts(parts, axum::body::Body::from(read))).await,
+        Err(refused) => refused,
     }
 }
 
-/// A chunked body, whole, when it fits in `len_max` bytes.
-async fn read_chunked(mut stream: axum::body::BodyDataStream, len_max: usize) -> Result<Vec<u8>, Response> {
+/// A chunked body, whole, when it comes to at most `len_max` bytes (its buffer grows to at most
+/// twice that).
+async fn read_chunked(mut stream: axum::body::BodyDataStream, len_max: usize) -> Result<axum::body::Bytes, Response> {
     use futures_util::StreamExt;
     let mut read = Vec::new();
     while let Some(chunk) = stream.next().await {
@@ -79,7 +84,7 @@ async fn read_chunked(mut stream: axum::body::BodyDataStream, len_max: usize) ->
         }
         read.extend_from_slice(&chunk);
     }
-    Ok(read)
+    Ok(read.into())
 }
 
 fn too_large(len_max: usize) -> Response {

@@ -26,7 +26,7 @@ use crate::routes::{checkin, health, network, orders, payments, queue, tickets, 
         admin::risk_list, admin::risk_put, admin::risk_delete, admin::events, admin::retry_event,
         figures::sales, figures::live, figures::engine, figures::audit_verify, figures::room),
     components(schemas(ErrorBody)),
-    modifiers(&BearerAuth, &CommonAnswers),
+    modifiers(&BearerAuth, &CommonAnswers, &Links),
     tags((name = "network", description = "stations, train search with remaining tickets, runs"),
          (name = "users", description = "accounts, login tokens, passengers (PII encrypted at rest, masked)"),
          (name = "orders", description = "orders: a seat hold with a pay window; idempotent per (user, key)"),
@@ -90,114 +90,63 @@ impl Modify for CommonAnswers {
 /// Links between operations (OpenAPI's Link Objects): what a client does next with an answer,
 /// the placed order's number to pay it, say. Schemathesis follows them in its stateful phase,
 /// so sequences such as order → pay → pay page → cancel are generated, not only single calls.
-/// They are written into the JSON (utoipa 5 spells a link's fields in snake case, where the
-/// specification has `operationRef`).
-///
-/// (from path, method, status) → (to path, method, parameter, where its value comes from).
-const LINKS: &[(&str, &str, &str, &str, &str, &str, &str)] = &[
-    ("/api/v1/orders", "post", "201", "/api/v1/orders/{order_no}", "get", "order_no", "$response.body#/order_no"),
-    (
-        "/api/v1/orders",
-        "post",
-        "201",
-        "/api/v1/orders/{order_no}/payments",
-        "post",
-        "order_no",
-        "$response.body#/order_no",
-    ),
-    (
-        "/api/v1/orders",
-        "post",
-        "201",
-        "/api/v1/orders/{order_no}/cancel",
-        "post",
-        "order_no",
-        "$response.body#/order_no",
-    ),
-    (
-        "/api/v1/orders/{order_no}/payments",
-        "post",
-        "201",
-        "/mockpay/pay/{payment_no}",
-        "post",
-        "payment_no",
-        "$response.body#/payment_no",
-    ),
-    (
-        "/api/v1/orders/{order_no}",
-        "get",
-        "200",
-        "/api/v1/tickets/{ticket_sn}",
-        "get",
-        "ticket_sn",
-        "$response.body#/tickets/0/ticket_sn",
-    ),
-    (
-        "/api/v1/orders/{order_no}",
-        "get",
-        "200",
-        "/api/v1/tickets/{ticket_sn}/refund",
-        "post",
-        "ticket_sn",
-        "$response.body#/tickets/0/ticket_sn",
-    ),
-    (
-        "/api/v1/orders/{order_no}",
-        "get",
-        "200",
-        "/api/v1/tickets/{ticket_sn}/rebook",
-        "post",
-        "ticket_sn",
-        "$response.body#/tickets/0/ticket_sn",
-    ),
-    (
-        "/api/v1/waitlist",
-        "post",
-        "201",
-        "/api/v1/waitlist/{waitlist_id}",
-        "get",
-        "waitlist_id",
-        "$response.body#/waitlist_id",
-    ),
-    (
-        "/api/v1/waitlist",
-        "post",
-        "201",
-        "/api/v1/waitlist/{waitlist_id}/payments",
-        "post",
-        "waitlist_id",
-        "$response.body#/waitlist_id",
-    ),
-    (
-        "/api/v1/waitlist",
-        "post",
-        "201",
-        "/api/v1/waitlist/{waitlist_id}/cancel",
-        "post",
-        "waitlist_id",
-        "$response.body#/waitlist_id",
-    ),
-    (
-        "/api/v1/queue/{sale_id}/join",
-        "post",
-        "200",
-        "/api/v1/queue/{sale_id}/status",
-        "get",
-        "sale_id",
-        "$request.path.sale_id",
-    ),
+/// Each is (the answer it starts from, the operation it leads to, where the value of that
+/// operation's one path parameter comes from). utoipa 5 spells a link's `operationRef` in snake
+/// case; [`json`] puts it right.
+const LINKS: &[(&str, &str, &str)] = &[
+    ("POST /api/v1/orders 201", "GET /api/v1/orders/{order_no}", ORDER_NO),
+    ("POST /api/v1/orders 201", "POST /api/v1/orders/{order_no}/payments", ORDER_NO),
+    ("POST /api/v1/orders 201", "POST /api/v1/orders/{order_no}/cancel", ORDER_NO),
+    ("POST /api/v1/orders/{order_no}/payments 201", "POST /mockpay/pay/{payment_no}", "$response.body#/payment_no"),
+    ("GET /api/v1/orders/{order_no} 200", "GET /api/v1/tickets/{ticket_sn}", FIRST_TICKET),
+    ("GET /api/v1/orders/{order_no} 200", "POST /api/v1/tickets/{ticket_sn}/refund", FIRST_TICKET),
+    ("GET /api/v1/orders/{order_no} 200", "POST /api/v1/tickets/{ticket_sn}/rebook", FIRST_TICKET),
+    ("POST /api/v1/waitlist 201", "GET /api/v1/waitlist/{waitlist_id}", WISH_ID),
+    ("POST /api/v1/waitlist 201", "POST /api/v1/waitlist/{waitlist_id}/payments", WISH_ID),
+    ("POST /api/v1/waitlist 201", "POST /api/v1/waitlist/{waitlist_id}/cancel", WISH_ID),
+    ("POST /api/v1/queue/{sale_id}/join 200", "GET /api/v1/queue/{sale_id}/status", "$request.path.sale_id"),
 ];
+const ORDER_NO: &str = "$response.body#/order_no";
+const FIRST_TICKET: &str = "$response.body#/tickets/0/ticket_sn";
+const WISH_ID: &str = "$response.body#/waitlist_id";
 
-/// Write [`LINKS`] into the document's JSON.
-fn add_links(doc: &mut serde_json::Value) {
-    for &(from, method, status, to, to_method, name, value) in LINKS {
-        assert!(doc["paths"][to][to_method].is_object(), "a link to {to_method} {to}, which the API does not have");
-        let answer = &mut doc["paths"][from][method]["responses"][status];
-        assert!(answer.is_object(), "a link from the {status} answer of {method} {from}, which it does not give");
-        // A JSON pointer to the operation: `/` in the path is written `~1`.
-        let target = format!("#/paths/{}/{to_method}", to.replace('~', "~0").replace('/', "~1"));
-        let link = serde_json::json!({ "operationRef": target, "parameters": { name: value } });
-        answer["links"][format!("{to_method} {to}")] = link;
+struct Links;
+
+impl Modify for Links {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::RefOr;
+        use utoipa::openapi::link::LinkBuilder;
+        for &(from, to, value) in LINKS {
+            let (from, status) = from.rsplit_once(' ').expect("method, path and status");
+            assert!(operation(&mut doc.paths, to).is_some(), "a link to {to}, which the API does not have");
+            let op = operation(&mut doc.paths, from)
+                .unwrap_or_else(|| panic!("a link from {from}, which is not in the API"));
+            let Some(RefOr::T(answer)) = op.responses.responses.get_mut(status) else {
+                panic!("a link from the {status} answer of {from}, which it does not give");
+            };
+            let (method, path) = to.split_once(' ').expect("method and path");
+            let method = method.to_lowercase();
+            let param = path.split(['{', '}']).nth(1).expect("the target has a path parameter");
+            // A JSON pointer to the operation: `/` in the path is written `~1`.
+            let target = format!("#/paths/{}/{method}", path.replace('~', "~0").replace('/', "~1"));
+            let link = LinkBuilder::new().operation_ref(target).parameter(param, value).build();
+            // Link names are letters, digits, `.`, `-` and `_`: `post.api.v1.orders.order_no.payments`.
+            let name = format!("{method}{}", path.replace(['{', '}'], "").replace('/', "."));
+            answer.links.insert(name, link.into());
+        }
+    }
+}
+
+/// The operation `GET /path` (or `POST`, `PUT`, `DELETE`) of the API.
+fn operation<'a>(paths: &'a mut utoipa::openapi::Paths, op: &str) -> Option<&'a mut utoipa::openapi::path::Operation> {
+    let (method, path) = op.split_once(' ')?;
+    let item = paths.paths.get_mut(path)?;
+    match method {
+        "GET" => item.get.as_mut(),
+        "POST" => item.post.as_mut(),
+        "PUT" => item.put.as_mut(),
+        "DELETE" => item.delete.as_mut(),
+        _ => None,
     }
 }
 
@@ -218,9 +167,10 @@ pub fn json() -> &'static str {
             table += &format!("| {code} | {status} | {meaning} |\n");
         }
         doc.info.description = Some(doc.info.description.unwrap_or_default() + &table);
-        let mut doc = serde_json::to_value(&doc).expect("the OpenAPI document serialises");
-        add_links(&mut doc);
-        doc.to_string()
+        let json = doc.to_json().expect("the OpenAPI document serialises");
+        // utoipa 5 writes a Link Object's `operationRef` as `operation_ref`; no schema of the API
+        // has a field of that name, so the key is only ever a link's.
+        json.replace("\"operation_ref\":", "\"operationRef\":")
     })
 }
 

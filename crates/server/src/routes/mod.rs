@@ -108,6 +108,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed("method not allowed on this route") })
         .with_state(state)
         .layer(DefaultBodyLimit::max(limits.body_len_max))
+        .layer(from_fn_with_state(limits.body_len_max, middleware::chunked_body))
         .layer(shed)
         .layer(CatchPanicLayer::custom(middleware::panic_response))
         .layer(from_fn_with_state(limits, middleware::request_context))

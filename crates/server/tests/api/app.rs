@@ -351,12 +351,12 @@ impl TestApp {
         self.api.request(reqwest::Method::GET, path).send().await.expect("request sent")
     }
 
-    /// Register `name` and log in; a client calling as them.
     /// A client calling as `b`, who registered on an earlier server on this data directory.
     pub async fn again(&self, b: &Buyer) -> Client {
         self.api.with_token(&self.api.login(&b.name, PASSWORD).await.unwrap().token)
     }
 
+    /// Register `name` and log in; a client calling as them.
     pub async fn user(&self, name: &str) -> (Client, String, i64) {
         let registered = self.api.register(name, PASSWORD).await.unwrap();
         let token = self.api.login(name, PASSWORD).await.unwrap().token;

@@ -257,8 +257,16 @@ async fn the_pay_page_notifies_public_url() {
     let app = spawn_app_with(Backend::Sqlite, |c| c.public_url = Some(public_url)).await;
     let b = app.buyer("alice", 1).await;
     press_pay_with_host(&app, &b, &forged).await;
-    let heard = tokio::time::timeout(Duration::from_secs(10), public.accept()).await;
-    assert!(heard.is_ok(), "the notify never reached public_url");
+    let heard = tokio::time::timeout(Duration::from_secs(10), async {
+        use tokio::io::AsyncReadExt;
+        let (mut conn, _) = public.accept().await.unwrap();
+        let mut head = vec![0; 64];
+        let n = conn.read(&mut head).await.unwrap();
+        String::from_utf8_lossy(&head[..n]).into_owned()
+    })
+    .await
+    .expect("the notify never reached public_url");
+    assert!(heard.starts_with("POST /api/v1/payments/notify/mockpay "), "{heard}");
     let forged_heard = tokio::time::timeout(Duration::from_millis(500), trap.accept()).await;
     assert!(forged_heard.is_err(), "the notify went to the forged Host");
 }

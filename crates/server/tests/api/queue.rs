@@ -168,13 +168,14 @@ async fn orders_need_a_valid_token(backend: Backend, redis: bool) {
     let req = order_req("k0", &other, "VNP", "AOH", SeatClass::Second, &alice.passengers);
     let unpaid = alice.api.with_header(headers::DEVICE_ID, "d-a").create_order(&req, None).await.unwrap();
     assert_eq!(unpaid.status, 201);
-    // A placement a purchase rule refuses made nothing: it gives the token back.
+    // A placement a purchase rule refuses made nothing: it gives the token back, so another
+    // placement (another key) may use it.
     assert_eq!(code(place("k1", &alice, Some(token.clone())).await), (409, 40913), "one unpaid order at a time");
     alice.api.cancel(&unpaid.body.order_no).await.unwrap();
-    let placed = place("k1", &alice, Some(token.clone())).await.unwrap();
+    let placed = place("k2", &alice, Some(token.clone())).await.unwrap();
     assert_eq!(placed.status, 201, "the refused placement did not spend the token");
     // The order spent the token; its retry still answers.
-    assert_eq!(place("k1", &alice, Some(token.clone())).await.unwrap().status, 200, "a retry");
+    assert_eq!(place("k2", &alice, Some(token.clone())).await.unwrap().status, 200, "a retry");
     alice.api.cancel(&placed.body.order_no).await.unwrap();
     assert_eq!(code(place("k3", &alice, Some(token.clone())).await), (403, 40306), "a spent token");
     // The spent token ended the admission: joining again queues for a new one.

@@ -106,14 +106,17 @@ async fn post_raw(app: &TestApp, len: usize, chunked: bool) -> String {
     let _writer = tokio::spawn(async move {
         wr.write_all(head.as_bytes()).await?;
         let block = vec![b'x'; 8192];
-        for _ in 0..len / block.len() {
+        let mut left = len;
+        while left > 0 {
+            let part = &block[..left.min(block.len())];
             if chunked {
-                wr.write_all(b"2000\r\n").await?;
+                wr.write_all(format!("{:x}\r\n", part.len()).as_bytes()).await?;
             }
-            wr.write_all(&block).await?;
+            wr.write_all(part).await?;
             if chunked {
                 wr.write_all(b"\r\n").await?;
             }
+            left -= part.len();
         }
         wr.write_all(if chunked { b"0\r\n\r\n" } else { b"" }).await?;
         std::io::Result::Ok(wr)
@@ -180,6 +183,12 @@ async fn operations_endpoints() {
         assert!(doc["paths"][path].is_object(), "{path} missing from the OpenAPI document");
     }
     assert!(doc["info"]["description"].as_str().unwrap().contains("40010"));
+    // Links lead from a placed order to paying it (schemathesis's stateful phase follows them),
+    // spelled as the specification spells them.
+    let pay =
+        &doc["paths"]["/api/v1/orders"]["post"]["responses"]["201"]["links"]["post.api.v1.orders.order_no.payments"];
+    assert_eq!(pay["operationRef"], "#/paths/~1api~1v1~1orders~1{order_no}~1payments/post", "{pay}");
+    assert_eq!(pay["parameters"]["order_no"], "$response.body#/order_no");
     for path in ["/api/v1/admin/stats/sales", "/api/v1/admin/live", "/api/v1/admin/audit/verify"] {
         assert!(doc["paths"][path]["get"].is_object(), "{path} missing from the OpenAPI document");
     }
