@@ -82,7 +82,7 @@ impl Relay {
     /// An operator's retry of DEAD event `id`: due now, its attempts counted from zero, the
     /// retry in the audit log, and the relay woken.
     pub async fn retry_dead(&self, id: i64) -> Result<Retried, StoreError> {
-        let now_ms = self.clock.as_ref()() as i64;
+        let now_ms = self.now_ms();
         let Some(row) = self.store.outbox_retry(id, now_ms).await? else {
             return Ok(self.find(id).await?.map_or(Retried::Unknown, Retried::NotDead));
         };

@@ -106,8 +106,9 @@ pub fn engine_key(parts: &[&[u8]]) -> IdemKey {
 /// grows lands at the end of its B-tree, so recording an order touches the last leaf page of
 /// the orders, trips and statistics indexes instead of a random page of each, and the SQLite
 /// writer writes a few pages per batch instead of several per order (docs/BENCHMARKS.md, issue
-/// 17). The time only orders the numbers; no decision is made from it. The random tail keeps numbers unguessable
-/// (mockpay's pay page is reached by its payment's number) and distinct across nodes.
+/// 17). The time only orders the numbers; no decision is made from it. The random tail keeps
+/// numbers unguessable (mockpay's pay page is reached by its payment's number) and distinct
+/// across nodes.
 pub fn new_number(prefix: char, now_ms: i64) -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static LAST: AtomicU64 = AtomicU64::new(0);

@@ -115,7 +115,7 @@ pub async fn join(flow: &Flow, user_id: i64, req: &WishRequest, source: &str) ->
     let deadline = wish_deadline(flow, &req.deadline, &resolved)?;
     let now = flow.now_ms();
     let request_hash = Sha256::digest(serde_json::to_vec(req).expect("a request serialises")).to_vec();
-    let key_part = req.idempotency_key.clone().unwrap_or_else(|| new_number('W', flow.now_ms()));
+    let key_part = req.idempotency_key.clone().unwrap_or_else(|| new_number('W', now));
     let trips = rules::trips_of(
         std::slice::from_ref(&resolved.stored),
         std::slice::from_ref(&req.passenger_ids),
@@ -125,7 +125,7 @@ pub async fn join(flow: &Flow, user_id: i64, req: &WishRequest, source: &str) ->
     rules::check(flow, user_id, &format!("wish:{key_part}"), OrderKind::Wish, &trips, None).await?;
     let amount_fen = resolved.price_fen * req.passenger_ids.len() as i64;
     let order = NewOrder {
-        order_no: new_number('E', flow.now_ms()),
+        order_no: new_number('E', now),
         user_id,
         idem_key: format!("wish:{key_part}"),
         request_hash: request_hash.clone(),
@@ -140,7 +140,7 @@ pub async fn join(flow: &Flow, user_id: i64, req: &WishRequest, source: &str) ->
         lines: order_lines(std::slice::from_ref(&resolved.stored), &[req.passenger_ids.len()], amount_fen, now),
     };
     let wish = NewWish {
-        wish_id: new_number('W', flow.now_ms()),
+        wish_id: new_number('W', now),
         user_id,
         run_id: resolved.stored.run_id.clone(),
         class: req.class.as_str().to_string(),

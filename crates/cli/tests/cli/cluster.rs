@@ -364,12 +364,18 @@ async fn faults(nodes: &mut [Node], nats: &mut [NatsServer]) -> Vec<(String, Dur
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_sell_one_inventory_through_faults() {
-    let (Some(binary), Ok(pg), Ok(redis)) =
-        (nats_binary(), std::env::var("CHEPIAO_TEST_POSTGRES_URL"), std::env::var("CHEPIAO_TEST_REDIS_URL"))
-    else {
-        eprintln!(
-            "skipped three_nodes_sell_one_inventory_through_faults: needs nats-server, CHEPIAO_TEST_POSTGRES_URL and CHEPIAO_TEST_REDIS_URL"
-        );
+    let (binary, pg, redis) =
+        (nats_binary(), std::env::var("CHEPIAO_TEST_POSTGRES_URL"), std::env::var("CHEPIAO_TEST_REDIS_URL"));
+    let missing: Vec<&str> = [
+        (binary.is_none(), "nats-server is not installed"),
+        (pg.is_err(), "CHEPIAO_TEST_POSTGRES_URL is not set"),
+        (redis.is_err(), "CHEPIAO_TEST_REDIS_URL is not set"),
+    ]
+    .into_iter()
+    .filter_map(|(gone, why)| gone.then_some(why))
+    .collect();
+    let (Some(binary), Ok(pg), Ok(redis)) = (binary, pg, redis) else {
+        eprintln!("skipped three_nodes_sell_one_inventory_through_faults: {}", missing.join(", "));
         return;
     };
     let root = temp_dir();
