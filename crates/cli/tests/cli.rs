@@ -222,7 +222,6 @@ async fn a_paid_order_is_ticketed_after_sigkill() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_a_rush_leaves_no_seat_held_without_an_order() {
     use chepiao_api::Client;
-    use chepiao_domain::SeatClass;
     let dir = temp_dir();
     let env = [
         ("CHEPIAO_RISK_RATE_PER_S", "100000"),
@@ -258,16 +257,7 @@ async fn kill_9_during_a_rush_leaves_no_seat_held_without_an_order() {
                 let (b, pid, run) = (b.clone().with_base(&base), *pid, run.clone());
                 tokio::spawn(async move {
                     for n in 0u64.. {
-                        let key = format!("c{cycle}-b{i}-{n}");
-                        let leg = chepiao_api::orders::LegBody {
-                            run_id: run.clone(),
-                            from: "VNP".into(),
-                            to: "AOH".into(),
-                            class: SeatClass::Second,
-                            passenger_ids: vec![pid],
-                            seat_prefs: None,
-                        };
-                        let req = chepiao_api::orders::OrderRequest { idempotency_key: key, legs: vec![leg] };
+                        let req = order_on(&run, &format!("c{cycle}-b{i}-{n}"), pid);
                         // Every other order is cancelled, so seats keep coming back and the rush
                         // never sells out: holds are being made at every moment a kill can land.
                         match b.create_order(&req, None).await {
@@ -305,8 +295,13 @@ async fn kill_9_during_a_rush_leaves_no_seat_held_without_an_order() {
 
 /// One second-class seat on G1 tomorrow, 北京南 → 上海虹桥, for passenger `pid`.
 fn g1_order(key: &str, pid: i64) -> chepiao_api::orders::OrderRequest {
+    order_on(&format!("G1-{}", tomorrow().format("%Y%m%d")), key, pid)
+}
+
+/// One second-class seat on `run`, 北京南 → 上海虹桥, for passenger `pid`.
+fn order_on(run: &str, key: &str, pid: i64) -> chepiao_api::orders::OrderRequest {
     let leg = chepiao_api::orders::LegBody {
-        run_id: format!("G1-{}", tomorrow().format("%Y%m%d")),
+        run_id: run.into(),
         from: "VNP".into(),
         to: "AOH".into(),
         class: chepiao_domain::SeatClass::Second,

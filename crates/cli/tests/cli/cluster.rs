@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use chepiao_api::Client;
 use chepiao_api::stats::ShardReplica;
 
-use super::{chepiao, temp_dir};
+use super::{chepiao, g1_order, temp_dir};
 
 const ADMIN_KEY: &str = "admin-key-for-the-cluster-test";
 const MOCKPAY_SECRET: &str = "mockpay-secret-for-the-cluster-test";
@@ -277,7 +277,7 @@ async fn a_block_reaches_every_node(nodes: &[Node], api: &Client, pid: i64, uid:
     assert!(block(0, true).await.unwrap().values.contains(&uid));
     let started = Instant::now();
     loop {
-        match api.with_base(&nodes[2].url()).create_order(&order_req("blocked", pid), None).await {
+        match api.with_base(&nodes[2].url()).create_order(&g1_order("blocked", pid), None).await {
             Err(e) if e.code() == Some(40301) => break,
             other => assert!(
                 started.elapsed() < Duration::from_secs(10),
@@ -290,12 +290,8 @@ async fn a_block_reaches_every_node(nodes: &[Node], api: &Client, pid: i64, uid:
     eprintln!("cluster: a block made on node 0 refused the user on node 2 after {:?}", started.elapsed());
     assert!(!block(1, false).await.unwrap().values.contains(&uid));
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let answer = api.with_base(&nodes[0].url()).create_order(&order_req("unblocked", pid), None).await;
+    let answer = api.with_base(&nodes[0].url()).create_order(&g1_order("unblocked", pid), None).await;
     assert!(answer.is_ok(), "unblocked on node 1, still refused on node 0: {:?}", answer.err());
-}
-
-fn order_req(key: &str, pid: i64) -> chepiao_api::orders::OrderRequest {
-    super::g1_order(key, pid)
 }
 
 async fn status_becomes(api: &Client, order_no: &str, want: &str, within: Duration) {
@@ -317,11 +313,11 @@ async fn nodes_share_the_work(nodes: &[Node], db: &str, tag: &str) {
     let (a, b) = ((holder + 1) % 3, (holder + 2) % 3);
     let (api, pid, uid) = buyer(&nodes[a].url(), tag).await;
     let on = |i: usize| api.with_base(&nodes[i].url());
-    let order = on(a).create_order(&order_req("paid", pid), None).await.unwrap().body;
+    let order = on(a).create_order(&g1_order("paid", pid), None).await.unwrap().body;
     let started = on(b).pay(&order.order_no, "mockpay").await.unwrap();
     on(b).press_pay(&started.pay_url, true).await.unwrap();
     status_becomes(&on(holder), &order.order_no, "TICKETED", Duration::from_secs(30)).await;
-    let unpaid = on(a).create_order(&order_req("unpaid", pid), None).await.unwrap().body;
+    let unpaid = on(a).create_order(&g1_order("unpaid", pid), None).await.unwrap().body;
     status_becomes(&on(b), &unpaid.order_no, "EXPIRED", Duration::from_secs(60)).await;
     let log = nodes[holder].log();
     eprintln!(

@@ -78,6 +78,11 @@ impl RedisQueue {
         })
     }
 
+    /// Where a spent token records the order it admitted (until the token's expiry).
+    fn spent_key(&self, token_id: &str) -> String {
+        format!("{}:spent:{token_id}", self.prefix)
+    }
+
     fn keys(&self, sale: &str) -> [String; 4] {
         let base = format!("{}:q:{{{sale}}}", self.prefix);
         [format!("{base}:wait"), format!("{base}:admitted"), format!("{base}:seq"), format!("{base}:clock")]
@@ -91,7 +96,7 @@ impl QueueBackend for RedisQueue {
     }
 
     async fn spend(&self, token_id: &str, key: &str, until_ms: i64, now_ms: i64) -> Result<bool, QueueError> {
-        let k = format!("{}:spent:{token_id}", self.prefix);
+        let k = self.spent_key(token_id);
         let ttl_ms = (until_ms - now_ms).max(1);
         let set: Option<String> = redis::cmd("SET")
             .arg(&k)
@@ -111,7 +116,7 @@ impl QueueBackend for RedisQueue {
     }
 
     async fn unspend(&self, token_id: &str, key: &str) -> Result<(), QueueError> {
-        let k = format!("{}:spent:{token_id}", self.prefix);
+        let k = self.spent_key(token_id);
         let _: i64 = redis::Script::new(
             "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
         )
@@ -125,7 +130,7 @@ impl QueueBackend for RedisQueue {
 
     async fn spent(&self, token_id: &str, _now_ms: i64) -> Result<bool, QueueError> {
         // The key expires with the token (`PX` in `spend`).
-        let k = format!("{}:spent:{token_id}", self.prefix);
+        let k = self.spent_key(token_id);
         let n: i64 = redis::cmd("EXISTS").arg(&k).query_async(&mut self.conn.clone()).await.map_err(err)?;
         Ok(n == 1)
     }

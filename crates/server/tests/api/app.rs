@@ -351,9 +351,10 @@ impl TestApp {
         self.api.request(reqwest::Method::GET, path).send().await.expect("request sent")
     }
 
-    /// A client calling as `b`, who registered on an earlier server on this data directory.
-    pub async fn again(&self, b: &Buyer) -> Client {
-        self.api.with_token(&self.api.login(&b.name, PASSWORD).await.unwrap().token)
+    /// `b`, who registered on an earlier server on this data directory, logged in to this one.
+    pub async fn again(&self, b: &Buyer) -> Buyer {
+        let api = self.api.with_token(&self.api.login(&b.name, PASSWORD).await.unwrap().token);
+        Buyer { api, name: b.name.clone(), user_id: b.user_id, passengers: b.passengers.clone() }
     }
 
     /// Register `name` and log in; a client calling as them.
